@@ -1,0 +1,354 @@
+//! Checkpoints: which bytes of which file the intake has accepted, and their file on disk.
+//!
+//! The reader registers each stream (one file incarnation) with the position it starts from.
+//! Batches carry the byte ranges they cover; when a batch is accepted its ranges are acked
+//! here, in whatever order answers arrive. A stream's position is the end of the longest run
+//! of acked ranges from its start, so it never jumps over a range still in flight. The store
+//! writes positions atomically (temp file, fsync, rename, fsync of the directory).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::encode::Mark;
+use crate::tail::identity::{DevIno, Fingerprint};
+
+pub const CHECKPOINT_FILE: &str = "checkpoints.json";
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot write checkpoints to {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot read checkpoints from {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("checkpoint file {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// One file's accepted position, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub dev: u64,
+    pub inode: u64,
+    pub fingerprint: Fingerprint,
+    /// Everything before this byte was accepted by the intake.
+    pub offset: u64,
+    /// Last known path, for people reading the file.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointFile {
+    pub version: u32,
+    pub files: Vec<Entry>,
+}
+
+/// Reads the checkpoint file in `data_dir`; a missing file is an empty set.
+pub fn load(data_dir: &Path) -> Result<Vec<Entry>, CheckpointError> {
+    let path = data_dir.join(CHECKPOINT_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(CheckpointError::Read { path, source }),
+    };
+    let file: CheckpointFile =
+        serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    if file.version != FORMAT_VERSION {
+        return Err(CheckpointError::Corrupt {
+            path,
+            reason: format!("unknown format version {}", file.version),
+        });
+    }
+    Ok(file.files)
+}
+
+/// Moves an unusable checkpoint file aside so the next write starts clean; returns where to.
+pub fn move_aside(data_dir: &Path) -> io::Result<PathBuf> {
+    let from = data_dir.join(CHECKPOINT_FILE);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let to = data_dir.join(format!("{CHECKPOINT_FILE}.corrupt-{secs}"));
+    fs::rename(&from, &to)?;
+    Ok(to)
+}
+
+/// Writes `entries` atomically: a reader sees the old file or the new one, never a mix.
+pub fn store(data_dir: &Path, entries: &[Entry]) -> Result<(), CheckpointError> {
+    let path = data_dir.join(CHECKPOINT_FILE);
+    let tmp = data_dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let err = |source| CheckpointError::Write {
+        path: path.clone(),
+        source,
+    };
+    let body = serde_json::to_vec_pretty(&CheckpointFile {
+        version: FORMAT_VERSION,
+        files: entries.to_vec(),
+    })
+    .map_err(|e| err(io::Error::other(e)))?;
+    let mut f = File::create(&tmp).map_err(err)?;
+    f.write_all(&body).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(err)?;
+    // The rename is durable only once the directory entry is.
+    File::open(data_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(err)?;
+    Ok(())
+}
+
+struct Stream {
+    id: DevIno,
+    fingerprint: Fingerprint,
+    path: String,
+    /// Everything before this was accepted.
+    done: u64,
+    /// Accepted ranges beyond `done`, by start.
+    ahead: BTreeMap<u64, u64>,
+    /// Set when the reader closed the stream: its last byte. Forgotten once `done` reaches it.
+    closed_at: Option<u64>,
+    /// A later stream of the same file (after truncation) supersedes this one in the store.
+    superseded: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    streams: HashMap<u64, Stream>,
+    dirty: bool,
+}
+
+/// Accepted positions of every open stream, shared by the reader and the senders.
+#[derive(Default)]
+pub struct Tracker {
+    inner: Mutex<Inner>,
+}
+
+impl Tracker {
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// A stream starts at `start` (its checkpoint, or 0, or its size for `read_from = end`).
+    pub fn register(
+        &self,
+        stream: u64,
+        id: DevIno,
+        fingerprint: Fingerprint,
+        path: &Path,
+        start: u64,
+    ) {
+        let mut inner = self.lock();
+        for s in inner.streams.values_mut() {
+            if s.id == id {
+                s.superseded = true;
+            }
+        }
+        inner.streams.insert(
+            stream,
+            Stream {
+                id,
+                fingerprint,
+                path: path.display().to_string(),
+                done: start,
+                ahead: BTreeMap::new(),
+                closed_at: None,
+                superseded: false,
+            },
+        );
+        inner.dirty = true;
+    }
+
+    pub fn update_fingerprint(&self, stream: u64, fingerprint: Fingerprint) {
+        if let Some(s) = self.lock().streams.get_mut(&stream) {
+            s.fingerprint = fingerprint;
+        }
+    }
+
+    pub fn update_path(&self, stream: u64, path: &Path) {
+        let mut inner = self.lock();
+        if let Some(s) = inner.streams.get_mut(&stream) {
+            s.path = path.display().to_string();
+            inner.dirty = true;
+        }
+    }
+
+    /// The reader will send nothing more of `stream` beyond `last`.
+    pub fn close(&self, stream: u64, last: u64) {
+        let mut inner = self.lock();
+        if let Some(s) = inner.streams.get_mut(&stream) {
+            s.closed_at = Some(last);
+        }
+        inner.streams.retain(|_, s| !s.finished());
+        inner.dirty = true;
+    }
+
+    /// Records that the intake accepted (or we deliberately gave up) these ranges.
+    pub fn ack(&self, marks: &[Mark]) {
+        let mut inner = self.lock();
+        let mut any_finished = false;
+        for m in marks {
+            let Some(s) = inner.streams.get_mut(&m.stream) else {
+                continue;
+            };
+            if m.start == s.done {
+                s.done = m.end;
+                while let Some(end) = s.ahead.remove(&s.done) {
+                    s.done = end;
+                }
+            } else if m.start > s.done {
+                s.ahead.insert(m.start, m.end);
+            }
+            any_finished |= s.finished();
+        }
+        if any_finished {
+            inner.streams.retain(|_, s| !s.finished());
+        }
+        inner.dirty = true;
+    }
+
+    /// The accepted position of a stream.
+    pub fn position(&self, stream: u64) -> Option<u64> {
+        self.lock().streams.get(&stream).map(|s| s.done)
+    }
+
+    /// The entries to store, if anything changed since the last call.
+    pub fn snapshot_if_dirty(&self) -> Option<Vec<Entry>> {
+        let mut inner = self.lock();
+        if !inner.dirty {
+            return None;
+        }
+        inner.dirty = false;
+        Some(entries(&inner))
+    }
+
+    /// Asks for the next [`Tracker::snapshot_if_dirty`] to return entries (after a failed write).
+    pub fn mark_dirty(&self) {
+        self.lock().dirty = true;
+    }
+
+    pub fn snapshot(&self) -> Vec<Entry> {
+        let mut inner = self.lock();
+        inner.dirty = false;
+        entries(&inner)
+    }
+}
+
+impl Stream {
+    fn finished(&self) -> bool {
+        self.closed_at.is_some_and(|last| self.done >= last)
+    }
+}
+
+fn entries(inner: &Inner) -> Vec<Entry> {
+    let mut out: Vec<Entry> = inner
+        .streams
+        .values()
+        .filter(|s| !s.superseded)
+        .map(|s| Entry {
+            dev: s.id.dev,
+            inode: s.id.ino,
+            fingerprint: s.fingerprint,
+            offset: s.done,
+            path: s.path.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path).then(a.inode.cmp(&b.inode)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fp() -> Fingerprint {
+        Fingerprint { len: 4, hash: 9 }
+    }
+
+    fn mark(stream: u64, start: u64, end: u64) -> Mark {
+        Mark { stream, start, end }
+    }
+
+    #[test]
+    fn position_never_jumps_a_hole() {
+        let t = Tracker::new();
+        let id = DevIno { dev: 1, ino: 2 };
+        t.register(1, id, fp(), Path::new("/a"), 100);
+        t.ack(&[mark(1, 150, 200)]);
+        assert_eq!(t.position(1), Some(100));
+        t.ack(&[mark(1, 200, 260)]);
+        assert_eq!(t.position(1), Some(100));
+        t.ack(&[mark(1, 100, 150)]);
+        assert_eq!(t.position(1), Some(260));
+    }
+
+    #[test]
+    fn closed_stream_is_forgotten_once_accepted() {
+        let t = Tracker::new();
+        t.register(1, DevIno { dev: 1, ino: 2 }, fp(), Path::new("/a"), 0);
+        t.close(1, 10);
+        assert_eq!(t.snapshot().len(), 1);
+        t.ack(&[mark(1, 0, 10)]);
+        assert!(t.snapshot().is_empty());
+    }
+
+    #[test]
+    fn store_is_atomic_and_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(load(dir.path()).expect("empty").is_empty());
+        let t = Tracker::new();
+        t.register(1, DevIno { dev: 1, ino: 2 }, fp(), Path::new("/a"), 42);
+        store(dir.path(), &t.snapshot()).expect("store");
+        let back = load(dir.path()).expect("load");
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].offset, 42);
+        assert!(!dir.path().join("checkpoints.json.tmp").exists());
+    }
+
+    #[test]
+    fn format_is_pinned() {
+        let entry = Entry {
+            dev: 1,
+            inode: 2,
+            fingerprint: fp(),
+            offset: 3,
+            path: "/a".into(),
+        };
+        let text = serde_json::to_string(&CheckpointFile {
+            version: 1,
+            files: vec![entry],
+        })
+        .expect("json");
+        assert_eq!(
+            text,
+            r#"{"version":1,"files":[{"dev":1,"inode":2,"fingerprint":{"len":4,"hash":9},"offset":3,"path":"/a"}]}"#
+        );
+    }
+
+    #[test]
+    fn corrupt_file_is_reported_and_moved_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join(CHECKPOINT_FILE), b"{not json").expect("write");
+        let err = load(dir.path()).expect_err("corrupt");
+        assert!(err.to_string().contains("corrupt"), "{err}");
+        let aside = move_aside(dir.path()).expect("move");
+        assert!(aside.exists());
+        assert!(load(dir.path()).expect("now empty").is_empty());
+    }
+}

@@ -1,0 +1,663 @@
+//! Configuration: the TOML/YAML file, environment overrides, defaults and validation.
+//!
+//! This module owns the shape of the configuration and every rule about which values are
+//! allowed. Everything downstream receives a [`Config`] that has passed [`Config::validate`], so
+//! no other module re-checks ranges. Errors always name the key (`batch.max_events`,
+//! `inputs[0].include`) so an operator can find the line to fix.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variables with this prefix override configuration keys.
+pub const ENV_PREFIX: &str = "SIDELOG_";
+/// Separator between nesting levels in an environment override name.
+pub const ENV_SEPARATOR: &str = "__";
+/// Environment variables with the prefix that are not configuration keys.
+const ENV_NOT_KEYS: &[&str] = &["SIDELOG_CONFIG", "SIDELOG_LOG"];
+/// Keys whose environment override is a comma-separated list.
+const LIST_KEYS: &[&str] = &["include", "exclude", "tags"];
+
+/// The intake's hard limits (Datadog logs API v2).
+pub const INTAKE_MAX_EVENTS: usize = 1000;
+pub const INTAKE_MAX_BODY_BYTES: usize = 5_000_000;
+pub const INTAKE_MAX_EVENT_BYTES: usize = 1_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("config key `{key}`: {reason}")]
+    Key { key: String, reason: String },
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for checkpoints; created if missing.
+    pub data_dir: PathBuf,
+    /// Level of sidelog's own logs when `RUST_LOG` is not set.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// How long shutdown may wait for in-flight requests before writing checkpoints.
+    pub shutdown_timeout_ms: u64,
+    /// How often accepted positions are written to `data_dir`.
+    pub checkpoint_interval_ms: u64,
+    pub inputs: Vec<Input>,
+    pub tail: TailConfig,
+    pub datadog: DatadogConfig,
+    pub batch: BatchConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("/var/lib/sidelog"),
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            shutdown_timeout_ms: 20_000,
+            checkpoint_interval_ms: 1_000,
+            inputs: Vec::new(),
+            tail: TailConfig::default(),
+            datadog: DatadogConfig::default(),
+            batch: BatchConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    Beginning,
+    End,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Input {
+    /// Globs of files to tail.
+    pub include: Vec<String>,
+    /// Globs of files never to tail, even when `include` matches.
+    pub exclude: Vec<String>,
+    /// Where to start in a file that has no checkpoint and exists at startup.
+    pub read_from: ReadFrom,
+    pub service: String,
+    /// Sent as `ddsource`.
+    pub source: String,
+    /// Sent as `status` on every event of this input.
+    pub status: String,
+    /// Added to `datadog.tags` for the events of this input.
+    pub tags: Vec<String>,
+    /// Longest message per event; a longer line is split into several events.
+    pub max_line_bytes: usize,
+    /// Lines with no bytes (after removing the line ending) are counted and not shipped.
+    pub skip_empty_lines: bool,
+}
+
+impl Default for Input {
+    fn default() -> Self {
+        Input {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            read_from: ReadFrom::Beginning,
+            service: String::new(),
+            source: String::new(),
+            status: "info".into(),
+            tags: Vec::new(),
+            max_line_bytes: 900_000,
+            skip_empty_lines: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TailConfig {
+    /// Safety-net rescan of the globs and of known files' sizes, in case a file event was lost.
+    pub rescan_interval_ms: u64,
+    /// Size of one read; also the most read from one file before turning to the next.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for TailConfig {
+    fn default() -> Self {
+        TailConfig {
+            rescan_interval_ms: 10_000,
+            read_buffer_bytes: 256 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Gzip,
+    Deflate,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    /// The `Content-Encoding` header value for this codec.
+    pub fn content_encoding(self) -> &'static str {
+        match self {
+            Compression::Gzip => "gzip",
+            Compression::Deflate => "deflate",
+            Compression::Zstd => "zstd",
+            Compression::None => "identity",
+        }
+    }
+
+    fn level_range(self) -> (i32, i32) {
+        match self {
+            Compression::Gzip | Compression::Deflate => (0, 9),
+            Compression::Zstd => (1, 19),
+            Compression::None => (i32::MIN, i32::MAX),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatadogConfig {
+    pub site: String,
+    /// Base URL overriding `site`, e.g. `http://127.0.0.1:8080`.
+    pub endpoint: String,
+    /// File holding the API key; when empty, the `DD_API_KEY` environment variable is used.
+    pub api_key_file: PathBuf,
+    /// Sent as `hostname`; empty means the host (pod) name.
+    pub hostname: String,
+    pub tags: Vec<String>,
+    pub compression: Compression,
+    pub compression_level: i32,
+    pub request_timeout_ms: u64,
+    /// Requests in flight at once.
+    pub request_concurrency: usize,
+    /// First retry delay; doubles per failed attempt up to `retry_max_ms` (full jitter).
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for DatadogConfig {
+    fn default() -> Self {
+        DatadogConfig {
+            site: "datadoghq.com".into(),
+            endpoint: String::new(),
+            api_key_file: PathBuf::new(),
+            hostname: String::new(),
+            tags: Vec::new(),
+            compression: Compression::Gzip,
+            compression_level: 6,
+            request_timeout_ms: 30_000,
+            request_concurrency: 4,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 60_000,
+        }
+    }
+}
+
+/// Datadog sites and the intake host of each.
+pub const SITES: &[(&str, &str)] = &[
+    ("datadoghq.com", "http-intake.logs.datadoghq.com"),
+    ("us3.datadoghq.com", "http-intake.logs.us3.datadoghq.com"),
+    ("us5.datadoghq.com", "http-intake.logs.us5.datadoghq.com"),
+    ("datadoghq.eu", "http-intake.logs.datadoghq.eu"),
+    ("ap1.datadoghq.com", "http-intake.logs.ap1.datadoghq.com"),
+    ("ap2.datadoghq.com", "http-intake.logs.ap2.datadoghq.com"),
+    ("ddog-gov.com", "http-intake.logs.ddog-gov.com"),
+];
+
+impl DatadogConfig {
+    /// The full URL batches are posted to.
+    pub fn logs_url(&self) -> String {
+        if !self.endpoint.is_empty() {
+            return format!("{}/api/v2/logs", self.endpoint.trim_end_matches('/'));
+        }
+        let host = SITES
+            .iter()
+            .find(|(site, _)| *site == self.site)
+            .map(|(_, host)| host.to_string())
+            .unwrap_or_else(|| format!("http-intake.logs.{}", self.site));
+        format!("https://{host}/api/v2/logs")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_events: usize,
+    /// Uncompressed JSON bytes per request.
+    pub max_bytes: usize,
+    /// A batch is sent at the latest this long after its first event.
+    pub timeout_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_events: 1000,
+            max_bytes: 4_500_000,
+            timeout_ms: 1_000,
+        }
+    }
+}
+
+impl Config {
+    /// Loads a config file (format from its extension: `.toml`, `.yaml`, `.yml`), applies
+    /// `SIDELOG_*` environment overrides, and validates the result.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, &env)
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                reason: "no such file".into(),
+            });
+        }
+        let mut builder = config::Config::builder().add_source(config::File::from(path));
+        for (name, value) in env {
+            let Some((key, value)) = env_override(name, value)? else {
+                continue;
+            };
+            builder = builder
+                .set_override(key.clone(), value)
+                .map_err(|e| ConfigError::Key {
+                    key: key.clone(),
+                    reason: format!("from environment variable {name}: {e}"),
+                })?;
+        }
+        let raw = builder.build().map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let config: Config = serde_path_to_error::deserialize(raw).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Key {
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                reason: e.into_inner().to_string(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every range and cross-key rule; reports all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut range = |key: &str, value: u64, lo: u64, hi: u64| {
+            if value < lo || value > hi {
+                errors.push(format!(
+                    "{key} = {value} is out of range (allowed: {lo} to {hi})"
+                ));
+            }
+        };
+        range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 600_000);
+        range(
+            "checkpoint_interval_ms",
+            self.checkpoint_interval_ms,
+            10,
+            60_000,
+        );
+        range(
+            "tail.rescan_interval_ms",
+            self.tail.rescan_interval_ms,
+            100,
+            3_600_000,
+        );
+        range(
+            "tail.read_buffer_bytes",
+            self.tail.read_buffer_bytes as u64,
+            4096,
+            16 << 20,
+        );
+        range(
+            "batch.max_events",
+            self.batch.max_events as u64,
+            1,
+            INTAKE_MAX_EVENTS as u64,
+        );
+        range(
+            "batch.max_bytes",
+            self.batch.max_bytes as u64,
+            64 * 1024,
+            INTAKE_MAX_BODY_BYTES as u64,
+        );
+        range("batch.timeout_ms", self.batch.timeout_ms, 1, 600_000);
+        range(
+            "datadog.request_timeout_ms",
+            self.datadog.request_timeout_ms,
+            100,
+            600_000,
+        );
+        range(
+            "datadog.request_concurrency",
+            self.datadog.request_concurrency as u64,
+            1,
+            64,
+        );
+        range(
+            "datadog.retry_initial_ms",
+            self.datadog.retry_initial_ms,
+            1,
+            600_000,
+        );
+        range(
+            "datadog.retry_max_ms",
+            self.datadog.retry_max_ms,
+            1,
+            3_600_000,
+        );
+        for (i, input) in self.inputs.iter().enumerate() {
+            range(
+                &format!("inputs[{i}].max_line_bytes"),
+                input.max_line_bytes as u64,
+                1024,
+                900_000,
+            );
+        }
+
+        if self.datadog.retry_max_ms < self.datadog.retry_initial_ms {
+            errors.push(format!(
+                "datadog.retry_max_ms = {} must not be below datadog.retry_initial_ms = {}",
+                self.datadog.retry_max_ms, self.datadog.retry_initial_ms
+            ));
+        }
+        let (lo, hi) = self.datadog.compression.level_range();
+        if self.datadog.compression != Compression::None
+            && !(lo..=hi).contains(&self.datadog.compression_level)
+        {
+            errors.push(format!(
+                "datadog.compression_level = {} is out of range for {} (allowed: {lo} to {hi})",
+                self.datadog.compression_level,
+                self.datadog.compression.content_encoding()
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            errors.push("data_dir: must not be empty".into());
+        }
+        if self.log_level.parse::<tracing::Level>().is_err() {
+            errors.push(format!(
+                "log_level = {:?} is not a level (allowed: error, warn, info, debug, trace)",
+                self.log_level
+            ));
+        }
+        let endpoint = &self.datadog.endpoint;
+        let has_scheme = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+        if !endpoint.is_empty() && !has_scheme {
+            errors.push(format!(
+                "datadog.endpoint = {endpoint:?} must start with http:// or https://"
+            ));
+        }
+        if endpoint.is_empty() && self.datadog.site.trim().is_empty() {
+            errors.push("datadog.site: must not be empty when datadog.endpoint is unset".into());
+        }
+        check_tags("datadog.tags", &self.datadog.tags, &mut errors);
+
+        if self.inputs.is_empty() {
+            errors.push("inputs: at least one [[inputs]] table with `include` is required".into());
+        }
+        for (i, input) in self.inputs.iter().enumerate() {
+            if input.include.is_empty() {
+                errors.push(format!(
+                    "inputs[{i}].include: required, a list of at least one glob"
+                ));
+            }
+            for (kind, globs) in [("include", &input.include), ("exclude", &input.exclude)] {
+                for (j, glob) in globs.iter().enumerate() {
+                    if let Err(e) = globset::Glob::new(glob) {
+                        errors.push(format!("inputs[{i}].{kind}[{j}] = {glob:?}: {e}"));
+                    } else if kind == "include" && !Path::new(glob).is_absolute() {
+                        errors.push(format!(
+                            "inputs[{i}].{kind}[{j}] = {glob:?}: must be an absolute path"
+                        ));
+                    }
+                }
+            }
+            if input.status.is_empty() {
+                errors.push(format!("inputs[{i}].status: must not be empty"));
+            }
+            check_tags(&format!("inputs[{i}].tags"), &input.tags, &mut errors);
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+
+    /// The effective configuration as TOML, for `sidelog check`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn check_tags(key: &str, tags: &[String], errors: &mut Vec<String>) {
+    for (i, tag) in tags.iter().enumerate() {
+        if tag.is_empty() || tag.contains(',') {
+            errors.push(format!(
+                "{key}[{i}] = {tag:?}: a tag must be non-empty and must not contain a comma"
+            ));
+        }
+    }
+}
+
+/// Turns `SIDELOG_DATADOG__ENDPOINT=x` into `("datadog.endpoint", "x")` and
+/// `SIDELOG_INPUTS__0__TAGS=a,b` into `("inputs[0].tags", ["a", "b"])`.
+fn env_override(name: &str, value: &str) -> Result<Option<(String, config::Value)>, ConfigError> {
+    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        return Ok(None);
+    };
+    if ENV_NOT_KEYS.contains(&name) {
+        return Ok(None);
+    }
+    let mut key = String::new();
+    let mut last = String::new();
+    for segment in rest.split(ENV_SEPARATOR) {
+        let segment = segment.to_ascii_lowercase();
+        if segment.is_empty() {
+            return Err(ConfigError::Key {
+                key: name.into(),
+                reason: "empty segment in environment override name".into(),
+            });
+        }
+        if segment.bytes().all(|b| b.is_ascii_digit()) {
+            if key.is_empty() {
+                return Err(ConfigError::Key {
+                    key: name.into(),
+                    reason: "environment override cannot start with an index".into(),
+                });
+            }
+            key.push('[');
+            key.push_str(&segment);
+            key.push(']');
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(&segment);
+            last = segment;
+        }
+    }
+    let value = if LIST_KEYS.contains(&last.as_str()) {
+        let items: Vec<config::Value> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| config::Value::from(s.to_string()))
+            .collect();
+        config::Value::from(items)
+    } else {
+        config::Value::from(value.to_string())
+    };
+    Ok(Some((key, value)))
+}
+
+/// Every key path that exists, for documentation checks.
+pub fn all_keys() -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let value = toml::Value::try_from(Config {
+        inputs: vec![Input::default()],
+        ..Config::default()
+    })
+    .unwrap_or(toml::Value::Table(Default::default()));
+    collect_keys("", &value, &mut keys);
+    keys
+}
+
+fn collect_keys(prefix: &str, value: &toml::Value, keys: &mut BTreeSet<String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                collect_keys(&path, v, keys);
+            }
+        }
+        toml::Value::Array(items) if items.iter().all(|v| v.is_table()) && !items.is_empty() => {
+            for item in items {
+                collect_keys(prefix, item, keys);
+            }
+        }
+        _ => {
+            keys.insert(prefix.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sidelog.toml");
+        std::fs::write(&path, text).expect("write");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_with_env(&path, &env)
+    }
+
+    const MINIMAL: &str = "[[inputs]]\ninclude = [\"/var/log/app/*.log\"]\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load(MINIMAL, &[]).expect("valid");
+        assert_eq!(c.batch.max_events, 1000);
+        assert_eq!(c.datadog.compression, Compression::Gzip);
+        assert_eq!(c.inputs[0].read_from, ReadFrom::Beginning);
+        assert_eq!(
+            c.datadog.logs_url(),
+            "https://http-intake.logs.datadoghq.com/api/v2/logs"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_nested_and_indexed_keys() {
+        let c = load(
+            MINIMAL,
+            &[
+                ("SIDELOG_DATADOG__ENDPOINT", "http://127.0.0.1:9/"),
+                ("SIDELOG_BATCH__MAX_EVENTS", "10"),
+                ("SIDELOG_INPUTS__0__SERVICE", "svc"),
+                ("SIDELOG_DATADOG__TAGS", "a:1, b:2"),
+                ("SIDELOG_CONFIG", "/ignored"),
+                ("OTHER", "x"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.datadog.logs_url(), "http://127.0.0.1:9/api/v2/logs");
+        assert_eq!(c.batch.max_events, 10);
+        assert_eq!(c.inputs[0].service, "svc");
+        assert_eq!(c.datadog.tags, vec!["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = load(&format!("{MINIMAL}[datadog]\ncompresion = \"gzip\"\n"), &[])
+            .expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("compresion"), "{text}");
+        assert!(text.contains("datadog"), "{text}");
+    }
+
+    #[test]
+    fn bad_enum_value_is_named() {
+        let err = load(&format!("{MINIMAL}[datadog]\ncompression = \"lz4\"\n"), &[])
+            .expect_err("bad value");
+        let text = err.to_string();
+        assert!(text.contains("datadog.compression"), "{text}");
+        assert!(text.contains("lz4"), "{text}");
+    }
+
+    #[test]
+    fn out_of_range_names_key_and_range() {
+        let err =
+            load(&format!("{MINIMAL}[batch]\nmax_events = 5000\n"), &[]).expect_err("out of range");
+        let text = err.to_string();
+        assert!(text.contains("batch.max_events = 5000"), "{text}");
+        assert!(text.contains("1 to 1000"), "{text}");
+    }
+
+    #[test]
+    fn missing_include_is_named() {
+        let err = load("[[inputs]]\nservice = \"x\"\n", &[]).expect_err("no include");
+        assert!(err.to_string().contains("inputs[0].include"), "{err}");
+        let err = load("data_dir = \"/tmp\"\n", &[]).expect_err("no inputs");
+        assert!(err.to_string().contains("inputs"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_from_environment_is_named() {
+        let err = load(MINIMAL, &[("SIDELOG_BATCH__MAX_EVENTS", "many")]).expect_err("type");
+        assert!(err.to_string().contains("batch.max_events"), "{err}");
+    }
+
+    #[test]
+    fn yaml_is_accepted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sidelog.yaml");
+        std::fs::write(
+            &path,
+            "inputs:\n  - include: [\"/var/log/*.log\"]\n    service: web\nbatch:\n  max_events: 5\n",
+        )
+        .expect("write");
+        let c = Config::load_with_env(&path, &[]).expect("valid yaml");
+        assert_eq!(c.inputs[0].service, "web");
+        assert_eq!(c.batch.max_events, 5);
+    }
+
+    #[test]
+    fn every_site_maps_to_its_intake() {
+        for (site, host) in SITES {
+            let d = DatadogConfig {
+                site: site.to_string(),
+                ..DatadogConfig::default()
+            };
+            assert_eq!(d.logs_url(), format!("https://{host}/api/v2/logs"));
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The built-in Datadog-compatible logs intake: for the demo, for local use and for tests.
+//!
+//! It accepts `POST /api/v2/logs` (and the legacy `/v1/input`) with gzip, deflate, zstd or
+//! identity bodies and answers like the real intake: 202 `{}` when accepted, 403 for a wrong
+//! key (when a key file is given; it is re-read per request so key rotation can be tested),
+//! 413 above 5,000,000 bytes uncompressed, 400 above 1,000 events or for malformed JSON. Tests
+//! start it on `127.0.0.1:0`, read back what arrived, and can make it answer a fixed status.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::value::RawValue;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::compress::{self, DecodeError};
+use crate::config::{INTAKE_MAX_BODY_BYTES, INTAKE_MAX_EVENTS};
+use crate::secret;
+
+/// Compressed bodies above this are refused before decompression.
+const MAX_WIRE_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone, Default)]
+pub struct IntakeOptions {
+    pub listen: Option<SocketAddr>,
+    /// When set, requests must carry the key in this file (re-read per request).
+    pub api_key_file: Option<PathBuf>,
+    /// Append each accepted event to this file as one JSON line.
+    pub out: Option<PathBuf>,
+    /// Keep every accepted event in memory (tests).
+    pub keep_events: bool,
+}
+
+/// Counters and captured events; shared with the handlers.
+#[derive(Default)]
+pub struct IntakeState {
+    pub requests: AtomicU64,
+    pub accepted_requests: AtomicU64,
+    pub events: AtomicU64,
+    /// Uncompressed body bytes of accepted requests.
+    pub bytes: AtomicU64,
+    pub rejected: AtomicU64,
+    kept: Mutex<Vec<serde_json::Value>>,
+    encodings: Mutex<BTreeMap<String, u64>>,
+    user_agents: Mutex<BTreeMap<String, u64>>,
+    /// When non-zero, every request gets this status instead of being processed.
+    forced_status: AtomicU64,
+    keep_events: bool,
+    api_key_file: Option<PathBuf>,
+    out: Option<Mutex<BufWriter<File>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A running intake.
+pub struct Intake {
+    pub addr: SocketAddr,
+    pub state: Arc<IntakeState>,
+    stop: CancellationToken,
+}
+
+impl Intake {
+    /// Binds and starts serving on the current Tokio runtime.
+    pub async fn start(opts: IntakeOptions) -> std::io::Result<Intake> {
+        let listen = opts
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let out = match &opts.out {
+            Some(path) => Some(Mutex::new(BufWriter::new(
+                OpenOptions::new().create(true).append(true).open(path)?,
+            ))),
+            None => None,
+        };
+        let state = Arc::new(IntakeState {
+            keep_events: opts.keep_events,
+            api_key_file: opts.api_key_file.clone(),
+            out,
+            ..IntakeState::default()
+        });
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, state.clone(), stop.clone()));
+        Ok(Intake { addr, state, stop })
+    }
+
+    /// Base URL for `datadog.endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every accepted event so far (only with `keep_events`).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        lock(&self.state.kept).clone()
+    }
+
+    pub fn event_count(&self) -> u64 {
+        self.state.events.load(Ordering::Relaxed)
+    }
+
+    /// Requests per `Content-Encoding` seen.
+    pub fn encodings(&self) -> BTreeMap<String, u64> {
+        lock(&self.state.encodings).clone()
+    }
+
+    pub fn user_agents(&self) -> BTreeMap<String, u64> {
+        lock(&self.state.user_agents).clone()
+    }
+
+    /// Answers every request with `status` (fault injection); `None` returns to normal.
+    pub fn force_status(&self, status: Option<u16>) {
+        self.state
+            .forced_status
+            .store(status.unwrap_or(0) as u64, Ordering::Relaxed);
+    }
+
+    /// Stops accepting connections.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<IntakeState>, stop: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "intake accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let state = state.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(req, &state).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+fn reply(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {
+    let body =
+        serde_json::json!({"errors": [{"status": status.as_u16().to_string(), "detail": detail}]});
+    reply(status, &body.to_string())
+}
+
+async fn handle(req: Request<Incoming>, state: &IntakeState) -> Response<Full<Bytes>> {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let resp = process(req, state).await;
+    if resp.status() != StatusCode::ACCEPTED {
+        state.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+    resp
+}
+
+async fn process(req: Request<Incoming>, state: &IntakeState) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if path != "/api/v2/logs" && path != "/v1/input" && !path.starts_with("/v1/input/") {
+        return error(StatusCode::NOT_FOUND, "not found");
+    }
+    if req.method() != hyper::Method::POST {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
+    }
+    let forced = state.forced_status.load(Ordering::Relaxed);
+    if forced != 0 {
+        let status = StatusCode::from_u16(forced as u16).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return error(status, "fault injected");
+    }
+    if let Some(key_file) = &state.api_key_file {
+        let presented = req
+            .headers()
+            .get("dd-api-key")
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default();
+        let ok = match secret::read_key_file(key_file) {
+            Ok(key) => key.matches(&presented),
+            Err(e) => {
+                tracing::warn!(error = %e, "intake cannot read its key file; refusing requests");
+                false
+            }
+        };
+        if !ok {
+            return error(StatusCode::FORBIDDEN, "Forbidden");
+        }
+    }
+    let encoding = req
+        .headers()
+        .get(hyper::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .to_string();
+    if let Some(ua) = req
+        .headers()
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        *lock(&state.user_agents).entry(ua.to_string()).or_default() += 1;
+    }
+    let body = match Limited::new(req.into_body(), MAX_WIRE_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+    };
+    let raw = match compress::decompress(&encoding, &body, INTAKE_MAX_BODY_BYTES) {
+        Ok(raw) => raw,
+        Err(DecodeError::TooLarge(_)) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload larger than 5000000 bytes",
+            );
+        }
+        Err(DecodeError::Unsupported(e)) => {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                &format!("unsupported encoding {e}"),
+            );
+        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    *lock(&state.encodings).entry(encoding).or_default() += 1;
+    let events: Vec<&RawValue> = match serde_json::from_slice::<Vec<&RawValue>>(&raw) {
+        Ok(v) => v,
+        Err(array_err) => match serde_json::from_slice::<&RawValue>(&raw) {
+            Ok(single) if single.get().starts_with('{') => vec![single],
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("malformed JSON: {array_err}"),
+                );
+            }
+        },
+    };
+    if events.len() > INTAKE_MAX_EVENTS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "{} entries; at most {INTAKE_MAX_EVENTS} allowed",
+                events.len()
+            ),
+        );
+    }
+    if let Some(bad) = events.iter().position(|e| !e.get().starts_with('{')) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("entry {bad} is not an object"),
+        );
+    }
+    if state.keep_events {
+        let mut kept = lock(&state.kept);
+        for e in &events {
+            match serde_json::from_str(e.get()) {
+                Ok(v) => kept.push(v),
+                Err(err) => return error(StatusCode::BAD_REQUEST, &err.to_string()),
+            }
+        }
+    }
+    if let Some(out) = &state.out {
+        let mut out = lock(out);
+        for e in &events {
+            let line = e.get().as_bytes();
+            let written = out.write_all(line).and_then(|()| out.write_all(b"\n"));
+            if let Err(err) = written {
+                tracing::error!(error = %err, "intake cannot write --out file");
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot store events");
+            }
+        }
+        if let Err(err) = out.flush() {
+            tracing::error!(error = %err, "intake cannot write --out file");
+        }
+    }
+    state
+        .events
+        .fetch_add(events.len() as u64, Ordering::Relaxed);
+    state.bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
+    state.accepted_requests.fetch_add(1, Ordering::Relaxed);
+    reply(StatusCode::ACCEPTED, "{}")
+}
+
+/// Runs the intake as a command: prints a running count each second until Ctrl-C / SIGTERM.
+pub async fn run_cli(opts: IntakeOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let intake = Intake::start(opts.clone()).await?;
+    eprintln!(
+        "sidelog intake listening on http://{} (POST /api/v2/logs){}",
+        intake.addr,
+        if opts.api_key_file.is_some() {
+            ", checking DD-API-KEY"
+        } else {
+            ""
+        }
+    );
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = (0u64, 0u64);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => break,
+        }
+        let s = &intake.state;
+        let now = (
+            s.events.load(Ordering::Relaxed),
+            s.bytes.load(Ordering::Relaxed),
+        );
+        if now != last {
+            eprintln!(
+                "intake: {} events, {:.1} MB received (+{} events/s), {} requests refused",
+                now.0,
+                now.1 as f64 / 1e6,
+                now.0 - last.0,
+                s.rejected.load(Ordering::Relaxed)
+            );
+            last = now;
+        }
+    }
+    intake.stop();
+    Ok(())
+}

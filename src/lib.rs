@@ -1,0 +1,19 @@
+//! sidelog: tails log files and ships their lines to a Datadog-compatible logs intake, at least
+//! once, in bounded memory.
+//!
+//! Stages, each in its own module: [`tail`] (discovery, reading, framing, file identity),
+//! [`encode`] (events and batches), [`compress`], [`ship`] (HTTP and retries), [`checkpoint`]
+//! (accepted positions), [`secret`] (the API key), wired together by [`pipeline`]. [`intake`]
+//! is a built-in Datadog-compatible intake for the demo and the tests.
+
+pub mod checkpoint;
+pub mod compress;
+pub mod config;
+pub mod demo;
+pub mod encode;
+pub mod intake;
+pub mod metrics;
+pub mod pipeline;
+pub mod secret;
+pub mod ship;
+pub mod tail;

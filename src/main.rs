@@ -1,0 +1,217 @@
+//! The `sidelog` command: argument parsing, logging setup, signals. The work is in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use sidelog::config::{Config, LogFormat};
+use sidelog::metrics::Metrics;
+
+#[derive(Parser)]
+#[command(
+    name = "sidelog",
+    version,
+    about = "Tails log files and ships them to Datadog, at least once, in a few megabytes",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    /// Config file (TOML or YAML); runs the shipper.
+    #[arg(short, long, env = "SIDELOG_CONFIG", global = false)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the shipper (the same as `sidelog --config FILE`).
+    Run {
+        #[arg(short, long, env = "SIDELOG_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a config and print the effective configuration (API key redacted).
+    Check {
+        #[arg(short, long, env = "SIDELOG_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run a local Datadog-compatible logs intake.
+    Intake {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Require this API key (the file is re-read for every request).
+        #[arg(long)]
+        api_key_file: Option<PathBuf>,
+        /// Append every accepted event to this file, one JSON object per line.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run intake, a sample log writer and the shipper together, printing live progress.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Lines written per second.
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        /// Number of log files written.
+        #[arg(long, default_value_t = 2)]
+        files: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = match (cli.command, cli.config) {
+        (Some(c), _) => c,
+        (None, Some(config)) => Command::Run { config },
+        (None, None) => {
+            eprintln!("sidelog: no config given; use --config FILE (or see `sidelog --help`)");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Run { config } => run(config),
+        Command::Check { config } => check(config),
+        Command::Intake {
+            listen,
+            api_key_file,
+            out,
+        } => {
+            init_logging("info", LogFormat::Text);
+            let opts = sidelog::intake::IntakeOptions {
+                listen: Some(listen),
+                api_key_file,
+                out,
+                keep_events: false,
+            };
+            block_on(|stop| sidelog::intake::run_cli(opts, stop))
+        }
+        Command::Demo {
+            seconds,
+            rate,
+            files,
+        } => {
+            init_logging("warn", LogFormat::Text);
+            let opts = sidelog::demo::DemoOptions {
+                seconds,
+                rate,
+                files,
+            };
+            block_on(|stop| sidelog::demo::run(opts, stop))
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("sidelog: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn run(path: PathBuf) -> ExitCode {
+    let config = match load(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    init_logging(&config.log_level, config.log_format);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "sidelog starting");
+    let metrics = Arc::new(Metrics::default());
+    block_on(|stop| sidelog::pipeline::run(config, stop, metrics))
+}
+
+fn check(path: PathBuf) -> ExitCode {
+    let config = match load(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let key = match sidelog::secret::KeySource::load(&config.datadog.api_key_file) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("sidelog: datadog.api_key_file: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("# effective configuration of {}", path.display());
+    println!(
+        "# API key: loaded from {} ({} bytes, redacted)",
+        key.origin(),
+        key.current().len()
+    );
+    println!("# intake URL: {}", config.datadog.logs_url());
+    print!("{}", config.to_toml());
+    ExitCode::SUCCESS
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,sidelog={level}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+/// Runs `f` on a Tokio runtime with a token cancelled by SIGTERM or SIGINT.
+fn block_on<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sidelog-rt")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sidelog: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        let signals = stop.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received; stopping");
+            signals.cancel();
+        });
+        f(stop).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("sidelog: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers we can still be killed; never return early.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

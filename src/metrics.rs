@@ -1,0 +1,72 @@
+//! Counters shared by every stage: one named field per internal event, so logs, the demo's
+//! progress line and (later) the Prometheus endpoint all report the same numbers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// Process-wide counters; every field only ever grows unless documented as a gauge.
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        impl Metrics {
+            /// Name and value of every counter, for printing.
+            pub fn values(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Lines framed (a long line cut in pieces counts once per piece).
+    lines_read,
+    /// File bytes consumed by the reader.
+    bytes_read,
+    /// Empty lines skipped.
+    lines_skipped_empty,
+    /// Lines with invalid UTF-8, shipped with U+FFFD replacements.
+    lines_invalid_utf8,
+    /// Extra events made by cutting lines too long for one event.
+    lines_split,
+    /// Files opened for reading.
+    files_opened,
+    /// Files closed after being read to their end.
+    files_closed,
+    /// Gauge: files currently open.
+    files_open,
+    /// Truncations detected (reading restarted at 0).
+    files_truncated,
+    /// Batches handed to the sender.
+    batches_built,
+    /// Batches and events the intake accepted.
+    batches_sent,
+    events_sent,
+    /// Raw line bytes in accepted events.
+    line_bytes_sent,
+    /// Request bodies accepted, before and after compression.
+    bytes_sent_uncompressed,
+    bytes_sent_compressed,
+    /// Failed attempts that will be retried.
+    retries,
+    /// Events dropped after the intake refused them for good.
+    events_dropped,
+    /// Checkpoint writes that failed.
+    checkpoint_write_errors,
+    /// Unix milliseconds of the last accepted batch (gauge).
+    last_accepted_unix_ms,
+}
+
+impl Metrics {
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

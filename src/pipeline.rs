@@ -1,0 +1,307 @@
+//! The shipper: wires reader, compression, senders and checkpoints, and runs the shutdown.
+//!
+//! ```text
+//! reader thread ──Batch──▶ dispatcher ──▶ task per batch: compress (blocking pool) → send → ack
+//!      ▲  (channel of 1: a full channel stops the reader)                                 │
+//!      └──────────────── body buffers come back for reuse ◀───────────────────────────────┘
+//! ```
+//! At most `request_concurrency` batches are being compressed or sent; one more waits in the
+//! channel and one is being filled, so memory is bounded by about
+//! `(request_concurrency + 2) * batch.max_bytes`.
+//!
+//! Shutdown is one token: the reader stops and hands over its open batch, in-flight batches
+//! get until `shutdown_timeout_ms`, then the positions of everything accepted are written.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::checkpoint::{self, Tracker};
+use crate::compress;
+use crate::config::Config;
+use crate::encode::Batch;
+use crate::metrics::Metrics;
+use crate::secret::KeySource;
+use crate::ship::{Delivery, Sender};
+use crate::tail::{self, Tailer, TailerLinks, Wake};
+
+/// Runs the shipper until `shutdown` is cancelled, then shuts down in order.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let keys = KeySource::load(&config.datadog.api_key_file)?;
+    tracing::info!(origin = %keys.origin(), "API key loaded");
+    let resume = load_checkpoints(&config.data_dir);
+    let tracker = Arc::new(Tracker::new());
+    let sender = Arc::new(Sender::new(&config, keys, metrics.clone())?);
+    tracing::info!(url = %sender.url(), "shipping to intake");
+
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(1);
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let wake = Arc::new(Wake::default());
+    let tailer = Tailer::new(
+        &config,
+        TailerLinks {
+            tracker: tracker.clone(),
+            metrics: metrics.clone(),
+            wake: wake.clone(),
+            out: batch_tx,
+            recycled: recycle_rx,
+            resume,
+        },
+    )?;
+    let reader = std::thread::Builder::new()
+        .name("sidelog-tail".into())
+        .spawn(move || tailer.run())
+        .context("cannot start reader thread")?;
+
+    let writer_stop = CancellationToken::new();
+    let writer = tokio::spawn(checkpoint_writer(
+        config.data_dir.clone(),
+        tracker.clone(),
+        metrics.clone(),
+        Duration::from_millis(config.checkpoint_interval_ms),
+        writer_stop.clone(),
+    ));
+
+    // Cancelled at the shutdown deadline: abandons retries still in progress.
+    let abandon = CancellationToken::new();
+    let permits = Arc::new(Semaphore::new(config.datadog.request_concurrency));
+    let mut tasks = JoinSet::new();
+    let ctx = Arc::new(ShipContext {
+        sender,
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        config: config.clone(),
+        recycle: std::sync::Mutex::new(recycle_tx),
+        abandon: abandon.clone(),
+    });
+
+    // Running: take batches as the reader fills them.
+    let mut reader_ended = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            batch = batch_rx.recv() => match batch {
+                Some(batch) => {
+                    let permit = tokio::select! {
+                        p = permits.clone().acquire_owned() => p.context("semaphore closed")?,
+                        _ = shutdown.cancelled() => {
+                            // Not yet sent: keep it for the drain below.
+                            spawn_when_permitted(&mut tasks, &ctx, &permits, batch);
+                            break;
+                        }
+                    };
+                    tasks.spawn(ship_batch(ctx.clone(), batch, permit));
+                }
+                None => {
+                    reader_ended = true;
+                    break;
+                }
+            },
+            Some(res) = tasks.join_next(), if !tasks.is_empty() => report_join(res),
+        }
+    }
+    if reader_ended && !shutdown.is_cancelled() {
+        anyhow::bail!("reader stopped unexpectedly");
+    }
+
+    // Stopping: the reader hands over its open batch; everything gets until the deadline.
+    tracing::info!("shutting down: flushing open batches");
+    wake.stop();
+    let timeout = Duration::from_millis(config.shutdown_timeout_ms);
+    let drained = tokio::time::timeout(timeout, async {
+        while let Some(batch) = batch_rx.recv().await {
+            spawn_when_permitted(&mut tasks, &ctx, &permits, batch);
+        }
+        while let Some(res) = tasks.join_next().await {
+            report_join(res);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            timeout_ms = config.shutdown_timeout_ms,
+            "shutdown deadline reached with batches not accepted; they will be read again after restart"
+        );
+        abandon.cancel();
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    drop(batch_rx);
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    writer_stop.cancel();
+    let _ = writer.await;
+    let entries = tracker.snapshot();
+    let dir = config.data_dir.clone();
+    match tokio::task::spawn_blocking(move || checkpoint::store(&dir, &entries)).await {
+        Ok(Ok(())) => tracing::info!("checkpoints written; bye"),
+        Ok(Err(e)) => {
+            Metrics::add(&metrics.checkpoint_write_errors, 1);
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Loads checkpoints; a corrupt file is moved aside with a warning, never a crash.
+fn load_checkpoints(data_dir: &Path) -> Vec<checkpoint::Entry> {
+    match checkpoint::load(data_dir) {
+        Ok(entries) => {
+            tracing::info!(files = entries.len(), "checkpoints loaded");
+            entries
+        }
+        Err(e) => {
+            match checkpoint::move_aside(data_dir) {
+                Ok(to) => {
+                    tracing::warn!(error = %e, moved_to = %to.display(), "ignoring unusable checkpoints; files start by read_from")
+                }
+                Err(mv) => {
+                    tracing::warn!(error = %e, move_error = %mv, "ignoring unusable checkpoints; files start by read_from")
+                }
+            }
+            Vec::new()
+        }
+    }
+}
+
+struct ShipContext {
+    sender: Arc<Sender>,
+    tracker: Arc<Tracker>,
+    metrics: Arc<Metrics>,
+    config: Config,
+    recycle: std::sync::Mutex<std::sync::mpsc::Sender<Vec<u8>>>,
+    abandon: CancellationToken,
+}
+
+fn spawn_when_permitted(
+    tasks: &mut JoinSet<()>,
+    ctx: &Arc<ShipContext>,
+    permits: &Arc<Semaphore>,
+    batch: Batch,
+) {
+    let ctx = ctx.clone();
+    let permits = permits.clone();
+    tasks.spawn(async move {
+        let Ok(permit) = permits.acquire_owned().await else {
+            return;
+        };
+        ship_batch(ctx, batch, permit).await;
+    });
+}
+
+async fn ship_batch(
+    ctx: Arc<ShipContext>,
+    batch: Batch,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let Batch {
+        body,
+        events,
+        marks,
+        line_bytes,
+    } = batch;
+    let raw_len = body.len();
+    let codec = ctx.config.datadog.compression;
+    let level = ctx.config.datadog.compression_level;
+    let compressed = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(raw_len / 4 + 1024);
+        let res = compress::compress(codec, level, &body, &mut out);
+        (res.map(|()| out), body)
+    })
+    .await;
+    let (compressed, body) = match compressed {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::error!(error = %e, "compression task failed; batch will be read again after restart");
+            return;
+        }
+    };
+    if let Ok(tx) = ctx.recycle.lock() {
+        let _ = tx.send(body);
+    }
+    let compressed = match compressed {
+        Ok(c) => Bytes::from(c),
+        Err(e) => {
+            tracing::error!(error = %e, events, "cannot compress batch; its events are dropped");
+            Metrics::add(&ctx.metrics.events_dropped, events as u64);
+            ctx.tracker.ack(&marks);
+            return;
+        }
+    };
+    let sent_len = compressed.len();
+    let m = &ctx.metrics;
+    match ctx.sender.deliver(compressed, &ctx.abandon).await {
+        Delivery::Accepted => {
+            ctx.tracker.ack(&marks);
+            Metrics::add(&m.batches_sent, 1);
+            Metrics::add(&m.events_sent, events as u64);
+            Metrics::add(&m.line_bytes_sent, line_bytes);
+            Metrics::add(&m.bytes_sent_uncompressed, raw_len as u64);
+            Metrics::add(&m.bytes_sent_compressed, sent_len as u64);
+            m.last_accepted_unix_ms
+                .store(tail::now_ms(), std::sync::atomic::Ordering::Relaxed);
+        }
+        Delivery::Rejected(status) => {
+            // A logged, counted decision: the intake will never take this payload.
+            tracing::error!(
+                status,
+                events,
+                "events dropped after the intake refused them"
+            );
+            Metrics::add(&m.events_dropped, events as u64);
+            ctx.tracker.ack(&marks);
+        }
+        Delivery::Abandoned => {}
+    }
+    drop(permit);
+}
+
+fn report_join(res: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = res
+        && !e.is_cancelled()
+    {
+        tracing::error!(error = %e, "send task failed");
+    }
+}
+
+async fn checkpoint_writer(
+    dir: std::path::PathBuf,
+    tracker: Arc<Tracker>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let Some(entries) = tracker.snapshot_if_dirty() else {
+            continue;
+        };
+        let dir = dir.clone();
+        match tokio::task::spawn_blocking(move || checkpoint::store(&dir, &entries)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                Metrics::add(&metrics.checkpoint_write_errors, 1);
+                tracker.mark_dirty();
+                tracing::warn!(error = %e, "checkpoint write failed; will retry");
+            }
+            Err(e) => tracing::warn!(error = %e, "checkpoint write task failed"),
+        }
+    }
+}

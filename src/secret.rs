@@ -1,0 +1,206 @@
+//! The Datadog API key: where it comes from, how it is re-read, and how it stays out of output.
+//!
+//! [`ApiKey`] never shows its value through `Debug` or `Display`; the only way to the bytes is
+//! [`ApiKey::header_value`], which builds a header marked sensitive. [`KeySource`] re-reads the
+//! key file on demand (after the intake rejects the key) and keeps the old key when the new read
+//! fails, so a half-written Secret update never leaves sidelog keyless.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use reqwest::header::HeaderValue;
+
+/// Environment variable used when no key file is configured.
+pub const API_KEY_ENV: &str = "DD_API_KEY";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read API key file {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("API key file {path} is empty")]
+    Empty { path: PathBuf },
+    #[error("no API key: set datadog.api_key_file or the {API_KEY_ENV} environment variable")]
+    Missing,
+    #[error("API key from {origin} contains characters not allowed in an HTTP header")]
+    NotAHeader { origin: String },
+}
+
+/// An API key whose value is never printed.
+#[derive(Clone)]
+pub struct ApiKey {
+    header: HeaderValue,
+    len: usize,
+}
+
+impl ApiKey {
+    /// Builds a key from raw text; whitespace and line endings around it are trimmed.
+    pub fn parse(raw: &str, origin: &str) -> Result<Option<ApiKey>, SecretError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Ok(None);
+        }
+        let mut header = HeaderValue::from_str(trimmed).map_err(|_| SecretError::NotAHeader {
+            origin: origin.to_string(),
+        })?;
+        header.set_sensitive(true);
+        Ok(Some(ApiKey {
+            header,
+            len: trimmed.len(),
+        }))
+    }
+
+    /// The value for the `DD-API-KEY` header (marked sensitive, so hyper never logs it).
+    pub fn header_value(&self) -> HeaderValue {
+        self.header.clone()
+    }
+
+    /// Whether `candidate` is this key (for the built-in intake).
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let ours = self.header.as_bytes();
+        // Constant-time in the length of our key, so timing does not reveal a prefix.
+        ours.len() == candidate.len()
+            && ours
+                .iter()
+                .zip(candidate)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl PartialEq for ApiKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(other.header.as_bytes())
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey(<redacted, {} bytes>)", self.len)
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Reads a key file, trimming whitespace; an empty file is an error naming the path.
+pub fn read_key_file(path: &Path) -> Result<ApiKey, SecretError> {
+    let raw = std::fs::read_to_string(path).map_err(|e| SecretError::Unreadable {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    ApiKey::parse(&raw, &path.display().to_string())?.ok_or_else(|| SecretError::Empty {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Where the key comes from, and the key currently in use.
+pub struct KeySource {
+    path: Option<PathBuf>,
+    current: RwLock<ApiKey>,
+}
+
+impl KeySource {
+    /// Loads the key from `path`, or from `DD_API_KEY` when `path` is empty.
+    pub fn load(path: &Path) -> Result<Arc<KeySource>, SecretError> {
+        let (path, key) = if path.as_os_str().is_empty() {
+            let raw = std::env::var(API_KEY_ENV).map_err(|_| SecretError::Missing)?;
+            let key = ApiKey::parse(&raw, API_KEY_ENV)?.ok_or(SecretError::Missing)?;
+            (None, key)
+        } else {
+            (Some(path.to_path_buf()), read_key_file(path)?)
+        };
+        Ok(Arc::new(KeySource {
+            path,
+            current: RwLock::new(key),
+        }))
+    }
+
+    /// A human description of where the key comes from (never the key).
+    pub fn origin(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => format!("${API_KEY_ENV}"),
+        }
+    }
+
+    pub fn current(&self) -> ApiKey {
+        match self.current.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the key file. Returns whether the key changed; on a failed read the old key
+    /// stays in use.
+    pub fn reload(&self) -> Result<bool, SecretError> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        let fresh = read_key_file(path)?;
+        let mut current = match self.current.write() {
+            Ok(k) => k,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if *current == fresh {
+            return Ok(false);
+        }
+        *current = fresh;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_trimmed_and_never_printed() {
+        let key = ApiKey::parse("  abc123secret\n", "test")
+            .expect("valid")
+            .expect("non-empty");
+        assert_eq!(key.len(), 12);
+        assert!(key.matches(b"abc123secret"));
+        assert!(!key.matches(b"abc123secreT"));
+        let shown = format!("{key:?} {key}");
+        assert!(!shown.contains("abc123secret"), "{shown}");
+        assert!(format!("{:?}", key.header_value()).contains("Sensitive"));
+    }
+
+    #[test]
+    fn empty_and_missing_files_name_the_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n  \n").expect("write");
+        let err = read_key_file(&empty).expect_err("empty");
+        assert!(err.to_string().contains("empty"), "{err}");
+        let missing = dir.path().join("missing");
+        let err = read_key_file(&missing).expect_err("missing");
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn reload_keeps_old_key_on_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        std::fs::write(&path, "one").expect("write");
+        let source = KeySource::load(&path).expect("load");
+        std::fs::write(&path, "two\n").expect("write");
+        assert!(source.reload().expect("reload"));
+        assert!(source.current().matches(b"two"));
+        std::fs::remove_file(&path).expect("remove");
+        assert!(source.reload().is_err());
+        assert!(source.current().matches(b"two"));
+    }
+}
