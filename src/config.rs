@@ -182,7 +182,8 @@ pub struct DatadogConfig {
     pub compression: Compression,
     pub compression_level: i32,
     pub request_timeout_ms: u64,
-    /// Requests in flight at once.
+    /// Requests in flight at once. With 1, each file's lines arrive in order; more sends
+    /// faster over slow links but batches may arrive out of order (checkpoints stay exact).
     pub request_concurrency: usize,
     /// First retry delay; doubles per failed attempt up to `retry_max_ms` (full jitter).
     pub retry_initial_ms: u64,
@@ -200,7 +201,7 @@ impl Default for DatadogConfig {
             compression: Compression::Gzip,
             compression_level: 6,
             request_timeout_ms: 30_000,
-            request_concurrency: 4,
+            request_concurrency: 1,
             retry_initial_ms: 1_000,
             retry_max_ms: 60_000,
         }

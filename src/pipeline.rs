@@ -5,9 +5,12 @@
 //!      ▲  (channel of 1: a full channel stops the reader)                                 │
 //!      └──────────────── body buffers come back for reuse ◀───────────────────────────────┘
 //! ```
-//! At most `request_concurrency` batches are being compressed or sent; one more waits in the
-//! channel and one is being filled, so memory is bounded by about
-//! `(request_concurrency + 2) * batch.max_bytes`.
+//! Batches are compressed in parallel (one per core) but start sending in the order they were
+//! read, at most `request_concurrency` at a time; with the default of one, each file's lines
+//! reach the intake in order. At most `request_concurrency + cores` batches are past the
+//! reader, one waits in the channel and one is being filled, so memory is bounded by about
+//! `(request_concurrency + cores + 2) * batch.max_bytes` (less: a compressed batch gives its
+//! uncompressed buffer back at once).
 //!
 //! Shutdown is one token: the reader stops and hands over its open batch, in-flight batches
 //! get until `shutdown_timeout_ms`, then the positions of everything accepted are written.
@@ -76,8 +79,11 @@ pub async fn run(
 
     // Cancelled at the shutdown deadline: abandons retries still in progress.
     let abandon = CancellationToken::new();
-    let permits = Arc::new(Semaphore::new(config.datadog.request_concurrency));
-    let mut tasks = JoinSet::new();
+    let compress_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let concurrency = config.datadog.request_concurrency;
+    // Batches past the reader: being compressed, waiting their turn, or in flight.
+    let window = Arc::new(Semaphore::new(concurrency + compress_threads));
+    let (turn_tx, turn_rx) = tokio::sync::watch::channel(0u64);
     let ctx = Arc::new(ShipContext {
         sender,
         tracker: tracker.clone(),
@@ -85,30 +91,35 @@ pub async fn run(
         config: config.clone(),
         recycle: std::sync::Mutex::new(recycle_tx),
         abandon: abandon.clone(),
+        compress_slots: Semaphore::new(compress_threads),
+        send_slots: Semaphore::new(concurrency),
+        turn_tx,
+        turn_rx,
     });
+    let mut tasks = JoinSet::new();
+    let mut next_seq = 0u64;
 
     // Running: take batches as the reader fills them.
     let mut reader_ended = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            batch = batch_rx.recv() => match batch {
-                Some(batch) => {
-                    let permit = tokio::select! {
-                        p = permits.clone().acquire_owned() => p.context("semaphore closed")?,
-                        _ = shutdown.cancelled() => {
-                            // Not yet sent: keep it for the drain below.
-                            spawn_when_permitted(&mut tasks, &ctx, &permits, batch);
+            permit = window.clone().acquire_owned() => {
+                let permit = permit.context("window closed")?;
+                tokio::select! {
+                    batch = batch_rx.recv() => match batch {
+                        Some(batch) => {
+                            tasks.spawn(ship_batch(ctx.clone(), batch, next_seq, permit));
+                            next_seq += 1;
+                        }
+                        None => {
+                            reader_ended = true;
                             break;
                         }
-                    };
-                    tasks.spawn(ship_batch(ctx.clone(), batch, permit));
+                    },
+                    _ = shutdown.cancelled() => break,
                 }
-                None => {
-                    reader_ended = true;
-                    break;
-                }
-            },
+            }
             Some(res) = tasks.join_next(), if !tasks.is_empty() => report_join(res),
         }
     }
@@ -121,8 +132,15 @@ pub async fn run(
     wake.stop();
     let timeout = Duration::from_millis(config.shutdown_timeout_ms);
     let drained = tokio::time::timeout(timeout, async {
-        while let Some(batch) = batch_rx.recv().await {
-            spawn_when_permitted(&mut tasks, &ctx, &permits, batch);
+        loop {
+            let Ok(permit) = window.clone().acquire_owned().await else {
+                break;
+            };
+            let Some(batch) = batch_rx.recv().await else {
+                break;
+            };
+            tasks.spawn(ship_batch(ctx.clone(), batch, next_seq, permit));
+            next_seq += 1;
         }
         while let Some(res) = tasks.join_next().await {
             report_join(res);
@@ -183,29 +201,50 @@ struct ShipContext {
     config: Config,
     recycle: std::sync::Mutex<std::sync::mpsc::Sender<Vec<u8>>>,
     abandon: CancellationToken,
+    /// Batches compressed at once: one per core.
+    compress_slots: Semaphore,
+    /// Requests in flight at once (`request_concurrency`).
+    send_slots: Semaphore,
+    /// Sequence number of the next batch allowed to start sending: sends start in the order
+    /// the batches were read, so with one request in flight each file arrives in order.
+    turn_tx: tokio::sync::watch::Sender<u64>,
+    turn_rx: tokio::sync::watch::Receiver<u64>,
 }
 
-fn spawn_when_permitted(
-    tasks: &mut JoinSet<()>,
-    ctx: &Arc<ShipContext>,
-    permits: &Arc<Semaphore>,
-    batch: Batch,
-) {
-    let ctx = ctx.clone();
-    let permits = permits.clone();
-    tasks.spawn(async move {
-        let Ok(permit) = permits.acquire_owned().await else {
-            return;
-        };
-        ship_batch(ctx, batch, permit).await;
-    });
+/// Passes the turn to the next batch when dropped, whatever happened to this one.
+struct Turn<'a> {
+    ctx: &'a ShipContext,
+    seq: u64,
+    passed: bool,
+}
+
+impl Turn<'_> {
+    fn pass(&mut self) {
+        if !self.passed {
+            self.passed = true;
+            let next = self.seq + 1;
+            self.ctx.turn_tx.send_modify(|t| *t = (*t).max(next));
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.pass();
+    }
 }
 
 async fn ship_batch(
     ctx: Arc<ShipContext>,
     batch: Batch,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    seq: u64,
+    window: tokio::sync::OwnedSemaphorePermit,
 ) {
+    let mut turn = Turn {
+        ctx: &ctx,
+        seq,
+        passed: false,
+    };
     let Batch {
         body,
         events,
@@ -215,12 +254,17 @@ async fn ship_batch(
     let raw_len = body.len();
     let codec = ctx.config.datadog.compression;
     let level = ctx.config.datadog.compression_level;
-    let compressed = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::with_capacity(raw_len / 4 + 1024);
-        let res = compress::compress(codec, level, &body, &mut out);
-        (res.map(|()| out), body)
-    })
-    .await;
+    let compressed = {
+        let Ok(_slot) = ctx.compress_slots.acquire().await else {
+            return;
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::with_capacity(raw_len / 4 + 1024);
+            let res = compress::compress(codec, level, &body, &mut out);
+            (res.map(|()| out), body)
+        })
+        .await
+    };
     let (compressed, body) = match compressed {
         Ok(pair) => pair,
         Err(e) => {
@@ -240,6 +284,14 @@ async fn ship_batch(
             return;
         }
     };
+    let mut turn_rx = ctx.turn_rx.clone();
+    if turn_rx.wait_for(|t| *t >= seq).await.is_err() {
+        return;
+    }
+    let Ok(_send_slot) = ctx.send_slots.acquire().await else {
+        return;
+    };
+    turn.pass();
     let sent_len = compressed.len();
     let m = &ctx.metrics;
     match ctx.sender.deliver(compressed, &ctx.abandon).await {
@@ -265,7 +317,7 @@ async fn ship_batch(
         }
         Delivery::Abandoned => {}
     }
-    drop(permit);
+    drop(window);
 }
 
 fn report_join(res: Result<(), tokio::task::JoinError>) {

@@ -138,6 +138,8 @@ struct Stream {
     active: bool,
     /// Its path no longer leads to it (renamed away or deleted).
     orphaned: bool,
+    /// Read up to the end of what is there (logged once per catch-up).
+    caught_up: bool,
     last_change: Instant,
     last_size: u64,
 }
@@ -508,6 +510,7 @@ impl Tailer {
             continued: false,
             active: true,
             orphaned: false,
+            caught_up: false,
             last_change: Instant::now(),
             last_size: size,
         });
@@ -581,6 +584,7 @@ impl Tailer {
         }
         if size == s.read_pos {
             s.active = false;
+            s.note_caught_up();
             return;
         }
         let finish = s.orphaned && s.last_change.elapsed() >= ORPHAN_IDLE_CLOSE;
@@ -657,6 +661,9 @@ impl Tailer {
         if !full_read || consumed == 0 {
             // At the end of what is there (or only an unfinished line): wait for more.
             s.active = false;
+            s.note_caught_up();
+        } else {
+            s.caught_up = false;
         }
     }
 
@@ -698,6 +705,15 @@ impl Tailer {
             } else {
                 i += 1;
             }
+        }
+    }
+}
+
+impl Stream {
+    fn note_caught_up(&mut self) {
+        if !self.caught_up {
+            self.caught_up = true;
+            tracing::debug!(path = %self.path.display(), offset = self.read_pos, "caught up with file");
         }
     }
 }

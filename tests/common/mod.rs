@@ -1,0 +1,275 @@
+//! Test harness: a temporary log directory, the built-in intake on 127.0.0.1, and the real
+//! `sidelog` binary started against them. Conditions are awaited by polling with a deadline.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use sidelog::intake::{Intake, IntakeOptions};
+
+pub const API_KEY: &str = "test-api-key-0123456789";
+pub const BIN: &str = env!("CARGO_BIN_EXE_sidelog");
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; panics with `what` on timeout.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub rt: tokio::runtime::Runtime,
+    pub intake: Option<Intake>,
+    pub child: Option<Child>,
+    runs: usize,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("logs")).expect("mkdir logs");
+        std::fs::write(dir.path().join("api-key"), format!("{API_KEY}\n")).expect("key");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        Harness {
+            dir,
+            rt,
+            intake: None,
+            child: None,
+            runs: 0,
+        }
+    }
+
+    /// A harness with an intake already listening on an ephemeral port.
+    pub fn with_intake() -> Harness {
+        let mut h = Harness::new();
+        h.start_intake(None);
+        h
+    }
+
+    pub fn start_intake(&mut self, port: Option<u16>) {
+        let listen = port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)));
+        let intake = self
+            .rt
+            .block_on(Intake::start(IntakeOptions {
+                listen,
+                api_key_file: Some(self.dir.path().join("api-key")),
+                out: None,
+                keep_events: true,
+            }))
+            .expect("start intake");
+        self.intake = Some(intake);
+    }
+
+    pub fn intake(&self) -> &Intake {
+        self.intake.as_ref().expect("intake running")
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.dir.path().join("logs")
+    }
+
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.logs().join(name)
+    }
+
+    /// Writes a config with the given extra TOML appended (may override nothing already set:
+    /// tables given in `extra` must not repeat the ones here).
+    pub fn write_config(&self, endpoint: &str, datadog_extra: &str, extra: &str) -> PathBuf {
+        let path = self.dir.path().join("sidelog.toml");
+        let text = format!(
+            r#"
+data_dir = "{data}"
+log_level = "debug"
+shutdown_timeout_ms = 10000
+
+[[inputs]]
+include = ["{logs}/*.log"]
+service = "user-msvc"
+source = "go"
+tags = ["team:users"]
+
+[datadog]
+endpoint = "{endpoint}"
+api_key_file = "{key}"
+hostname = "test-host"
+tags = ["env:test"]
+retry_initial_ms = 50
+retry_max_ms = 500
+{datadog_extra}
+
+{extra}
+"#,
+            data = self.dir.path().join("data").display(),
+            logs = self.logs().display(),
+            key = self.dir.path().join("api-key").display(),
+        );
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// The usual config: the running intake, 200 ms batches.
+    pub fn default_config(&self) -> PathBuf {
+        let endpoint = self.intake().endpoint();
+        self.write_config(&endpoint, "", "[batch]\ntimeout_ms = 200\n")
+    }
+
+    pub fn stderr_path(&self, run: usize) -> PathBuf {
+        self.dir.path().join(format!("sidelog-{run}.stderr"))
+    }
+
+    /// Starts `sidelog --config <config>`, its stderr going to a file.
+    pub fn start(&mut self, config: &Path) {
+        self.runs += 1;
+        let stderr = File::create(self.stderr_path(self.runs)).expect("stderr file");
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn sidelog");
+        self.child = Some(child);
+    }
+
+    /// What the current run printed so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr_path(self.runs)).unwrap_or_default()
+    }
+
+    pub fn wait_stderr(&self, needle: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.stderr().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {needle:?} in sidelog's log:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        signal(&child, libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "sidelog did not exit within 30 s of SIGTERM:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Events that arrived, grouped by the `filename:` tag, messages in arrival order.
+    pub fn messages_by_file(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for e in self.intake().events() {
+            let tags = e["ddtags"].as_str().unwrap_or_default();
+            let file = tags
+                .split(',')
+                .find_map(|t| t.strip_prefix("filename:"))
+                .unwrap_or("?")
+                .to_string();
+            out.entry(file)
+                .or_default()
+                .push(e["message"].as_str().unwrap_or_default().to_string());
+        }
+        out
+    }
+
+    pub fn wait_events(&self, n: u64, timeout: Duration) {
+        wait_for(&format!("{n} events at the intake"), timeout, || {
+            self.intake().event_count() >= n
+        });
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) with a pid we own has no memory-safety requirements.
+    let rc = unsafe { libc::kill(child.id() as i32, sig) };
+    assert_eq!(rc, 0, "kill failed");
+}
+
+/// Appends `lines` (each gets a `\n`) to `path`.
+pub fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open log");
+    let mut buf = Vec::new();
+    for l in lines {
+        buf.extend_from_slice(l.as_bytes());
+        buf.push(b'\n');
+    }
+    f.write_all(&buf).expect("append");
+}
+
+/// `prefix-000000` ... numbered lines, easy to check for order and gaps.
+pub fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range
+        .map(|i| format!("{prefix} line {i:06} of the test"))
+        .collect()
+}
+
+/// A free port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Compares arrived lines with written ones; on a mismatch reports counts and the first
+/// difference instead of both lists.
+#[track_caller]
+pub fn assert_lines(actual: &[String], expected: &[String], what: &str) {
+    if actual == expected {
+        return;
+    }
+    let first = actual
+        .iter()
+        .zip(expected)
+        .position(|(a, e)| a != e)
+        .unwrap_or(actual.len().min(expected.len()));
+    let unique: std::collections::HashSet<&String> = actual.iter().collect();
+    panic!(
+        "{what}: {} lines arrived ({} distinct), {} expected; first difference at {first}: got {:?}, expected {:?}",
+        actual.len(),
+        unique.len(),
+        expected.len(),
+        actual.get(first),
+        expected.get(first)
+    );
+}
