@@ -39,7 +39,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut n = 0usize;
             let mut cont = false;
-            frame(black_box(&data), 900_000, &mut cont, false, |f| n += f.text_len);
+            frame(black_box(&data), 900_000, &mut cont, false, |f| {
+                n += f.text_len
+            });
             n
         })
     });
@@ -127,12 +129,17 @@ fn bench(c: &mut Criterion) {
         let mut out = Vec::with_capacity(json.len());
         g.bench_function(name, |b| {
             b.iter(|| {
-                sidelog::compress::compress(codec, level, black_box(&json), &mut out).map(|()| out.len())
+                sidelog::compress::compress(codec, level, black_box(&json), &mut out)
+                    .map(|()| out.len())
             })
         });
     }
     g.finish();
-    eprintln!("sample: {} bytes, {lines} lines; batch JSON {} bytes", data.len(), json.len());
+    eprintln!(
+        "sample: {} bytes, {lines} lines; batch JSON {} bytes",
+        data.len(),
+        json.len()
+    );
 }
 
 criterion_group!(benches, bench);

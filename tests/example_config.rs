@@ -15,14 +15,21 @@ fn example_config_is_valid_and_complete() {
         .difference(&documented)
         .cloned()
         .collect();
-    assert!(missing.is_empty(), "config/sidelog.toml lacks keys: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "config/sidelog.toml lacks keys: {missing:?}"
+    );
 }
 
 fn collect(prefix: &str, value: &toml::Value, out: &mut BTreeSet<String>) {
     match value {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 collect(&p, v, out);
             }
         }
