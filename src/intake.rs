@@ -41,6 +41,8 @@ pub struct IntakeOptions {
     pub out: Option<PathBuf>,
     /// Keep every accepted event in memory (tests).
     pub keep_events: bool,
+    /// Check benchmark lines (see [`crate::bench`]) for loss, duplicates and latency.
+    pub verify: bool,
 }
 
 /// Counters and captured events; shared with the handlers.
@@ -60,6 +62,114 @@ pub struct IntakeState {
     keep_events: bool,
     api_key_file: Option<PathBuf>,
     out: Option<Mutex<BufWriter<File>>>,
+    verify: Option<Mutex<Verifier>>,
+}
+
+/// Exactly-once and latency accounting for benchmark lines, which start with
+/// `FF:SSSSSSSSSS:UUUUUUUUUUUUUUUU ` (file, sequence number, write time in Unix microseconds).
+#[derive(Default)]
+pub struct Verifier {
+    seen: Vec<Vec<u64>>,
+    pub distinct: u64,
+    pub duplicates: u64,
+    pub unrecognised: u64,
+    /// Write-to-intake latency histogram in milliseconds (last bucket: 60 s and more).
+    latency_ms: Vec<u64>,
+}
+
+/// Length of the benchmark line prefix.
+pub const VERIFY_PREFIX_LEN: usize = 31;
+
+impl Verifier {
+    fn record(&mut self, event: &[u8], now_us: u64) {
+        let Some(at) = memchr::memmem::find(event, br#""message":""#) else {
+            self.unrecognised += 1;
+            return;
+        };
+        let msg = &event[at + 11..];
+        let Some((file, seq, written_us)) = parse_prefix(msg) else {
+            self.unrecognised += 1;
+            return;
+        };
+        if self.seen.len() <= file {
+            self.seen.resize_with(file + 1, Vec::new);
+        }
+        let bits = &mut self.seen[file];
+        let word = (seq / 64) as usize;
+        if bits.len() <= word {
+            bits.resize(word + 1, 0);
+        }
+        let mask = 1u64 << (seq % 64);
+        if bits[word] & mask != 0 {
+            self.duplicates += 1;
+        } else {
+            bits[word] |= mask;
+            self.distinct += 1;
+        }
+        if written_us > 0 {
+            if self.latency_ms.is_empty() {
+                self.latency_ms = vec![0; 60_001];
+            }
+            let ms = (now_us.saturating_sub(written_us) / 1000).min(60_000) as usize;
+            self.latency_ms[ms] += 1;
+        }
+    }
+
+    /// The latency below which `q` (0..1) of the lines arrived, in milliseconds.
+    pub fn latency_quantile(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.latency_ms.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let target = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut acc = 0;
+        for (ms, n) in self.latency_ms.iter().enumerate() {
+            acc += n;
+            if acc >= target {
+                return Some(ms as u64);
+            }
+        }
+        None
+    }
+}
+
+fn parse_prefix(msg: &[u8]) -> Option<(usize, u64, u64)> {
+    if msg.len() < VERIFY_PREFIX_LEN || msg[2] != b':' || msg[13] != b':' {
+        return None;
+    }
+    let num = |b: &[u8]| -> Option<u64> {
+        b.iter().try_fold(0u64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u64)
+        })
+    };
+    Some((
+        num(&msg[..2])? as usize,
+        num(&msg[3..13])?,
+        num(&msg[14..30])?,
+    ))
+}
+
+impl IntakeState {
+    /// Counters as served on `GET /stats`.
+    pub fn stats(&self) -> serde_json::Value {
+        let mut stats = serde_json::json!({
+            "requests": self.requests.load(Ordering::Relaxed),
+            "accepted_requests": self.accepted_requests.load(Ordering::Relaxed),
+            "rejected_requests": self.rejected.load(Ordering::Relaxed),
+            "events": self.events.load(Ordering::Relaxed),
+            "bytes": self.bytes.load(Ordering::Relaxed),
+        });
+        if let Some(v) = &self.verify {
+            let v = lock(v);
+            stats["distinct"] = v.distinct.into();
+            stats["duplicates"] = v.duplicates.into();
+            stats["unrecognised"] = v.unrecognised.into();
+            stats["latency_p50_ms"] = v.latency_quantile(0.5).into();
+            stats["latency_p99_ms"] = v.latency_quantile(0.99).into();
+            stats["latency_max_ms"] = v.latency_quantile(1.0).into();
+        }
+        stats
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,6 +204,7 @@ impl Intake {
             keep_events: opts.keep_events,
             api_key_file: opts.api_key_file.clone(),
             out,
+            verify: opts.verify.then(|| Mutex::new(Verifier::default())),
             ..IntakeState::default()
         });
         let stop = CancellationToken::new();
@@ -200,6 +311,9 @@ async fn handle(req: Request<Incoming>, state: &IntakeState) -> Response<Full<By
 
 async fn process(req: Request<Incoming>, state: &IntakeState) -> Response<Full<Bytes>> {
     let path = req.uri().path();
+    if path == "/stats" && req.method() == hyper::Method::GET {
+        return reply(StatusCode::OK, &state.stats().to_string());
+    }
     if path != "/api/v2/logs" && path != "/v1/input" && !path.starts_with("/v1/input/") {
         return error(StatusCode::NOT_FOUND, "not found");
     }
@@ -315,6 +429,16 @@ async fn process(req: Request<Incoming>, state: &IntakeState) -> Response<Full<B
             tracing::error!(error = %err, "intake cannot write --out file");
         }
     }
+    if let Some(verify) = &state.verify {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        let mut v = lock(verify);
+        for e in &events {
+            v.record(e.get().as_bytes(), now_us);
+        }
+    }
     state
         .events
         .fetch_add(events.len() as u64, Ordering::Relaxed);
@@ -326,8 +450,10 @@ async fn process(req: Request<Incoming>, state: &IntakeState) -> Response<Full<B
 /// Runs the intake as a command: prints a running count each second until Ctrl-C / SIGTERM.
 pub async fn run_cli(opts: IntakeOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
     let intake = Intake::start(opts.clone()).await?;
+    // On stdout, so scripts (and `sidelog bench`) can read the address of port 0.
+    println!("listening on http://{}", intake.addr);
     eprintln!(
-        "sidelog intake listening on http://{} (POST /api/v2/logs){}",
+        "sidelog intake listening on http://{} (POST /api/v2/logs, GET /stats){}",
         intake.addr,
         if opts.api_key_file.is_some() {
             ", checking DD-API-KEY"

@@ -6,6 +6,7 @@
 //! (accepted positions), [`secret`] (the API key), wired together by [`pipeline`]. [`intake`]
 //! is a built-in Datadog-compatible intake for the demo and the tests.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod compress;
 pub mod config;

@@ -50,6 +50,14 @@ enum Command {
         /// Append every accepted event to this file, one JSON object per line.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Check benchmark lines for loss, duplicates and latency (see `GET /stats`).
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Measure throughput, idle cost or latency of the real binary (see README).
+    Bench {
+        #[command(subcommand)]
+        mode: BenchMode,
     },
     /// Run intake, a sample log writer and the shipper together, printing live progress.
     Demo {
@@ -62,6 +70,53 @@ enum Command {
         /// Number of log files written.
         #[arg(long, default_value_t = 2)]
         files: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchMode {
+    /// Ship generated files to a separate intake; compare with the encode+compress ceiling.
+    Throughput {
+        /// Megabytes of log lines to generate.
+        #[arg(long, default_value_t = 1024)]
+        mb: u64,
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        /// Approximate bytes per line, newline included.
+        #[arg(long, default_value_t = 256)]
+        line_bytes: usize,
+        #[arg(long, default_value = "gzip")]
+        compression: String,
+        #[arg(long, default_value_t = 6)]
+        level: i32,
+        #[arg(long, default_value_t = 1)]
+        request_concurrency: usize,
+        #[arg(long, default_value_t = 4_500_000)]
+        max_bytes: usize,
+        /// Threads for the ceiling (default: number of cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Directory for the generated files (default: a temporary one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// CPU and memory of a shipper watching files that do not change.
+    Idle {
+        #[arg(long, default_value_t = 20)]
+        files: usize,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+    /// Write-to-intake latency at a steady rate.
+    Latency {
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
     },
 }
 
@@ -82,6 +137,7 @@ fn main() -> ExitCode {
             listen,
             api_key_file,
             out,
+            verify,
         } => {
             init_logging("info", LogFormat::Text);
             let opts = sidelog::intake::IntakeOptions {
@@ -89,8 +145,13 @@ fn main() -> ExitCode {
                 api_key_file,
                 out,
                 keep_events: false,
+                verify,
             };
             block_on(|stop| sidelog::intake::run_cli(opts, stop))
+        }
+        Command::Bench { mode } => {
+            init_logging("warn", LogFormat::Text);
+            bench(mode)
         }
         Command::Demo {
             seconds,
@@ -105,6 +166,53 @@ fn main() -> ExitCode {
             };
             block_on(|stop| sidelog::demo::run(opts, stop))
         }
+    }
+}
+
+fn bench(mode: BenchMode) -> ExitCode {
+    use sidelog::bench;
+    match mode {
+        BenchMode::Throughput {
+            mb,
+            files,
+            line_bytes,
+            compression,
+            level,
+            request_concurrency,
+            max_bytes,
+            threads,
+            dir,
+        } => {
+            let compression = match compression.as_str() {
+                "gzip" => sidelog::config::Compression::Gzip,
+                "deflate" => sidelog::config::Compression::Deflate,
+                "zstd" => sidelog::config::Compression::Zstd,
+                "none" => sidelog::config::Compression::None,
+                other => {
+                    eprintln!("sidelog: --compression {other:?}: use gzip, deflate, zstd or none");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = bench::ThroughputOptions {
+                mb,
+                files: files.max(1),
+                line_bytes: line_bytes.max(64),
+                compression,
+                level,
+                request_concurrency: request_concurrency.max(1),
+                max_bytes,
+                threads,
+                dir,
+            };
+            block_on(|stop| bench::throughput(opts, stop))
+        }
+        BenchMode::Idle { files, seconds } => block_on(|_| bench::idle(files.max(1), seconds)),
+        BenchMode::Latency {
+            rate,
+            seconds,
+            files,
+            timeout_ms,
+        } => block_on(|_| bench::latency(rate.max(1), seconds, files.max(1), timeout_ms)),
     }
 }
 

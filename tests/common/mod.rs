@@ -70,6 +70,7 @@ impl Harness {
                 api_key_file: Some(self.dir.path().join("api-key")),
                 out: None,
                 keep_events: true,
+                verify: false,
             }))
             .expect("start intake");
         self.intake = Some(intake);
