@@ -514,13 +514,18 @@ fn env_override(name: &str, value: &str) -> Result<Option<(String, config::Value
 
 /// Every key path that exists, for documentation checks.
 pub fn all_keys() -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
     let value = toml::Value::try_from(Config {
         inputs: vec![Input::default()],
         ..Config::default()
     })
     .unwrap_or(toml::Value::Table(Default::default()));
-    collect_keys("", &value, &mut keys);
+    keys_in(&value)
+}
+
+/// The key paths present in a parsed config file (array-of-tables entries merged).
+pub fn keys_in(value: &toml::Value) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    collect_keys("", value, &mut keys);
     keys
 }
 
