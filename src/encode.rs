@@ -295,30 +295,6 @@ impl BatchBuilder {
         piece: LinePiece<'_>,
         emit: &mut dyn FnMut(Batch),
     ) {
-        self.append_piece(
-            template,
-            timestamp_ms,
-            stream,
-            start,
-            text_offset,
-            end,
-            piece,
-            emit,
-        );
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn append_piece(
-        &mut self,
-        template: &EventTemplate,
-        timestamp_ms: u64,
-        stream: u64,
-        start: u64,
-        text_offset: u64,
-        end: u64,
-        piece: LinePiece<'_>,
-        emit: &mut dyn FnMut(Batch),
-    ) {
         loop {
             let b = &mut self.current;
             if b.body.is_empty() {
@@ -384,7 +360,7 @@ impl BatchBuilder {
             self.stats.split_pieces += 1;
             let (head, tail) = piece.text.split_at(cut);
             let mid = text_offset + cut as u64;
-            self.append_piece(
+            self.append_line(
                 template,
                 timestamp_ms,
                 stream,
@@ -399,7 +375,7 @@ impl BatchBuilder {
                 },
                 emit,
             );
-            self.append_piece(
+            self.append_line(
                 template,
                 timestamp_ms,
                 stream,

@@ -92,7 +92,7 @@ pub async fn run(
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         config: config.clone(),
-        recycle: std::sync::Mutex::new(recycle_tx),
+        recycle: recycle_tx,
         abandon: abandon.clone(),
         compress_slots: Semaphore::new(compress_threads),
         send_slots: Semaphore::new(concurrency),
@@ -202,7 +202,7 @@ struct ShipContext {
     tracker: Arc<Tracker>,
     metrics: Arc<Metrics>,
     config: Config,
-    recycle: std::sync::Mutex<std::sync::mpsc::Sender<Vec<u8>>>,
+    recycle: std::sync::mpsc::Sender<Vec<u8>>,
     abandon: CancellationToken,
     /// Batches compressed at once: one per core.
     compress_slots: Semaphore,
@@ -275,9 +275,8 @@ async fn ship_batch(
             return;
         }
     };
-    if let Ok(tx) = ctx.recycle.lock() {
-        let _ = tx.send(body);
-    }
+    // The reader may be gone at shutdown; then the buffer is simply freed.
+    let _ = ctx.recycle.send(body);
     let compressed = match compressed {
         Ok(c) => Bytes::from(c),
         Err(e) => {
