@@ -21,7 +21,7 @@ use sidelog::metrics::Metrics;
 )]
 struct Cli {
     /// Config file (TOML or YAML); runs the shipper.
-    #[arg(short, long, env = "SIDELOG_CONFIG", global = false)]
+    #[arg(short, long, env = "SIDELOG_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
