@@ -50,7 +50,8 @@ enum Command {
         /// Append every accepted event to this file, one JSON object per line.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Check benchmark lines for loss, duplicates and latency (see `GET /stats`).
+        /// Benchmark sink: check benchmark lines for loss, duplicates and latency (see
+        /// `GET /stats`) without parsing the JSON; events are not written to --out.
         #[arg(long)]
         verify: bool,
     },
