@@ -5,12 +5,12 @@
 //!      ▲  (channel of 1: a full channel stops the reader)                                 │
 //!      └──────────────── body buffers come back for reuse ◀───────────────────────────────┘
 //! ```
-//! Batches are compressed in parallel (one per core) but start sending in the order they were
+//! Batches are compressed in parallel (one more than cores) but start sending in the order they were
 //! read, at most `request_concurrency` at a time; with the default of one, each file's lines
-//! reach the intake in order. At most `request_concurrency + 2 * cores` batches are past the
+//! reach the intake in order. At most `request_concurrency + 2 * (cores + 1)` batches are past the
 //! reader. Uncompressed buffers exist only for the batch being filled, the one in the channel
 //! and the ones being compressed (each goes back to the reader right after compression), so
-//! memory is bounded by about `(cores + 2) * batch.max_bytes` plus the compressed bodies
+//! memory is bounded by about `(cores + 3) * batch.max_bytes` plus the compressed bodies
 //! waiting or in flight.
 //!
 //! Shutdown is one token: the reader stops and hands over its open batch, in-flight batches
@@ -80,10 +80,13 @@ pub async fn run(
 
     // Cancelled at the shutdown deadline: abandons retries still in progress.
     let abandon = CancellationToken::new();
-    let compress_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // One compressor more than cores: with the reader, the HTTP client and (in a Pod) the app
+    // on the same cores, a compressor is often waiting for a wake-up; the spare one keeps the
+    // cores busy (measured on 2 cores: 75-80% of the ceiling instead of 68-73%, +2 MB RSS).
+    let compress_threads = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
     let concurrency = config.datadog.request_concurrency;
-    // Batches past the reader: two per core may be compressing or compressed and waiting, so
-    // compression never idles behind a slow send (measured: +8% throughput over one per core);
+    // Batches past the reader: two per compressor may be compressing or compressed and waiting,
+    // so compression never idles behind a slow send (measured: +8% throughput over one);
     // a compressed batch holds only its compressed body.
     let window = Arc::new(Semaphore::new(concurrency + 2 * compress_threads));
     let (turn_tx, turn_rx) = tokio::sync::watch::channel(0u64);
@@ -204,7 +207,7 @@ struct ShipContext {
     config: Config,
     recycle: std::sync::mpsc::Sender<Vec<u8>>,
     abandon: CancellationToken,
-    /// Batches compressed at once: one per core.
+    /// Batches compressed at once: one more than cores.
     compress_slots: Semaphore,
     /// Requests in flight at once (`request_concurrency`).
     send_slots: Semaphore,
