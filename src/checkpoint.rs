@@ -124,6 +124,9 @@ struct Stream {
 #[derive(Default)]
 struct Inner {
     streams: HashMap<u64, Stream>,
+    /// Checkpoints loaded at startup whose file has not been opened yet (it may wait for a
+    /// descriptor); written back unchanged so a restart does not forget them.
+    carried: HashMap<DevIno, Entry>,
     dirty: bool,
 }
 
@@ -142,6 +145,40 @@ impl Tracker {
         match self.inner.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Keeps loaded checkpoints until their files are opened ([`Tracker::claim`]) or found gone.
+    pub fn carry(&self, entries: Vec<Entry>) {
+        let mut inner = self.lock();
+        for e in entries {
+            inner.carried.insert(
+                DevIno {
+                    dev: e.dev,
+                    ino: e.inode,
+                },
+                e,
+            );
+        }
+    }
+
+    /// Takes the loaded checkpoint of a file about to be opened.
+    pub fn claim(&self, id: DevIno) -> Option<Entry> {
+        let mut inner = self.lock();
+        let entry = inner.carried.remove(&id);
+        if entry.is_some() {
+            inner.dirty = true;
+        }
+        entry
+    }
+
+    /// Forgets loaded checkpoints of files that no longer exist.
+    pub fn forget_carried_except(&self, existing: &std::collections::HashSet<DevIno>) {
+        let mut inner = self.lock();
+        let before = inner.carried.len();
+        inner.carried.retain(|id, _| existing.contains(id));
+        if inner.carried.len() != before {
+            inner.dirty = true;
         }
     }
 
@@ -268,6 +305,7 @@ fn entries(inner: &Inner) -> Vec<Entry> {
             offset: s.done,
             path: s.path.clone(),
         })
+        .chain(inner.carried.values().cloned())
         .collect();
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.inode.cmp(&b.inode)));
     out
@@ -306,6 +344,26 @@ mod tests {
         assert_eq!(t.snapshot().len(), 1);
         t.ack(&[mark(1, 0, 10)]);
         assert!(t.snapshot().is_empty());
+    }
+
+    #[test]
+    fn carried_checkpoints_are_kept_until_claimed_or_gone() {
+        let t = Tracker::new();
+        let entry = |ino| Entry {
+            dev: 1,
+            inode: ino,
+            fingerprint: fp(),
+            offset: 5,
+            path: format!("/f{ino}"),
+        };
+        t.carry(vec![entry(1), entry(2), entry(3)]);
+        assert_eq!(t.snapshot().len(), 3);
+        assert_eq!(t.claim(DevIno { dev: 1, ino: 2 }), Some(entry(2)));
+        t.register(9, DevIno { dev: 1, ino: 2 }, fp(), Path::new("/f2"), 5);
+        assert_eq!(t.snapshot().len(), 3);
+        t.forget_carried_except(&[DevIno { dev: 1, ino: 1 }].into_iter().collect());
+        let left: Vec<u64> = t.snapshot().iter().map(|e| e.inode).collect();
+        assert_eq!(left, vec![1, 2]);
     }
 
     #[test]

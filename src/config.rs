@@ -103,6 +103,8 @@ pub struct Input {
     pub max_line_bytes: usize,
     /// Lines with no bytes (after removing the line ending) are counted and not shipped.
     pub skip_empty_lines: bool,
+    /// Files last modified longer ago than this when first found are not read (0: off).
+    pub ignore_older_secs: u64,
 }
 
 impl Default for Input {
@@ -117,6 +119,7 @@ impl Default for Input {
             tags: Vec::new(),
             max_line_bytes: 900_000,
             skip_empty_lines: true,
+            ignore_older_secs: 0,
         }
     }
 }
@@ -128,6 +131,15 @@ pub struct TailConfig {
     pub rescan_interval_ms: u64,
     /// Size of one read; also the most read from one file before turning to the next.
     pub read_buffer_bytes: usize,
+    /// Files held open at once. Above it, files read to their end are closed (and reopened
+    /// when they grow); files renamed away or deleted are never closed before they are read.
+    pub max_open_files: usize,
+    /// A file renamed away or deleted, once read to its end, is kept open this long after it
+    /// last grew, for lines its writer still adds through an open descriptor.
+    pub rotated_linger_ms: u64,
+    /// The longest a file renamed away or deleted is held open; bytes still unread then are
+    /// given up, logged and counted. 0: no limit (nothing is ever given up).
+    pub rotate_wait_ms: u64,
 }
 
 impl Default for TailConfig {
@@ -135,6 +147,9 @@ impl Default for TailConfig {
         TailConfig {
             rescan_interval_ms: 10_000,
             read_buffer_bytes: 256 * 1024,
+            max_open_files: 1024,
+            rotated_linger_ms: 5_000,
+            rotate_wait_ms: 0,
         }
     }
 }
@@ -329,6 +344,24 @@ impl Config {
             self.tail.read_buffer_bytes as u64,
             4096,
             16 << 20,
+        );
+        range(
+            "tail.max_open_files",
+            self.tail.max_open_files as u64,
+            8,
+            1_000_000,
+        );
+        range(
+            "tail.rotated_linger_ms",
+            self.tail.rotated_linger_ms,
+            0,
+            86_400_000,
+        );
+        range(
+            "tail.rotate_wait_ms",
+            self.tail.rotate_wait_ms,
+            0,
+            604_800_000,
         );
         range(
             "batch.max_events",

@@ -39,6 +39,15 @@ counters! {
     files_open,
     /// Truncations detected (reading restarted at 0).
     files_truncated,
+    /// Files read to their end closed to stay under `tail.max_open_files` (reopened on growth).
+    files_evicted,
+    /// Files that were renamed away or deleted while closed under `tail.max_open_files` and
+    /// could not be found again: lines written after their last read may be lost.
+    files_gone_while_closed,
+    /// Files not read because they were older than `ignore_older_secs` when found.
+    files_ignored_old,
+    /// Unread bytes of rotated or deleted files given up at `tail.rotate_wait_ms`.
+    rotated_bytes_given_up,
     /// Batches handed to the sender.
     batches_built,
     /// Batches and events the intake accepted.

@@ -141,6 +141,11 @@ impl Matcher {
             let (is_file, is_dir) = if file_type.is_symlink() {
                 match fs::metadata(&path) {
                     Ok(m) => (m.is_file(), m.is_dir()),
+                    // A link loop or a target we may not see: hand it on so it is reported
+                    // (once). A dangling link is common (a container went away): skip it.
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        (self.matches(&path), false)
+                    }
                     Err(_) => (false, false),
                 }
             } else {

@@ -7,14 +7,25 @@
 //! to the sender with a blocking send: when the senders are behind, this thread stops reading
 //! and the files on disk hold the backlog.
 //!
-//! A file is a *stream* from the moment it is opened until it is closed or truncated; streams
-//! have ids, and batches carry the byte ranges of the streams they cover.
+//! A file is known by device and inode, checked against a fingerprint of its first bytes, never
+//! by its name: a name is only how the file was found. A file whose name stops leading to it
+//! (renamed away, deleted) is an *orphan*: it is read to its end through the descriptor still
+//! open, then closed once it has stopped growing for `tail.rotated_linger_ms`. A file that
+//! shrinks below the read position, or whose first bytes change, was truncated and is read
+//! again from its start.
+//!
+//! Each opening of a file's content is a *stream* with its own id (a truncation starts a new
+//! one); batches carry the byte ranges of the streams they cover, and the checkpoint tracker
+//! advances each stream over its accepted prefix.
+//!
+//! Above `tail.max_open_files`, files read to their end are closed and reopened when they grow
+//! (their identity and position stay known); orphans are never closed before they are read.
 
 pub mod discover;
 pub mod frame;
 pub mod identity;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -33,10 +44,9 @@ use crate::metrics::Metrics;
 use discover::Matcher;
 use identity::{DevIno, FINGERPRINT_BYTES, Fingerprint};
 
-/// How often files whose name no longer leads to them are checked for growth.
+/// How often files whose name no longer leads to them are checked for growth: no file event
+/// names them any more.
 const ORPHAN_POLL: Duration = Duration::from_secs(1);
-/// A file renamed away or deleted is closed once it has been at its end, unchanged, this long.
-const ORPHAN_IDLE_CLOSE: Duration = Duration::from_secs(5);
 /// Pending file-event paths kept before falling back to a full rescan.
 const MAX_PENDING_PATHS: usize = 4096;
 
@@ -113,6 +123,7 @@ struct InputRuntime {
     read_from: ReadFrom,
     max_line: usize,
     skip_empty: bool,
+    ignore_older: Option<Duration>,
     status: String,
     service: String,
     source: String,
@@ -120,11 +131,15 @@ struct InputRuntime {
     tags: String,
 }
 
+/// One file being tailed. Keyed in [`Tailer::streams`] by a key that never changes, while
+/// `id` (the checkpoint tracker's stream) changes when the file is truncated.
 struct Stream {
     id: u64,
     input: usize,
+    /// The name it was last found under.
     path: PathBuf,
-    file: File,
+    /// `None` while closed to stay under `tail.max_open_files`.
+    file: Option<File>,
     dev_ino: DevIno,
     fingerprint: Fingerprint,
     template: EventTemplate,
@@ -136,29 +151,50 @@ struct Stream {
     continued: bool,
     /// May have data to read.
     active: bool,
-    /// Its path no longer leads to it (renamed away or deleted).
-    orphaned: bool,
-    /// Read up to the end of what is there (logged once per catch-up).
+    /// When its name stopped leading to it (renamed away or deleted).
+    orphaned_at: Option<Instant>,
+    /// Read up to the end of what is there (a partial last line may remain).
     caught_up: bool,
     last_change: Instant,
     last_size: u64,
+    last_read: Instant,
+}
+
+/// A file waiting for a descriptor under `tail.max_open_files`.
+enum Waiting {
+    New {
+        path: PathBuf,
+        input: usize,
+        startup: bool,
+    },
+    Reopen(u64),
 }
 
 /// The reader thread's state.
 pub struct Tailer {
     inputs: Vec<InputRuntime>,
     hostname: String,
-    streams: Vec<Stream>,
+    streams: BTreeMap<u64, Stream>,
     by_dev_ino: HashMap<DevIno, u64>,
-    resume: HashMap<DevIno, Entry>,
-    unreadable: HashSet<PathBuf>,
+    by_path: HashMap<PathBuf, u64>,
+    next_key: u64,
     next_stream: u64,
+    open_files: usize,
+    max_open: usize,
+    waiting: VecDeque<Waiting>,
+    /// Files skipped for `ignore_older_secs`, with their size then: if one is written again,
+    /// only what is new is read.
+    ignored: HashMap<DevIno, u64>,
+    unreadable: HashSet<PathBuf>,
     buf: Vec<u8>,
     base_buf_len: usize,
     builder: BatchBuilder,
     ready: Vec<Batch>,
     batch_timeout: Duration,
     rescan_every: Duration,
+    linger: Duration,
+    rotate_wait: Option<Duration>,
+    turn: Vec<u64>,
     tracker: Arc<Tracker>,
     metrics: Arc<Metrics>,
     wake: Arc<Wake>,
@@ -200,6 +236,13 @@ pub fn default_hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
+/// What became of an attempt to reopen a closed file.
+enum Reopened {
+    Yes,
+    NoDescriptor,
+    Gone,
+}
+
 impl Tailer {
     pub fn new(config: &Config, links: TailerLinks) -> Result<Tailer, TailError> {
         let hostname = if config.datadog.hostname.is_empty() {
@@ -223,39 +266,39 @@ impl Tailer {
                 read_from: input.read_from,
                 max_line: input.max_line_bytes,
                 skip_empty: input.skip_empty_lines,
+                ignore_older: (input.ignore_older_secs > 0)
+                    .then(|| Duration::from_secs(input.ignore_older_secs)),
                 status: input.status.clone(),
                 service: input.service.clone(),
                 source: input.source.clone(),
                 tags: tags.join(","),
             });
         }
+        links.tracker.carry(links.resume);
         let base_buf_len = config.tail.read_buffer_bytes;
         Ok(Tailer {
             inputs,
             hostname,
-            streams: Vec::new(),
+            streams: BTreeMap::new(),
             by_dev_ino: HashMap::new(),
-            resume: links
-                .resume
-                .into_iter()
-                .map(|e| {
-                    (
-                        DevIno {
-                            dev: e.dev,
-                            ino: e.inode,
-                        },
-                        e,
-                    )
-                })
-                .collect(),
-            unreadable: HashSet::new(),
+            by_path: HashMap::new(),
+            next_key: 1,
             next_stream: 1,
+            open_files: 0,
+            max_open: config.tail.max_open_files,
+            waiting: VecDeque::new(),
+            ignored: HashMap::new(),
+            unreadable: HashSet::new(),
             buf: vec![0; base_buf_len],
             base_buf_len,
             builder: BatchBuilder::new(config.batch.max_events, config.batch.max_bytes),
             ready: Vec::new(),
             batch_timeout: Duration::from_millis(config.batch.timeout_ms),
             rescan_every: Duration::from_millis(config.tail.rescan_interval_ms),
+            linger: Duration::from_millis(config.tail.rotated_linger_ms),
+            rotate_wait: (config.tail.rotate_wait_ms > 0)
+                .then(|| Duration::from_millis(config.tail.rotate_wait_ms)),
+            turn: Vec::new(),
             tracker: links.tracker,
             metrics: links.metrics,
             wake: links.wake,
@@ -278,10 +321,10 @@ impl Tailer {
             if let Some(opened) = self.builder.opened_at() {
                 timeout = timeout.min((opened + self.batch_timeout).saturating_duration_since(now));
             }
-            if self.streams.iter().any(|s| s.orphaned) {
+            if self.streams.values().any(|s| s.orphaned_at.is_some()) {
                 timeout = timeout.min(next_orphan_poll.saturating_duration_since(now));
             }
-            let busy = self.streams.iter().any(|s| s.active);
+            let busy = self.streams.values().any(|s| s.active);
             let woken = self.wake.take(if busy { None } else { Some(timeout) });
             if woken.stop {
                 break;
@@ -298,24 +341,29 @@ impl Tailer {
                 next_rescan = now + self.rescan_every;
             }
             if now >= next_orphan_poll {
-                for s in self.streams.iter_mut().filter(|s| s.orphaned) {
-                    s.active = true;
+                for s in self.streams.values_mut() {
+                    if s.orphaned_at.is_some() {
+                        s.active = true;
+                    }
                 }
                 next_orphan_poll = now + ORPHAN_POLL;
             }
-            self.read_turn();
+            self.read_turn(false);
+            self.serve_waiting();
             if let Some(opened) = self.builder.opened_at()
                 && opened.elapsed() >= self.batch_timeout
                 && let Some(batch) = self.builder.take()
             {
                 self.ready.push(batch);
             }
-            self.close_drained_orphans();
+            self.close_orphans();
             if !self.send_ready() {
                 return;
             }
         }
-        // Stopping: what was read goes out; what was not is read again after a restart.
+        // Stopping: a last line without its newline goes out as it is (its file is read to
+        // the end otherwise); what was read goes out; what was not is read after a restart.
+        self.read_turn(true);
         if let Some(batch) = self.builder.take() {
             self.ready.push(batch);
         }
@@ -395,8 +443,8 @@ impl Tailer {
         }
     }
 
-    /// Finds new files, notices files whose name now leads elsewhere, and checks sizes of
-    /// idle files in case a file event was lost.
+    /// Finds new files, notices files whose name no longer leads to them, and checks the
+    /// sizes of known files in case a file event was lost.
     fn rescan(&mut self, startup: bool) {
         self.ensure_watches();
         let mut found = Vec::new();
@@ -410,33 +458,42 @@ impl Tailer {
                 }
             }
         }
-        for s in &mut self.streams {
-            if !seen.contains(&s.dev_ino) && !s.orphaned {
-                // Renamed out of the globs, or deleted: read what is left, then close.
-                s.orphaned = true;
-                s.last_change = Instant::now();
+        let now = Instant::now();
+        for s in self.streams.values_mut() {
+            if s.orphaned_at.is_none() && !seen.contains(&s.dev_ino) {
+                // Renamed out of the globs, or deleted: read what is left, then close. A closed
+                // file is looked for under its new name when it is reopened.
+                s.orphaned_at = Some(now);
+                s.last_change = now;
                 tracing::debug!(path = %s.path.display(), "file left its name; draining");
             }
-            s.active = true;
+            if s.file.is_some() || s.orphaned_at.is_some() {
+                s.active = true;
+            }
         }
+        self.tracker.forget_carried_except(&seen);
     }
 
+    /// A file event named `path`.
     fn on_path(&mut self, path: &Path) {
+        if let Some(&key) = self.by_path.get(path)
+            && let Some(s) = self.streams.get_mut(&key)
+        {
+            s.active = true;
+            if s.orphaned_at.is_none() && !leads_to(path, s.dev_ino) {
+                s.orphaned_at = Some(Instant::now());
+                s.last_change = Instant::now();
+                self.by_path.remove(path);
+                tracing::debug!(path = %path.display(), "file left its name; draining");
+            }
+        }
         if let Some(i) = self.inputs.iter().position(|i| i.matcher.matches(path)) {
             self.consider(path, i, false);
         }
-        for s in &mut self.streams {
-            if s.path == path {
-                s.active = true;
-                if !s.orphaned && !leads_to(path, s.dev_ino) {
-                    s.orphaned = true;
-                    tracing::debug!(path = %s.path.display(), "file left its name; draining");
-                }
-            }
-        }
     }
 
-    /// Opens `path` as a new stream unless it is already one; returns its identity.
+    /// Starts tailing `path` unless its file is already tailed; returns the file's identity
+    /// when it exists (tailed, waiting for a descriptor, ignored or unreadable).
     fn consider(&mut self, path: &Path, input: usize, startup: bool) -> Option<DevIno> {
         let meta = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => m,
@@ -449,34 +506,113 @@ impl Tailer {
             }
         };
         let dev_ino = DevIno::of(&meta);
-        if let Some(&id) = self.by_dev_ino.get(&dev_ino) {
-            if let Some(s) = self.streams.iter_mut().find(|s| s.id == id) {
-                s.active = true;
-                if s.path != path && !leads_to(&s.path, dev_ino) {
-                    s.path = path.to_path_buf();
-                    self.tracker.update_path(id, path);
-                }
-                s.orphaned = false;
-            }
+        if let Some(&key) = self.by_dev_ino.get(&dev_ino) {
+            self.found_again(key, path, meta.len());
             return Some(dev_ino);
         }
+        if let Some(&old) = self.by_path.get(path)
+            && let Some(s) = self.streams.get_mut(&old)
+            && s.orphaned_at.is_none()
+        {
+            // The name now leads to another file: the old one was rotated away.
+            s.orphaned_at = Some(Instant::now());
+            s.last_change = Instant::now();
+            s.active = true;
+        }
+        if let Some(age) = self.inputs[input].ignore_older
+            && !self.ignored.contains_key(&dev_ino)
+            && meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|elapsed| elapsed > age)
+        {
+            tracing::info!(path = %path.display(), "not reading file last modified before ignore_older_secs");
+            Metrics::add(&self.metrics.files_ignored_old, 1);
+            self.ignored.insert(dev_ino, meta.len());
+            return Some(dev_ino);
+        }
+        if let Some(&size) = self.ignored.get(&dev_ino)
+            && meta.len() == size
+        {
+            return Some(dev_ino);
+        }
+        if self.waiting_for(path) {
+            return Some(dev_ino);
+        }
+        if self.open_files >= self.max_open && !self.evict_one(None) {
+            tracing::debug!(path = %path.display(), "waiting for a descriptor (tail.max_open_files)");
+            self.waiting.push_back(Waiting::New {
+                path: path.to_path_buf(),
+                input,
+                startup,
+            });
+            return Some(dev_ino);
+        }
+        self.open_new(path, input, startup);
+        Some(dev_ino)
+    }
+
+    fn waiting_for(&self, path: &Path) -> bool {
+        self.waiting
+            .iter()
+            .any(|w| matches!(w, Waiting::New { path: p, .. } if p == path))
+    }
+
+    /// A tailed file was found (again) under `path`, `size` bytes long.
+    fn found_again(&mut self, key: u64, path: &Path, size: u64) {
+        let Some(s) = self.streams.get_mut(&key) else {
+            return;
+        };
+        if s.path != path && !leads_to(&s.path, s.dev_ino) {
+            // Renamed to another name the globs match: follow it.
+            if self.by_path.get(&s.path) == Some(&key) {
+                self.by_path.remove(&s.path);
+            }
+            s.path = path.to_path_buf();
+            self.tracker.update_path(s.id, path);
+        }
+        if s.path == path {
+            self.by_path.insert(path.to_path_buf(), key);
+            s.orphaned_at = None;
+        }
+        // A closed file is reopened only when it changed; an open one costs one fstat.
+        if s.file.is_some() || size != s.last_size {
+            s.active = true;
+        }
+    }
+
+    /// Opens a file not tailed yet, from its checkpoint or by the start policy.
+    fn open_new(&mut self, path: &Path, input: usize, startup: bool) {
         let file = match File::open(path) {
             Ok(f) => f,
             Err(e) => {
                 self.report_unreadable(path, &e);
-                return None;
+                return;
             }
         };
+        let meta = match file.metadata() {
+            Ok(m) => m,
+            Err(e) => {
+                self.report_unreadable(path, &e);
+                return;
+            }
+        };
+        let dev_ino = DevIno::of(&meta);
+        if self.by_dev_ino.contains_key(&dev_ino) {
+            return;
+        }
         self.unreadable.remove(path);
         let size = meta.len();
         let fingerprint = match Fingerprint::of(&file, FINGERPRINT_BYTES) {
             Ok(f) => f,
             Err(e) => {
                 self.report_unreadable(path, &e);
-                return None;
+                return;
             }
         };
-        let start = match self.resume.remove(&dev_ino) {
+        let ignored_at = self.ignored.remove(&dev_ino);
+        let start = match self.tracker.claim(dev_ino) {
             Some(entry) if entry.fingerprint.matches(&file).unwrap_or(false) => {
                 if entry.offset <= size {
                     tracing::debug!(path = %path.display(), offset = entry.offset, "resuming");
@@ -486,35 +622,175 @@ impl Tailer {
                     0
                 }
             }
-            _ if startup && self.inputs[input].read_from == ReadFrom::End => size,
-            _ => 0,
+            Some(_) => {
+                tracing::info!(path = %path.display(), "checkpoint belongs to an earlier file with this inode; reading from the start");
+                0
+            }
+            None => match ignored_at {
+                Some(at) if at <= size => at,
+                _ if startup && self.inputs[input].read_from == ReadFrom::End => size,
+                _ => 0,
+            },
         };
         let id = self.next_stream;
         self.next_stream += 1;
+        let key = self.next_key;
+        self.next_key += 1;
         let template = self.template(input, path);
         self.tracker.register(id, dev_ino, fingerprint, path, start);
-        self.by_dev_ino.insert(dev_ino, id);
+        self.by_dev_ino.insert(dev_ino, key);
+        self.by_path.insert(path.to_path_buf(), key);
+        self.open_files += 1;
         Metrics::add(&self.metrics.files_opened, 1);
         self.metrics.files_open.fetch_add(1, Ordering::Relaxed);
         tracing::info!(path = %path.display(), offset = start, "tailing file");
-        self.streams.push(Stream {
-            id,
-            input,
-            path: path.to_path_buf(),
-            file,
-            dev_ino,
-            fingerprint,
-            template,
-            read_pos: start,
-            covered: start,
-            continued: false,
-            active: true,
-            orphaned: false,
-            caught_up: false,
-            last_change: Instant::now(),
-            last_size: size,
-        });
-        Some(dev_ino)
+        let now = Instant::now();
+        self.streams.insert(
+            key,
+            Stream {
+                id,
+                input,
+                path: path.to_path_buf(),
+                file: Some(file),
+                dev_ino,
+                fingerprint,
+                template,
+                read_pos: start,
+                covered: start,
+                continued: false,
+                active: true,
+                orphaned_at: None,
+                caught_up: false,
+                last_change: now,
+                last_size: size,
+                last_read: now,
+            },
+        );
+    }
+
+    /// Closes the least recently read file that is read to its end, still has its name and
+    /// is not `except`. False when no file can be closed.
+    fn evict_one(&mut self, except: Option<u64>) -> bool {
+        let victim = self
+            .streams
+            .iter()
+            .filter(|(k, s)| {
+                s.file.is_some()
+                    && s.orphaned_at.is_none()
+                    && !s.active
+                    && s.caught_up
+                    && Some(**k) != except
+            })
+            .min_by_key(|(_, s)| s.last_read)
+            .map(|(k, _)| *k);
+        let Some(key) = victim else {
+            return false;
+        };
+        if let Some(s) = self.streams.get_mut(&key) {
+            s.file = None;
+            tracing::debug!(path = %s.path.display(), "closed to stay under tail.max_open_files");
+        }
+        self.open_files -= 1;
+        Metrics::add(&self.metrics.files_evicted, 1);
+        self.metrics.files_open.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Opens what waits for a descriptor, as far as descriptors allow.
+    fn serve_waiting(&mut self) {
+        while let Some(w) = self.waiting.front() {
+            let reopen = matches!(w, Waiting::Reopen(_));
+            if !reopen && self.open_files >= self.max_open && !self.evict_one(None) {
+                return;
+            }
+            match self.waiting.pop_front() {
+                Some(Waiting::New {
+                    path,
+                    input,
+                    startup,
+                }) => {
+                    if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                        self.open_new(&path, input, startup);
+                    }
+                }
+                Some(Waiting::Reopen(key)) => {
+                    if let Some(s) = self.streams.get_mut(&key) {
+                        s.active = true;
+                    }
+                    self.read_stream(key, false);
+                    if self.streams.get(&key).is_some_and(|s| s.file.is_none()) {
+                        // Still no descriptor (read_stream queued it again).
+                        return;
+                    }
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Reopens a file closed under `tail.max_open_files`, following it if it was renamed.
+    fn reopen(&mut self, key: u64) -> Reopened {
+        if self.open_files >= self.max_open && !self.evict_one(Some(key)) {
+            return Reopened::NoDescriptor;
+        }
+        let Some(s) = self.streams.get(&key) else {
+            return Reopened::Gone;
+        };
+        let (path, dev_ino, fingerprint) = (s.path.clone(), s.dev_ino, s.fingerprint);
+        let found = open_if(&path, dev_ino, fingerprint)
+            .map(|f| (path.clone(), f))
+            .or_else(|| find_in_dir(&path, dev_ino, fingerprint));
+        let Some((at, file)) = found else {
+            self.forget_gone(key);
+            return Reopened::Gone;
+        };
+        let Some(s) = self.streams.get_mut(&key) else {
+            return Reopened::Gone;
+        };
+        if at != s.path {
+            tracing::debug!(from = %s.path.display(), to = %at.display(), "closed file was renamed; reading it to its end");
+            if self.by_path.get(&s.path) == Some(&key) {
+                self.by_path.remove(&s.path);
+            }
+            s.path = at;
+            s.orphaned_at.get_or_insert_with(Instant::now);
+        }
+        s.file = Some(file);
+        self.open_files += 1;
+        self.metrics.files_open.fetch_add(1, Ordering::Relaxed);
+        Reopened::Yes
+    }
+
+    /// A closed file could not be found again: whatever was written to it after its last
+    /// read is out of reach.
+    fn forget_gone(&mut self, key: u64) {
+        let Some(s) = self.streams.remove(&key) else {
+            return;
+        };
+        tracing::warn!(
+            path = %s.path.display(),
+            read_to = s.read_pos,
+            "file renamed away or deleted while closed under tail.max_open_files; lines written after its last read cannot be read (raise tail.max_open_files)"
+        );
+        Metrics::add(&self.metrics.files_gone_while_closed, 1);
+        self.forget(&s);
+        // The name may lead to a new file now.
+        if let Some(i) = self.inputs.iter().position(|i| i.matcher.matches(&s.path)) {
+            self.consider(&s.path.clone(), i, false);
+        }
+    }
+
+    /// Drops a removed stream from the indexes and the tracker.
+    fn forget(&mut self, s: &Stream) {
+        if self
+            .by_dev_ino
+            .get(&s.dev_ino)
+            .is_some_and(|&k| self.streams.get(&k).is_none_or(|other| other.id == s.id))
+        {
+            self.by_dev_ino.remove(&s.dev_ino);
+        }
+        self.by_path.retain(|_, k| self.streams.contains_key(k));
+        self.tracker.close(s.id, s.covered);
     }
 
     fn template(&self, input: usize, path: &Path) -> EventTemplate {
@@ -543,41 +819,91 @@ impl Tailer {
         }
     }
 
-    /// One read for each stream that may have data.
-    fn read_turn(&mut self) {
-        for idx in 0..self.streams.len() {
-            if self.streams[idx].active {
-                self.read_stream(idx);
-            }
+    /// One read for each stream that may have data. With `stopping`, files read to their end
+    /// but for a last line without newline have that line framed as it is.
+    fn read_turn(&mut self, stopping: bool) {
+        let mut keys = std::mem::take(&mut self.turn);
+        keys.clear();
+        keys.extend(
+            self.streams
+                .iter()
+                .filter(|(_, s)| {
+                    if stopping {
+                        s.caught_up && s.read_pos < s.last_size
+                    } else {
+                        s.active
+                    }
+                })
+                .map(|(k, _)| *k),
+        );
+        for &key in &keys {
+            self.read_stream(key, stopping);
         }
-        if self.buf.len() > self.base_buf_len && !self.streams.iter().any(|s| s.active) {
+        self.turn = keys;
+        if self.buf.len() > self.base_buf_len && !self.streams.values().any(|s| s.active) {
             // Caught up after a very long line: give the large buffer back.
             self.buf = vec![0; self.base_buf_len];
         }
     }
 
-    fn read_stream(&mut self, idx: usize) {
-        let size = match self.streams[idx].file.metadata() {
+    fn read_stream(&mut self, key: u64, stopping: bool) {
+        let Some(s) = self.streams.get(&key) else {
+            return;
+        };
+        if s.file.is_none() {
+            if stopping {
+                return;
+            }
+            match self.reopen(key) {
+                Reopened::Yes => {}
+                Reopened::Gone => return,
+                Reopened::NoDescriptor => {
+                    if let Some(s) = self.streams.get_mut(&key) {
+                        s.active = false;
+                    }
+                    if !self
+                        .waiting
+                        .iter()
+                        .any(|w| matches!(w, Waiting::Reopen(k) if *k == key))
+                    {
+                        self.waiting.push_back(Waiting::Reopen(key));
+                    }
+                    return;
+                }
+            }
+        }
+        let Some(s) = self.streams.get_mut(&key) else {
+            return;
+        };
+        let Some(file) = s.file.as_ref() else {
+            return;
+        };
+        let size = match file.metadata() {
             Ok(m) => m.len(),
             Err(e) => {
-                tracing::warn!(path = %self.streams[idx].path.display(), error = %e, "cannot stat open file");
-                self.streams[idx].active = false;
+                tracing::warn!(path = %s.path.display(), error = %e, "cannot stat open file");
+                s.active = false;
                 return;
             }
         };
-        let s = &mut self.streams[idx];
         if size != s.last_size {
             s.last_size = size;
             s.last_change = Instant::now();
         }
-        if size < s.read_pos {
-            self.restart_truncated(idx);
+        // Truncated: shorter than what was read, or (after copytruncate and new writes) no
+        // longer starting with the bytes it started with. The first bytes are checked when a
+        // file read to its end has grown, so a fast file pays it once per catch-up, not per read.
+        let replaced = size < s.read_pos
+            || (s.caught_up
+                && s.fingerprint.len > 0
+                && !s.fingerprint.matches(file).unwrap_or(true));
+        if replaced {
+            self.restart_truncated(key);
             return;
         }
-        let s = &mut self.streams[idx];
         if !s.fingerprint.is_complete()
             && size > s.fingerprint.len as u64
-            && let Ok(fp) = Fingerprint::of(&s.file, FINGERPRINT_BYTES)
+            && let Ok(fp) = Fingerprint::of(file, FINGERPRINT_BYTES)
         {
             s.fingerprint = fp;
             self.tracker.update_fingerprint(s.id, fp);
@@ -587,8 +913,7 @@ impl Tailer {
             s.note_caught_up();
             return;
         }
-        let finish = s.orphaned && s.last_change.elapsed() >= ORPHAN_IDLE_CLOSE;
-        let n = match read_full(&s.file, &mut self.buf, s.read_pos) {
+        let n = match read_full(file, &mut self.buf, s.read_pos) {
             Ok(n) => n,
             Err(e) => {
                 tracing::warn!(path = %s.path.display(), error = %e, "read failed");
@@ -600,6 +925,12 @@ impl Tailer {
             s.active = false;
             return;
         }
+        s.last_read = Instant::now();
+        let at_end = s.read_pos + n as u64 >= size;
+        // A last line without newline is framed as it is only when nothing more can come:
+        // at shutdown, or when its file left its name and stopped growing.
+        let finish = at_end
+            && (stopping || s.orphaned_at.is_some() && s.last_change.elapsed() >= self.linger);
         let input = &self.inputs[s.input];
         let data = &self.buf[..n];
         // One UTF-8 check for all complete lines of the read, instead of one per line.
@@ -667,44 +998,68 @@ impl Tailer {
         }
     }
 
-    fn restart_truncated(&mut self, idx: usize) {
+    fn restart_truncated(&mut self, key: u64) {
         let id = self.next_stream;
         self.next_stream += 1;
-        let s = &mut self.streams[idx];
+        let Some(s) = self.streams.get_mut(&key) else {
+            return;
+        };
         tracing::warn!(path = %s.path.display(), at = s.read_pos, "file truncated; reading it again from its start");
         Metrics::add(&self.metrics.files_truncated, 1);
         self.tracker.close(s.id, s.covered);
-        let fingerprint =
-            Fingerprint::of(&s.file, FINGERPRINT_BYTES).unwrap_or(Fingerprint { len: 0, hash: 0 });
+        let fingerprint = s
+            .file
+            .as_ref()
+            .and_then(|f| Fingerprint::of(f, FINGERPRINT_BYTES).ok())
+            .unwrap_or(Fingerprint { len: 0, hash: 0 });
         s.id = id;
         s.fingerprint = fingerprint;
         s.read_pos = 0;
         s.covered = 0;
         s.continued = false;
+        s.caught_up = false;
         s.active = true;
-        self.by_dev_ino.insert(s.dev_ino, id);
         self.tracker
             .register(id, s.dev_ino, fingerprint, &s.path, 0);
     }
 
-    fn close_drained_orphans(&mut self) {
-        let mut i = 0;
-        while i < self.streams.len() {
-            let s = &self.streams[i];
-            let drained = s.orphaned
-                && !s.active
-                && s.read_pos >= s.last_size
-                && s.last_change.elapsed() >= ORPHAN_IDLE_CLOSE;
-            if drained {
-                let s = self.streams.swap_remove(i);
+    /// Closes files that left their name once they are read to their end and quiet, or once
+    /// `tail.rotate_wait_ms` has passed (counting what is given up).
+    fn close_orphans(&mut self) {
+        let mut done = Vec::new();
+        for (key, s) in &self.streams {
+            let Some(orphaned_at) = s.orphaned_at else {
+                continue;
+            };
+            let drained = !s.active && s.read_pos >= s.last_size;
+            if drained && s.last_change.elapsed() >= self.linger {
                 tracing::info!(path = %s.path.display(), "closing file read to its end");
-                self.by_dev_ino.remove(&s.dev_ino);
-                self.tracker.close(s.id, s.covered);
-                Metrics::add(&self.metrics.files_closed, 1);
-                self.metrics.files_open.fetch_sub(1, Ordering::Relaxed);
-            } else {
-                i += 1;
+                done.push(*key);
+            } else if let Some(wait) = self.rotate_wait
+                && orphaned_at.elapsed() >= wait
+            {
+                let unread = s.last_size.saturating_sub(s.read_pos);
+                if unread > 0 {
+                    tracing::warn!(
+                        path = %s.path.display(),
+                        unread_bytes = unread,
+                        "giving up the unread end of a rotated or deleted file (tail.rotate_wait_ms)"
+                    );
+                    Metrics::add(&self.metrics.rotated_bytes_given_up, unread);
+                }
+                done.push(*key);
             }
+        }
+        for key in done {
+            let Some(s) = self.streams.remove(&key) else {
+                continue;
+            };
+            if s.file.is_some() {
+                self.open_files -= 1;
+                self.metrics.files_open.fetch_sub(1, Ordering::Relaxed);
+            }
+            Metrics::add(&self.metrics.files_closed, 1);
+            self.forget(&s);
         }
     }
 }
@@ -721,6 +1076,30 @@ impl Stream {
 /// Whether `path` currently names the file `dev_ino`.
 fn leads_to(path: &Path, dev_ino: DevIno) -> bool {
     std::fs::metadata(path).is_ok_and(|m| DevIno::of(&m) == dev_ino)
+}
+
+/// Opens `path` if it is the file `dev_ino` and still starts with `fingerprint`'s bytes.
+fn open_if(path: &Path, dev_ino: DevIno, fingerprint: Fingerprint) -> Option<File> {
+    let file = File::open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    (DevIno::of(&meta) == dev_ino && fingerprint.matches(&file).unwrap_or(false)).then_some(file)
+}
+
+/// Looks for the file `dev_ino` among the entries of `path`'s directory (where a rotated file
+/// usually goes).
+fn find_in_dir(path: &Path, dev_ino: DevIno, fingerprint: Fingerprint) -> Option<(PathBuf, File)> {
+    let dir = path.parent()?;
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            use std::os::unix::fs::DirEntryExt;
+            e.ino() == dev_ino.ino
+        })
+        .find_map(|e| {
+            let p = e.path();
+            open_if(&p, dev_ino, fingerprint).map(|f| (p, f))
+        })
 }
 
 /// Reads from `offset` until `buf` is full or the file ends.

@@ -91,6 +91,17 @@ impl Harness {
     /// Writes a config with the given extra TOML appended (may override nothing already set:
     /// tables given in `extra` must not repeat the ones here).
     pub fn write_config(&self, endpoint: &str, datadog_extra: &str, extra: &str) -> PathBuf {
+        self.write_config_full(endpoint, "", datadog_extra, extra)
+    }
+
+    /// As [`Harness::write_config`], with extra keys for the `[[inputs]]` table too.
+    pub fn write_config_full(
+        &self,
+        endpoint: &str,
+        input_extra: &str,
+        datadog_extra: &str,
+        extra: &str,
+    ) -> PathBuf {
         let path = self.dir.path().join("sidelog.toml");
         let text = format!(
             r#"
@@ -103,6 +114,7 @@ include = ["{logs}/*.log"]
 service = "user-msvc"
 source = "go"
 tags = ["team:users"]
+{input_extra}
 
 [datadog]
 endpoint = "{endpoint}"
@@ -163,6 +175,38 @@ retry_max_ms = 500
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The running shipper's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Open descriptors of the running shipper.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Peak resident memory of the running shipper, in kB.
+    pub fn peak_rss_kb(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Every message that arrived, in arrival order.
+    pub fn messages(&self) -> Vec<String> {
+        self.intake()
+            .events()
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     /// Sends SIGTERM and waits for the exit.
@@ -273,4 +317,127 @@ pub fn assert_lines(actual: &[String], expected: &[String], what: &str) {
         actual.get(first),
         expected.get(first)
     );
+}
+
+/// Checks that the messages starting with `prefix` carry each sequence number `0..n` exactly
+/// once (numbers as written by [`PacedWriter`]); reports what is missing or repeated.
+#[track_caller]
+pub fn assert_each_once(messages: &[String], prefix: &str, n: u64) {
+    let mut count = vec![0u32; n as usize];
+    let mut foreign = 0;
+    for m in messages {
+        let Some(rest) = m.strip_prefix(prefix) else {
+            continue;
+        };
+        match rest.trim().parse::<u64>() {
+            Ok(seq) if seq < n => count[seq as usize] += 1,
+            _ => foreign += 1,
+        }
+    }
+    let missing: Vec<usize> = (0..n as usize).filter(|&i| count[i] == 0).collect();
+    let repeated: Vec<usize> = (0..n as usize).filter(|&i| count[i] > 1).collect();
+    assert!(
+        missing.is_empty() && repeated.is_empty() && foreign == 0,
+        "{prefix}: {} of {n} missing (first {:?}), {} repeated (first {:?}), {foreign} unexpected",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        repeated.len(),
+        &repeated[..repeated.len().min(10)],
+    );
+}
+
+/// How a [`PacedWriter`] behaves when its file is renamed away.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OnRotate {
+    /// Keeps writing through its descriptor (copytruncate, or an app never told).
+    Keep,
+    /// Reopens its path once the name leads elsewhere (an app that handles the rotation
+    /// signal), after writing `late` more lines to the old file.
+    Reopen { late: u64 },
+}
+
+/// A thread appending `"<prefix><seq>"` lines to a file at a steady rate, like an app.
+pub struct PacedWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Held by the test to pause the writer (e.g. across a copytruncate).
+    pub pause: std::sync::Arc<std::sync::Mutex<()>>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl PacedWriter {
+    pub fn start(
+        path: &Path,
+        prefix: &str,
+        lines_per_sec: u64,
+        on_rotate: OnRotate,
+    ) -> PacedWriter {
+        use std::os::unix::fs::MetadataExt;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let pause = std::sync::Arc::new(std::sync::Mutex::new(()));
+        let (path, prefix) = (path.to_path_buf(), prefix.to_string());
+        let (s, w, p) = (stop.clone(), written.clone(), pause.clone());
+        let open = |path: &Path| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("open log for writing")
+        };
+        let handle = std::thread::spawn(move || {
+            let mut file = open(&path);
+            let mut late_left: Option<u64> = None;
+            let start = Instant::now();
+            let mut seq = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                let due = (start.elapsed().as_secs_f64() * lines_per_sec as f64) as u64;
+                if seq >= due {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                }
+                let _paused = p.lock().expect("pause lock");
+                let mut line = format!("{prefix}{seq:08}").into_bytes();
+                line.push(b'\n');
+                file.write_all(&line).expect("write line");
+                seq += 1;
+                w.store(seq, Ordering::Relaxed);
+                if let OnRotate::Reopen { late } = on_rotate {
+                    let ours = file.metadata().expect("fstat").ino();
+                    let named = std::fs::metadata(&path).map(|m| m.ino()).ok();
+                    if named != Some(ours) {
+                        let left = late_left.get_or_insert(late);
+                        if *left == 0 {
+                            file = open(&path);
+                            late_left = None;
+                        } else {
+                            *left -= 1;
+                        }
+                    }
+                }
+            }
+            seq
+        });
+        PacedWriter {
+            stop,
+            written,
+            pause,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops writing; returns how many lines were written.
+    pub fn finish(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .expect("running")
+            .join()
+            .expect("writer thread")
+    }
 }

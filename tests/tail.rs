@@ -1,0 +1,515 @@
+//! Tailing under rotation, truncation, deletion and hostile files: the real binary against the
+//! built-in intake, every line checked at the intake.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const T: Duration = Duration::from_secs(60);
+
+/// A config for rotation tests: quick batches, quick release of drained rotated files.
+fn rotation_config(h: &Harness) -> std::path::PathBuf {
+    let endpoint = h.intake().endpoint();
+    h.write_config(
+        &endpoint,
+        "",
+        "[batch]\ntimeout_ms = 100\n\n[tail]\nrotated_linger_ms = 1000\n",
+    )
+}
+
+fn logrotate(h: &Harness, mode: &str) {
+    let conf = h.dir.path().join("logrotate.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{} {{\n  {mode}\n  rotate 5\n  missingok\n  nocompress\n}}\n",
+            h.log("app.log").display()
+        ),
+    )
+    .expect("write logrotate.conf");
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(h.dir.path().join("logrotate.state"))
+        .arg(&conf)
+        .output()
+        .expect("run logrotate (install it: apt-get install logrotate; .ci/run does)");
+    assert!(
+        out.status.success(),
+        "logrotate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `rotations` rotations of app.log by `rotate` while a paced writer appends; checks
+/// that every line arrived exactly once.
+fn rotate_while_writing(on_rotate: OnRotate, rotate: impl Fn(&Harness, usize)) {
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    std::fs::write(&log, b"").expect("create log");
+    let config = rotation_config(&h);
+    h.start(&config);
+    h.wait_stderr("tailing file", T);
+    let writer = PacedWriter::start(&log, "w ", 1000, on_rotate);
+    for round in 0..3 {
+        let target = writer.written() + 400;
+        wait_for("lines written", T, || writer.written() >= target);
+        rotate(&h, round);
+    }
+    let target = writer.written() + 400;
+    wait_for("lines written", T, || writer.written() >= target);
+    let n = writer.finish();
+    wait_for(&format!("{n} lines at the intake"), T, || {
+        h.intake().event_count() >= n
+    });
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_each_once(&h.messages(), "w ", n);
+}
+
+#[test]
+fn logrotate_create_while_writing_loses_nothing() {
+    // The writer notices the rename and reopens its path, after writing 20 more lines to the
+    // renamed file through its old descriptor.
+    rotate_while_writing(OnRotate::Reopen { late: 20 }, |h, _| logrotate(h, "create"));
+}
+
+#[test]
+fn rename_by_the_writer_with_old_descriptor_still_writing() {
+    rotate_while_writing(OnRotate::Reopen { late: 50 }, |h, round| {
+        std::fs::rename(h.log("app.log"), h.log(&format!("app.log.{round}"))).expect("rename");
+    });
+}
+
+#[test]
+fn logrotate_copytruncate_while_writing() {
+    // copytruncate copies the file, then truncates it; lines written between the two steps
+    // are lost by copytruncate itself, and lines sidelog has not read before the truncation
+    // are only in the copy. The writer pauses across logrotate and sidelog is let catch up,
+    // so what is tested is sidelog's part: the truncation is noticed and the file read again
+    // from its start, with nothing lost or repeated.
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    std::fs::write(&log, b"").expect("create log");
+    let config = rotation_config(&h);
+    h.start(&config);
+    h.wait_stderr("tailing file", T);
+    let writer = PacedWriter::start(&log, "w ", 1000, OnRotate::Keep);
+    for _ in 0..3 {
+        let target = writer.written() + 400;
+        wait_for("lines written", T, || writer.written() >= target);
+        let pause = writer.pause.clone();
+        let _paused = pause.lock().expect("pause");
+        let written = writer.written();
+        wait_for("sidelog caught up", T, || {
+            h.intake().event_count() >= written
+        });
+        logrotate(&h, "copytruncate");
+    }
+    let target = writer.written() + 400;
+    wait_for("lines written", T, || writer.written() >= target);
+    let n = writer.finish();
+    wait_for(&format!("{n} lines at the intake"), T, || {
+        h.intake().event_count() >= n
+    });
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert!(h.stderr().contains("file truncated"), "{}", h.stderr());
+    assert_each_once(&h.messages(), "w ", n);
+}
+
+#[test]
+fn truncated_and_rewritten_past_the_read_position() {
+    // Truncated and at once written longer than before: the size never looks smaller, only
+    // the first bytes tell.
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    append(&log, numbered("old", 0..100));
+    let config = rotation_config(&h);
+    h.start(&config);
+    h.wait_events(100, T);
+    let mut text = Vec::new();
+    for l in numbered("new", 0..300) {
+        text.extend_from_slice(l.as_bytes());
+        text.push(b'\n');
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .expect("open");
+    f.set_len(0).expect("truncate");
+    std::os::unix::fs::FileExt::write_all_at(&f, &text, 0).expect("rewrite");
+    drop(f);
+    h.wait_events(400, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let mut expected = numbered("old", 0..100);
+    expected.extend(numbered("new", 0..300));
+    assert_lines(&h.messages(), &expected, "app.log");
+}
+
+#[test]
+fn deleted_while_behind_is_read_to_its_end() {
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    append(&log, numbered("del", 0..20_000));
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config(
+        &endpoint,
+        "",
+        "[batch]\ntimeout_ms = 100\nmax_events = 100\n\n[tail]\nrotated_linger_ms = 500\nread_buffer_bytes = 8192\n",
+    );
+    // The intake refuses everything, so the reader fills the pipeline and stops reading.
+    h.intake().force_status(Some(503));
+    h.start(&config);
+    h.wait_stderr("retrying", T);
+    std::fs::remove_file(&log).expect("delete");
+    h.intake().force_status(None);
+    h.wait_events(20_000, T);
+    h.wait_stderr("file left its name", T);
+    h.wait_stderr("closing file read to its end", T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_lines(&h.messages(), &numbered("del", 0..20_000), "deleted file");
+}
+
+#[test]
+fn reused_inode_is_not_mistaken_for_the_checkpointed_file() {
+    let mut h = Harness::with_intake();
+    let config = rotation_config(&h);
+    let a = h.log("a.log");
+    append(&a, numbered("a", 0..50));
+    h.start(&config);
+    h.wait_events(50, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    // While sidelog is down, a.log goes and b.log arrives. Whether or not the file system
+    // gives b.log a.log's inode, the checkpoint is made to name b.log's inode: the
+    // fingerprint must tell the files apart.
+    std::fs::remove_file(&a).expect("delete a");
+    let b = h.log("b.log");
+    append(&b, numbered("b", 0..80));
+    let meta = std::fs::metadata(&b).expect("stat b");
+    let cp = h.dir.path().join("data/checkpoints.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cp).expect("checkpoints")).expect("json");
+    let entry = &mut v["files"][0];
+    assert_eq!(entry["offset"], 50 * 26);
+    entry["dev"] = meta.dev().into();
+    entry["inode"] = meta.ino().into();
+    std::fs::write(&cp, v.to_string()).expect("write checkpoints");
+    h.start(&config);
+    h.wait_events(130, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_lines(
+        &h.messages_by_file()["b.log"],
+        &numbered("b", 0..80),
+        "b.log",
+    );
+}
+
+#[test]
+fn files_sharing_their_first_kilobytes_are_distinct() {
+    let mut h = Harness::with_intake();
+    let header = format!("# {}", "same header ".repeat(200));
+    for name in ["x.log", "y.log"] {
+        append(&h.log(name), vec![header.clone()]);
+        append(&h.log(name), numbered(name, 0..100));
+    }
+    let config = rotation_config(&h);
+    h.start(&config);
+    h.wait_events(202, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    // More lines while down: each file resumes from its own checkpoint.
+    for name in ["x.log", "y.log"] {
+        append(&h.log(name), numbered(name, 100..150));
+    }
+    h.start(&config);
+    h.wait_events(302, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let by_file = h.messages_by_file();
+    for name in ["x.log", "y.log"] {
+        let mut expected = vec![header.clone()];
+        expected.extend(numbered(name, 0..150));
+        assert_lines(&by_file[name], &expected, name);
+    }
+}
+
+#[test]
+fn a_thousand_files_under_a_descriptor_limit() {
+    let mut h = Harness::with_intake();
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config(
+        &endpoint,
+        "",
+        "[batch]\ntimeout_ms = 100\n\n[tail]\nmax_open_files = 100\n",
+    );
+    for i in 0..1000 {
+        append(
+            &h.log(&format!("f{i:04}.log")),
+            numbered(&format!("f{i}"), 0..3),
+        );
+    }
+    h.start(&config);
+    let mut max_fds = 0;
+    wait_for("3,000 events", T, || {
+        max_fds = max_fds.max(h.open_fds());
+        h.intake().event_count() >= 3000
+    });
+    // Each file written a little more: closed files are reopened and read.
+    for i in 0..1000 {
+        append(
+            &h.log(&format!("f{i:04}.log")),
+            numbered(&format!("f{i}"), 3..5),
+        );
+    }
+    wait_for("5,000 events", T, || {
+        max_fds = max_fds.max(h.open_fds());
+        h.intake().event_count() >= 5000
+    });
+    assert!(h.terminate().success(), "{}", h.stderr());
+    // 100 files, plus the runtime's own descriptors (sockets, inotify, epoll, stdio).
+    assert!(max_fds <= 130, "{max_fds} descriptors open");
+    let by_file = h.messages_by_file();
+    assert_eq!(by_file.len(), 1000);
+    for i in 0..1000 {
+        let name = format!("f{i:04}.log");
+        assert_lines(&by_file[&name], &numbered(&format!("f{i}"), 0..5), &name);
+    }
+    assert_eq!(h.intake().event_count(), 5000, "duplicates");
+}
+
+#[test]
+fn a_hundred_megabyte_line_is_split_in_bounded_memory() {
+    let mut h = Harness::with_intake();
+    let log = h.log("huge.log");
+    let piece: Vec<u8> = (0..1000u32)
+        .flat_map(|i| format!("{i:04}|").into_bytes())
+        .collect();
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&log).expect("create");
+        for _ in 0..20_000 {
+            f.write_all(&piece).expect("write");
+        }
+        f.write_all(b"\nafter\n").expect("write");
+    }
+    let total = piece.len() * 20_000;
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config(
+        &endpoint,
+        "compression = \"none\"",
+        "[batch]\ntimeout_ms = 100\n",
+    );
+    h.start(&config);
+    let events = (total as u64).div_ceil(900_000) + 1;
+    h.wait_events(events, Duration::from_secs(180));
+    let rss_kb = h.peak_rss_kb();
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let msgs = h.messages();
+    assert_eq!(msgs.last().map(String::as_str), Some("after"));
+    let mut joined = String::with_capacity(total);
+    let pieces = &msgs[..msgs.len() - 1];
+    for (i, m) in pieces.iter().enumerate() {
+        let mut m = m.as_str();
+        assert!(m.len() <= 900_000 + 2 * 15, "event of {} bytes", m.len());
+        if i > 0 {
+            m = m.strip_prefix("...TRUNCATED...").expect("leading marker");
+        }
+        if i + 1 < pieces.len() {
+            m = m.strip_suffix("...TRUNCATED...").expect("trailing marker");
+        }
+        joined.push_str(m);
+    }
+    assert_eq!(joined.len(), total);
+    assert!(
+        joined
+            .as_bytes()
+            .chunks(piece.len())
+            .all(|c| c == piece.as_slice())
+    );
+    // A 100 MB line never sits in memory whole.
+    assert!(rss_kb < 80 * 1024, "peak RSS {rss_kb} kB");
+}
+
+#[test]
+fn oversize_empty_nul_crlf_and_invalid_utf8_lines() {
+    let mut h = Harness::with_intake();
+    let log = h.log("odd.log");
+    let long = "L".repeat(2500);
+    let mut text = Vec::new();
+    text.extend_from_slice(b"first\r\n\r\n\n");
+    text.extend_from_slice(long.as_bytes());
+    text.extend_from_slice(b"\nbad \xc3\x28 \xf0\x9f end\nnul\x00in\x00line\n\xff\r\nlast\n");
+    std::fs::write(&log, &text).expect("write");
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config_full(
+        &endpoint,
+        "max_line_bytes = 1024\nskip_empty_lines = false",
+        "",
+        "[batch]\ntimeout_ms = 100\n",
+    );
+    h.start(&config);
+    h.wait_events(10, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let m = &h.messages_by_file()["odd.log"];
+    let marker = "...TRUNCATED...";
+    let expected: Vec<String> = vec![
+        "first".into(),
+        "".into(),
+        "".into(),
+        format!("{}{marker}", "L".repeat(1024)),
+        format!("{marker}{}{marker}", "L".repeat(1024)),
+        format!("{marker}{}", "L".repeat(452)),
+        "bad \u{FFFD}( \u{FFFD} end".into(),
+        "nul\u{0}in\u{0}line".into(),
+        "\u{FFFD}".into(),
+        "last".into(),
+    ];
+    assert_lines(m, &expected, "odd.log");
+}
+
+#[test]
+fn symlinks_are_followed_and_a_loop_is_reported_once() {
+    let mut h = Harness::with_intake();
+    let real_dir = h.dir.path().join("real");
+    std::fs::create_dir(&real_dir).expect("mkdir");
+    let target = real_dir.join("container-1.txt");
+    append(&target, numbered("linked", 0..10));
+    std::os::unix::fs::symlink(&target, h.log("container-1.log")).expect("symlink");
+    std::os::unix::fs::symlink(h.log("loop-b.log"), h.log("loop-a.log")).expect("loop a");
+    std::os::unix::fs::symlink(h.log("loop-a.log"), h.log("loop-b.log")).expect("loop b");
+    std::os::unix::fs::symlink(h.log("missing"), h.log("dangling.log")).expect("dangling");
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config(
+        &endpoint,
+        "",
+        "[batch]\ntimeout_ms = 100\n\n[tail]\nrescan_interval_ms = 200\n",
+    );
+    h.start(&config);
+    h.wait_events(10, T);
+    // Several rescans pass; the loop is reported once per link, not once per rescan.
+    append(&target, numbered("linked", 10..20));
+    h.wait_events(20, T);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_lines(
+        &h.messages_by_file()["container-1.log"],
+        &numbered("linked", 0..20),
+        "linked",
+    );
+    let log = h.stderr();
+    let reports = log.matches("cannot read file").count();
+    assert_eq!(reports, 2, "one report per looping link:\n{log}");
+    assert!(!log.contains("dangling"), "{log}");
+}
+
+#[test]
+fn ignore_older_and_read_from_end() {
+    let mut h = Harness::with_intake();
+    let old = h.log("old.log");
+    append(&old, numbered("old", 0..10));
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .expect("open");
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .expect("set mtime");
+    drop(f);
+    let fresh = h.log("fresh.log");
+    append(&fresh, numbered("fresh", 0..10));
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config_full(
+        &endpoint,
+        "ignore_older_secs = 600\nread_from = \"end\"",
+        "",
+        "[batch]\ntimeout_ms = 100\n",
+    );
+    h.start(&config);
+    h.wait_stderr("not reading file last modified before ignore_older_secs", T);
+    h.wait_stderr("tailing file", T);
+    // Found at startup without a checkpoint: fresh.log starts at its end; the old file is
+    // ignored until written again, and then only its new lines are read.
+    append(&fresh, numbered("fresh", 10..15));
+    append(&old, numbered("old", 10..13));
+    h.wait_events(8, T);
+    let created = h.log("created.log");
+    append(&created, numbered("created", 0..4));
+    h.wait_events(12, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let by_file = h.messages_by_file();
+    assert_lines(&by_file["fresh.log"], &numbered("fresh", 10..15), "fresh");
+    assert_lines(&by_file["old.log"], &numbered("old", 10..13), "old");
+    // A file that appears later is read from its start whatever read_from says.
+    assert_lines(
+        &by_file["created.log"],
+        &numbered("created", 0..4),
+        "created",
+    );
+}
+
+#[test]
+fn unterminated_last_line_is_held_then_shipped_at_shutdown() {
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    std::fs::write(&log, b"complete\npart").expect("write");
+    let config = rotation_config(&h);
+    h.start(&config);
+    h.wait_events(1, T);
+    // Completed while running: one line, not two.
+    append(&log, vec![" one".to_string()]);
+    h.wait_events(2, T);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"tail without newline"))
+        .expect("append");
+    h.wait_stderr("caught up with file", T);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(300) {
+        assert_eq!(h.intake().event_count(), 2, "partial line shipped early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_eq!(
+        h.messages(),
+        vec!["complete", "part one", "tail without newline"]
+    );
+    // Its checkpoint covers it: a restart sends nothing again.
+    h.start(&config);
+    h.wait_stderr("caught up with file", T);
+    assert!(h.terminate().success());
+    assert_eq!(h.intake().event_count(), 3);
+}
+
+#[test]
+fn renamed_to_a_name_the_globs_match_is_not_read_twice() {
+    let mut h = Harness::with_intake();
+    let endpoint = h.intake().endpoint();
+    let logs = h.logs();
+    let config = h.write_config(
+        &endpoint,
+        "",
+        &format!(
+            "[batch]\ntimeout_ms = 100\n\n[[inputs]]\ninclude = [\"{}/*.log.*\"]\n",
+            logs.display()
+        ),
+    );
+    let log = h.log("app.log");
+    append(&log, numbered("one", 0..100));
+    h.start(&config);
+    h.wait_events(100, T);
+    std::fs::rename(&log, h.log("app.log.1")).expect("rename");
+    append(&h.log("app.log.1"), numbered("one", 100..150));
+    append(&log, numbered("two", 0..50));
+    h.wait_events(200, T);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let mut msgs = h.messages();
+    msgs.sort();
+    let mut expected = numbered("one", 0..150);
+    expected.extend(numbered("two", 0..50));
+    expected.sort();
+    assert_lines(&msgs, &expected, "renamed within the globs");
+    assert!(Path::new(&h.log("app.log.1")).exists());
+}
