@@ -513,3 +513,50 @@ fn renamed_to_a_name_the_globs_match_is_not_read_twice() {
     assert_lines(&msgs, &expected, "renamed within the globs");
     assert!(Path::new(&h.log("app.log.1")).exists());
 }
+
+#[test]
+fn a_fast_file_does_not_starve_the_others() {
+    let mut h = Harness::with_intake();
+    let big = h.log("big.log");
+    let total = 300_000u64;
+    append(&big, numbered("big", 0..total as usize));
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config(
+        &endpoint,
+        "compression = \"none\"",
+        "[batch]\ntimeout_ms = 100\nmax_events = 200\n\n[tail]\nread_buffer_bytes = 16384\n",
+    );
+    h.start(&config);
+    h.wait_events(1, T);
+    append(&h.log("small.log"), numbered("small", 0..10));
+    wait_for("small.log at the intake", T, || {
+        h.messages_by_file()
+            .get("small.log")
+            .is_some_and(|m| m.len() == 10)
+    });
+    let big_done = h.intake().event_count() - 10;
+    assert!(
+        big_done < total / 2,
+        "small.log waited for {big_done} lines of big.log"
+    );
+    h.wait_events(total + 10, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+}
+
+#[test]
+fn checkpoint_follows_a_file_renamed_while_stopped() {
+    let mut h = Harness::with_intake();
+    let config = rotation_config(&h);
+    append(&h.log("app.log"), numbered("app", 0..100));
+    h.start(&config);
+    h.wait_events(100, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    std::fs::rename(h.log("app.log"), h.log("app-1.log")).expect("rename");
+    append(&h.log("app-1.log"), numbered("app", 100..120));
+    h.start(&config);
+    h.wait_events(120, T);
+    h.wait_stderr("caught up with file", T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let msgs = h.messages();
+    assert_lines(&msgs, &numbered("app", 0..120), "renamed while stopped");
+}
