@@ -134,6 +134,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Tracker {
     inner: Mutex<Inner>,
+    /// Rung whenever there is something new to write.
+    changed: tokio::sync::Notify,
 }
 
 impl Tracker {
@@ -168,6 +170,7 @@ impl Tracker {
         let entry = inner.carried.remove(&id);
         if entry.is_some() {
             inner.dirty = true;
+            self.changed.notify_one();
         }
         entry
     }
@@ -179,6 +182,7 @@ impl Tracker {
         inner.carried.retain(|id, _| existing.contains(id));
         if inner.carried.len() != before {
             inner.dirty = true;
+            self.changed.notify_one();
         }
     }
 
@@ -210,6 +214,7 @@ impl Tracker {
             },
         );
         inner.dirty = true;
+        self.changed.notify_one();
     }
 
     pub fn update_fingerprint(&self, stream: u64, fingerprint: Fingerprint) {
@@ -223,6 +228,7 @@ impl Tracker {
         if let Some(s) = inner.streams.get_mut(&stream) {
             s.path = path.display().to_string();
             inner.dirty = true;
+            self.changed.notify_one();
         }
     }
 
@@ -234,6 +240,7 @@ impl Tracker {
         }
         inner.streams.retain(|_, s| !s.finished());
         inner.dirty = true;
+        self.changed.notify_one();
     }
 
     /// Records that the intake accepted (or we deliberately gave up) these ranges.
@@ -258,6 +265,7 @@ impl Tracker {
             inner.streams.retain(|_, s| !s.finished());
         }
         inner.dirty = true;
+        self.changed.notify_one();
     }
 
     /// The accepted position of a stream.
@@ -278,6 +286,12 @@ impl Tracker {
     /// Asks for the next [`Tracker::snapshot_if_dirty`] to return entries (after a failed write).
     pub fn mark_dirty(&self) {
         self.lock().dirty = true;
+        self.changed.notify_one();
+    }
+
+    /// Waits until something changed since the last wait.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     pub fn snapshot(&self) -> Vec<Entry> {

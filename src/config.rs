@@ -197,12 +197,21 @@ pub struct DatadogConfig {
     pub compression: Compression,
     pub compression_level: i32,
     pub request_timeout_ms: u64,
-    /// Requests in flight at once. With 1, each file's lines arrive in order; more sends
-    /// faster over slow links but batches may arrive out of order (checkpoints stay exact).
-    pub request_concurrency: usize,
+    /// Requests in flight at once: a number, or `"adaptive"` (from 1 up to
+    /// `request_concurrency_max`, growing while answers are quick and halving on errors and
+    /// slow answers). With 1, each file's lines arrive in order.
+    pub request_concurrency: RequestConcurrency,
+    /// Upper bound of the adaptive mode.
+    pub request_concurrency_max: usize,
     /// First retry delay; doubles per failed attempt up to `retry_max_ms` (full jitter).
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// Proxy for every request (`http://host:port`); empty: `HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `ALL_PROXY` and `NO_PROXY` from the environment apply.
+    pub proxy: String,
+    /// PEM file of extra certificate authorities to trust (for a TLS-inspecting proxy or a
+    /// private intake), added to the built-in Mozilla roots.
+    pub ca_file: PathBuf,
 }
 
 impl Default for DatadogConfig {
@@ -216,10 +225,71 @@ impl Default for DatadogConfig {
             compression: Compression::Gzip,
             compression_level: 6,
             request_timeout_ms: 30_000,
-            request_concurrency: 1,
+            request_concurrency: RequestConcurrency::Fixed(1),
+            request_concurrency_max: 16,
             retry_initial_ms: 1_000,
             retry_max_ms: 60_000,
+            proxy: String::new(),
+            ca_file: PathBuf::new(),
         }
+    }
+}
+
+/// `datadog.request_concurrency`: a fixed number of requests in flight, or adaptive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestConcurrency {
+    Fixed(usize),
+    Adaptive,
+}
+
+impl RequestConcurrency {
+    /// The most requests that can ever be in flight.
+    pub fn max(self, adaptive_max: usize) -> usize {
+        match self {
+            RequestConcurrency::Fixed(n) => n,
+            RequestConcurrency::Adaptive => adaptive_max,
+        }
+    }
+}
+
+impl Serialize for RequestConcurrency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RequestConcurrency::Fixed(n) => s.serialize_u64(*n as u64),
+            RequestConcurrency::Adaptive => s.serialize_str("adaptive"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestConcurrency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RequestConcurrency;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number of requests (1 to 64) or \"adaptive\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RequestConcurrency::Fixed(v as usize))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                usize::try_from(v)
+                    .map(RequestConcurrency::Fixed)
+                    .map_err(|_| E::custom(format!("{v} is not a number of requests")))
+            }
+            // Environment overrides arrive as text.
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v.trim() {
+                    "adaptive" => Ok(RequestConcurrency::Adaptive),
+                    n => n.parse().map(RequestConcurrency::Fixed).map_err(|_| {
+                        E::custom(format!(
+                            "{v:?} is neither a number of requests nor \"adaptive\""
+                        ))
+                    }),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -382,9 +452,12 @@ impl Config {
             100,
             600_000,
         );
+        if let RequestConcurrency::Fixed(n) = self.datadog.request_concurrency {
+            range("datadog.request_concurrency", n as u64, 1, 64);
+        }
         range(
-            "datadog.request_concurrency",
-            self.datadog.request_concurrency as u64,
+            "datadog.request_concurrency_max",
+            self.datadog.request_concurrency_max as u64,
             1,
             64,
         );

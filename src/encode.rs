@@ -395,6 +395,48 @@ impl BatchBuilder {
     }
 }
 
+/// The byte ranges of the events in a batch body this module encoded. Each event starts with
+/// `{"message":"`, which cannot occur unescaped inside a JSON string, so no parsing is needed.
+pub fn event_ranges(body: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let starts: Vec<usize> = memchr::memmem::find_iter(body, EVENT_PREFIX).collect();
+    // The body is `[e,e,...,e]`: an event ends before the comma or the closing bracket.
+    let end = body.len().saturating_sub(1);
+    starts
+        .iter()
+        .enumerate()
+        .map(|(i, &start)| start..starts.get(i + 1).map_or(end, |next| next - 1))
+        .collect()
+}
+
+/// A batch body holding the given events of `body`.
+pub fn join_events(body: &[u8], events: &[std::ops::Range<usize>]) -> Vec<u8> {
+    let len: usize = events.iter().map(|r| r.len() + 1).sum();
+    let mut out = Vec::with_capacity(len + 2);
+    out.push(b'[');
+    for (i, r) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&body[r.clone()]);
+    }
+    out.push(b']');
+    out
+}
+
+/// The `filename:` tag of an encoded event, for logs about it.
+pub fn event_file_name(event: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(event)
+        .ok()
+        .and_then(|v| {
+            v["ddtags"]
+                .as_str()?
+                .split(',')
+                .find_map(|t| t.strip_prefix("filename:"))
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
 /// The largest index `<= at` that does not split a UTF-8 character (at most 3 bytes back).
 pub fn split_point(text: &[u8], at: usize) -> usize {
     let at = at.min(text.len());
@@ -548,6 +590,21 @@ mod tests {
             .map(|m| m.end - m.start)
             .sum();
         assert_eq!(covered, 30_001);
+    }
+
+    #[test]
+    fn event_ranges_split_and_rejoin_a_batch() {
+        // A message quoting an event start stays inside its event.
+        let lines: [&[u8]; 3] = [b"one", br#"{"message":"not an event"#, b"three"];
+        let batches = encode_all(&lines, 10, 100_000);
+        let body = &batches[0].body;
+        let ranges = event_ranges(body);
+        assert_eq!(ranges.len(), 3);
+        assert_eq!(&join_events(body, &ranges), body);
+        let second = join_events(body, &ranges[1..2]);
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&second).expect("json");
+        assert_eq!(v[0]["message"], r#"{"message":"not an event"#);
+        assert_eq!(event_file_name(&body[ranges[2].clone()]), "a.log");
     }
 
     #[test]

@@ -7,7 +7,6 @@
 //! start it on `127.0.0.1:0`, read back what arrived, and can make it answer a fixed status.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
@@ -45,6 +44,71 @@ pub struct IntakeOptions {
     /// latency, finding events by their start instead of parsing the JSON (so the sink takes
     /// little CPU from the shipper it measures). Events are neither kept nor written to `out`.
     pub verify: bool,
+    /// Faults injected from the start (see [`Intake::set_faults`]).
+    pub faults: Faults,
+    /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with this PEM certificate chain and key.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of a certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One request as the intake answered it, for tests that look at timing and protocol.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub at: std::time::Instant,
+    pub status: u16,
+    pub http2: bool,
+    /// The `Host` header, or the authority of an absolute-form request (a proxy's).
+    pub host: String,
+}
+
+/// Records kept of the most recent requests.
+const REQUEST_LOG: usize = 4096;
+
+fn tls_acceptor(files: &TlsFiles) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &PathBuf, e: &dyn std::fmt::Display| {
+        std::io::Error::other(format!("{what} {}: {e}", path.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| bad("certificate", &files.cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("certificate", &files.cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| bad("key", &files.key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("certificate", &files.cert, &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Faults the intake injects, to test how a shipper copes with a bad day.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Answer every request with this status.
+    pub status: Option<u16>,
+    /// `Retry-After` (seconds) sent with 429 and 503 answers.
+    pub retry_after_secs: Option<u64>,
+    /// Fraction (0 to 1) of requests answered 500.
+    pub error_rate: f64,
+    /// Fraction (0 to 1) of requests whose connection is dropped without an answer.
+    pub reset_rate: f64,
+    /// Delay before every answer.
+    pub latency: Duration,
+    /// A batch holding an event that contains this text is answered 400.
+    pub poison: Option<String>,
+    /// Bodies above this many uncompressed bytes are answered 413 (the real limit is 5 MB).
+    pub max_body_bytes: Option<usize>,
 }
 
 /// Counters and captured events; shared with the handlers.
@@ -59,8 +123,13 @@ pub struct IntakeState {
     kept: Mutex<Vec<serde_json::Value>>,
     encodings: Mutex<BTreeMap<String, u64>>,
     user_agents: Mutex<BTreeMap<String, u64>>,
-    /// When non-zero, every request gets this status instead of being processed.
-    forced_status: AtomicU64,
+    faults: Mutex<Faults>,
+    recent: Mutex<std::collections::VecDeque<RequestRecord>>,
+    /// Requests dropped without an answer, answered with an injected status, or refused for
+    /// a poisoned event or an oversized body.
+    pub faults_injected: AtomicU64,
+    /// Key headers seen, by whether they matched (the tests check rotation with it).
+    pub key_rejections: AtomicU64,
     keep_events: bool,
     api_key_file: Option<PathBuf>,
     out: Option<Mutex<BufWriter<File>>>,
@@ -194,6 +263,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Intake {
     pub addr: SocketAddr,
     pub state: Arc<IntakeState>,
+    tls: bool,
     stop: CancellationToken,
 }
 
@@ -211,21 +281,34 @@ impl Intake {
             ))),
             None => None,
         };
+        let tls = opts.tls.as_ref().map(tls_acceptor).transpose()?;
         let state = Arc::new(IntakeState {
             keep_events: opts.keep_events,
             api_key_file: opts.api_key_file.clone(),
             out,
             verify: opts.verify.then(|| Mutex::new(Verifier::default())),
+            faults: Mutex::new(opts.faults.clone()),
             ..IntakeState::default()
         });
         let stop = CancellationToken::new();
-        tokio::spawn(accept_loop(listener, state.clone(), stop.clone()));
-        Ok(Intake { addr, state, stop })
+        tokio::spawn(accept_loop(listener, tls, state.clone(), stop.clone()));
+        Ok(Intake {
+            addr,
+            state,
+            tls: opts.tls.is_some(),
+            stop,
+        })
     }
 
     /// Base URL for `datadog.endpoint`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The most recent requests, oldest first.
+    pub fn recent_requests(&self) -> Vec<RequestRecord> {
+        lock(&self.state.recent).iter().cloned().collect()
     }
 
     /// Every accepted event so far (only with `keep_events`).
@@ -248,9 +331,12 @@ impl Intake {
 
     /// Answers every request with `status` (fault injection); `None` returns to normal.
     pub fn force_status(&self, status: Option<u16>) {
-        self.state
-            .forced_status
-            .store(status.unwrap_or(0) as u64, Ordering::Relaxed);
+        lock(&self.state.faults).status = status;
+    }
+
+    /// Replaces the faults injected from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.state.faults) = faults;
     }
 
     /// Stops accepting connections.
@@ -265,7 +351,12 @@ impl Drop for Intake {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<IntakeState>, stop: CancellationToken) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<IntakeState>,
+    stop: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -280,16 +371,41 @@ async fn accept_loop(listener: TcpListener, state: Arc<IntakeState>, stop: Cance
         };
         let state = state.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(req, &state).await) }
+                async move {
+                    match handle(req, &state).await {
+                        Some(resp) => Ok(resp),
+                        // An error from the service makes hyper drop the connection unanswered.
+                        None => Err(ConnectionDropped),
+                    }
+                }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = stop.cancelled() => {}
+            match tls {
+                Some(acceptor) => {
+                    let stream = match acceptor.accept(stream).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
             }
         });
     }
@@ -311,16 +427,81 @@ fn error(status: StatusCode, detail: &str) -> Response<Full<Bytes>> {
     reply(status, &body.to_string())
 }
 
-async fn handle(req: Request<Incoming>, state: &IntakeState) -> Response<Full<Bytes>> {
+/// Returned to hyper to drop a connection without answering (fault injection).
+#[derive(Debug)]
+struct ConnectionDropped;
+
+impl std::fmt::Display for ConnectionDropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for ConnectionDropped {}
+
+/// Answers a request; `None` drops the connection without an answer.
+async fn handle(req: Request<Incoming>, state: &IntakeState) -> Option<Response<Full<Bytes>>> {
     state.requests.fetch_add(1, Ordering::Relaxed);
-    let resp = process(req, state).await;
+    let http2 = req.version() == hyper::Version::HTTP_2;
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .or_else(|| {
+            req.headers()
+                .get(hyper::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let resp = answer(req, state).await;
+    let mut recent = lock(&state.recent);
+    if recent.len() >= REQUEST_LOG {
+        recent.pop_front();
+    }
+    recent.push_back(RequestRecord {
+        at: std::time::Instant::now(),
+        status: resp.as_ref().map_or(0, |r| r.status().as_u16()),
+        http2,
+        host,
+    });
+    resp
+}
+
+async fn answer(req: Request<Incoming>, state: &IntakeState) -> Option<Response<Full<Bytes>>> {
+    let faults = lock(&state.faults).clone();
+    if !faults.latency.is_zero() {
+        tokio::time::sleep(faults.latency).await;
+    }
+    if faults.reset_rate > 0.0 && fastrand::f64() < faults.reset_rate {
+        state.faults_injected.fetch_add(1, Ordering::Relaxed);
+        state.rejected.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    let resp = process(req, state, &faults).await;
     if resp.status() != StatusCode::ACCEPTED {
         state.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+    Some(resp)
+}
+
+fn injected(state: &IntakeState, status: StatusCode, faults: &Faults) -> Response<Full<Bytes>> {
+    state.faults_injected.fetch_add(1, Ordering::Relaxed);
+    let mut resp = error(status, "fault injected");
+    if let Some(secs) = faults.retry_after_secs
+        && (status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE)
+    {
+        resp.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, secs.into());
     }
     resp
 }
 
-async fn process(req: Request<Incoming>, state: &IntakeState) -> Response<Full<Bytes>> {
+async fn process(
+    req: Request<Incoming>,
+    state: &IntakeState,
+    faults: &Faults,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     if path == "/stats" && req.method() == hyper::Method::GET {
         return reply(StatusCode::OK, &state.stats().to_string());
@@ -331,10 +512,12 @@ async fn process(req: Request<Incoming>, state: &IntakeState) -> Response<Full<B
     if req.method() != hyper::Method::POST {
         return error(StatusCode::METHOD_NOT_ALLOWED, "use POST");
     }
-    let forced = state.forced_status.load(Ordering::Relaxed);
-    if forced != 0 {
-        let status = StatusCode::from_u16(forced as u16).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        return error(status, "fault injected");
+    if let Some(forced) = faults.status {
+        let status = StatusCode::from_u16(forced).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return injected(state, status, faults);
+    }
+    if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
+        return injected(state, StatusCode::INTERNAL_SERVER_ERROR, faults);
     }
     if let Some(key_file) = &state.api_key_file {
         let presented = req
@@ -350,6 +533,7 @@ async fn process(req: Request<Incoming>, state: &IntakeState) -> Response<Full<B
             }
         };
         if !ok {
+            state.key_rejections.fetch_add(1, Ordering::Relaxed);
             return error(StatusCode::FORBIDDEN, "Forbidden");
         }
     }
@@ -389,6 +573,11 @@ async fn process(req: Request<Incoming>, state: &IntakeState) -> Response<Full<B
         }
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
+    if let Some(max) = faults.max_body_bytes
+        && raw.len() > max
+    {
+        return injected(state, StatusCode::PAYLOAD_TOO_LARGE, faults);
+    }
     *lock(&state.encodings).entry(encoding).or_default() += 1;
     if let Some(verify) = &state.verify {
         // Benchmark sink: a full JSON parse here would take CPU from the shipper under test on
@@ -426,6 +615,11 @@ async fn process(req: Request<Incoming>, state: &IntakeState) -> Response<Full<B
             StatusCode::BAD_REQUEST,
             &format!("entry {bad} is not an object"),
         );
+    }
+    if let Some(poison) = &faults.poison
+        && events.iter().any(|e| e.get().contains(poison.as_str()))
+    {
+        return injected(state, StatusCode::BAD_REQUEST, faults);
     }
     if state.keep_events {
         let mut kept = lock(&state.kept);

@@ -54,6 +54,14 @@ enum Command {
         /// `GET /stats`) without parsing the JSON; events are not written to --out.
         #[arg(long)]
         verify: bool,
+        /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        faults: FaultArgs,
     },
     /// Measure throughput, idle cost or latency of the real binary (see README).
     Bench {
@@ -72,6 +80,46 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         files: usize,
     },
+}
+
+/// Faults the built-in intake injects, to see how a shipper copes.
+#[derive(clap::Args)]
+struct FaultArgs {
+    /// Answer every request with this status (e.g. 503).
+    #[arg(long, value_name = "STATUS")]
+    fail_status: Option<u16>,
+    /// Send `Retry-After: SECONDS` with 429 and 503 answers.
+    #[arg(long, value_name = "SECONDS")]
+    retry_after: Option<u64>,
+    /// Answer this fraction of requests (0 to 1) with 500.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Drop this fraction of connections (0 to 1) without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    reset_rate: f64,
+    /// Wait this long before every answer.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    latency_ms: u64,
+    /// Answer 400 to a batch holding an event that contains this text.
+    #[arg(long, value_name = "TEXT")]
+    poison: Option<String>,
+    /// Answer 413 to bodies above this many uncompressed bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+}
+
+impl FaultArgs {
+    fn into_faults(self) -> sidelog::intake::Faults {
+        sidelog::intake::Faults {
+            status: self.fail_status,
+            retry_after_secs: self.retry_after,
+            error_rate: self.error_rate.clamp(0.0, 1.0),
+            reset_rate: self.reset_rate.clamp(0.0, 1.0),
+            latency: std::time::Duration::from_millis(self.latency_ms),
+            poison: self.poison,
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -139,6 +187,9 @@ fn main() -> ExitCode {
             api_key_file,
             out,
             verify,
+            tls_cert,
+            tls_key,
+            faults,
         } => {
             init_logging("info", LogFormat::Text);
             let opts = sidelog::intake::IntakeOptions {
@@ -147,6 +198,10 @@ fn main() -> ExitCode {
                 out,
                 keep_events: false,
                 verify,
+                faults: faults.into_faults(),
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| sidelog::intake::TlsFiles { cert, key }),
             };
             block_on(|stop| sidelog::intake::run_cli(opts, stop))
         }

@@ -58,10 +58,32 @@ counters! {
     /// Request bodies accepted, before and after compression.
     bytes_sent_uncompressed,
     bytes_sent_compressed,
-    /// Failed attempts that will be retried.
+    /// Failed attempts that will be retried, in all and by reason.
     retries,
-    /// Events dropped after the intake refused them for good.
+    /// ... the request failed or timed out (no answer).
+    retries_network,
+    /// ... 408 or 429.
+    retries_throttled,
+    /// ... 5xx.
+    retries_server_error,
+    /// ... 401 or 403: the key was re-read.
+    retries_key_rejected,
+    /// ... any other status, kept on disk until the intake takes it.
+    retries_unexpected_status,
+    /// Batches split in halves after a 400 or 413.
+    batches_split,
+    /// Events dropped, in all and by reason.
     events_dropped,
+    /// ... the intake answered 400 to the event alone.
+    events_dropped_invalid,
+    /// ... the intake answered 413 to the event alone.
+    events_dropped_too_large,
+    /// ... the batch could not be compressed.
+    events_dropped_unencodable,
+    /// Gauge: 1 while the intake rejects the API key (401/403).
+    api_key_rejected,
+    /// Gauge: requests allowed in flight now (moves in adaptive mode).
+    request_concurrency_limit,
     /// Checkpoint writes that failed.
     checkpoint_write_errors,
     /// Unix milliseconds of the last accepted batch (gauge).

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{self, Tracker};
 use crate::compress;
 use crate::config::Config;
-use crate::encode::Batch;
+use crate::encode::{self, Batch};
 use crate::metrics::Metrics;
 use crate::secret::KeySource;
 use crate::ship::{Delivery, Sender};
@@ -84,7 +84,10 @@ pub async fn run(
     // on the same cores, a compressor is often waiting for a wake-up; the spare one keeps the
     // cores busy (measured on 2 cores: 75-80% of the ceiling instead of 68-73%, +2 MB RSS).
     let compress_threads = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
-    let concurrency = config.datadog.request_concurrency;
+    let concurrency = config
+        .datadog
+        .request_concurrency
+        .max(config.datadog.request_concurrency_max);
     // Batches past the reader: two per compressor may be compressing or compressed and waiting,
     // so compression never idles behind a slow send (measured: +8% throughput over one);
     // a compressed batch holds only its compressed body.
@@ -98,7 +101,6 @@ pub async fn run(
         recycle: recycle_tx,
         abandon: abandon.clone(),
         compress_slots: Semaphore::new(compress_threads),
-        send_slots: Semaphore::new(concurrency),
         turn_tx,
         turn_rx,
     });
@@ -209,8 +211,6 @@ struct ShipContext {
     abandon: CancellationToken,
     /// Batches compressed at once: one more than cores.
     compress_slots: Semaphore,
-    /// Requests in flight at once (`request_concurrency`).
-    send_slots: Semaphore,
     /// Sequence number of the next batch allowed to start sending: sends start in the order
     /// the batches were read, so with one request in flight each file arrives in order.
     turn_tx: tokio::sync::watch::Sender<u64>,
@@ -284,7 +284,9 @@ async fn ship_batch(
         Ok(c) => Bytes::from(c),
         Err(e) => {
             tracing::error!(error = %e, events, "cannot compress batch; its events are dropped");
-            Metrics::add(&ctx.metrics.events_dropped, events as u64);
+            let m = &ctx.metrics;
+            Metrics::add(&m.events_dropped, events as u64);
+            Metrics::add(&m.events_dropped_unencodable, events as u64);
             ctx.tracker.ack(&marks);
             return;
         }
@@ -293,36 +295,139 @@ async fn ship_batch(
     if turn_rx.wait_for(|t| *t >= seq).await.is_err() {
         return;
     }
-    let Ok(_send_slot) = ctx.send_slots.acquire().await else {
+    let Some(slot) = ctx.sender.slot().await else {
         return;
     };
     turn.pass();
-    let sent_len = compressed.len();
-    let m = &ctx.metrics;
-    match ctx.sender.deliver(compressed, &ctx.abandon).await {
-        Delivery::Accepted => {
-            ctx.tracker.ack(&marks);
-            Metrics::add(&m.batches_sent, 1);
-            Metrics::add(&m.events_sent, events as u64);
-            Metrics::add(&m.line_bytes_sent, line_bytes);
-            Metrics::add(&m.bytes_sent_uncompressed, raw_len as u64);
-            Metrics::add(&m.bytes_sent_compressed, sent_len as u64);
-            m.last_accepted_unix_ms
-                .store(tail::now_ms(), std::sync::atomic::Ordering::Relaxed);
-        }
-        Delivery::Rejected(status) => {
-            // A logged, counted decision: the intake will never take this payload.
-            tracing::error!(
-                status,
-                events,
-                "events dropped after the intake refused them"
-            );
-            Metrics::add(&m.events_dropped, events as u64);
-            ctx.tracker.ack(&marks);
-        }
-        Delivery::Abandoned => {}
+    let sent = deliver_batch(&ctx, compressed, events, raw_len).await;
+    ctx.sender.release(slot);
+    if sent.is_some() {
+        // Every event was accepted or, alone, refused for good: the lines are done with.
+        ctx.tracker.ack(&marks);
+        Metrics::add(&ctx.metrics.line_bytes_sent, line_bytes);
+        ctx.metrics
+            .last_accepted_unix_ms
+            .store(tail::now_ms(), std::sync::atomic::Ordering::Relaxed);
     }
     drop(window);
+}
+
+/// Delivers one batch; on 400 or 413 splits it in halves until each part is accepted or is a
+/// single event the intake refuses (dropped, logged and counted). `None` when abandoned at
+/// shutdown.
+async fn deliver_batch(
+    ctx: &ShipContext,
+    compressed: Bytes,
+    events: usize,
+    raw_len: usize,
+) -> Option<()> {
+    let compressed_len = compressed.len();
+    let (status, detail) = match ctx.sender.deliver(compressed.clone(), &ctx.abandon).await {
+        Delivery::Accepted => {
+            count_sent(&ctx.metrics, events, raw_len, compressed_len);
+            return Some(());
+        }
+        Delivery::Abandoned => return None,
+        Delivery::Refused { status, detail } => (status, detail),
+    };
+    // The uncompressed body went back to the reader long ago; refusals are rare, so get it
+    // back from the compressed one rather than keep every batch twice.
+    let codec = ctx.config.datadog.compression;
+    let limit = ctx.config.batch.max_bytes + 1024;
+    let raw = tokio::task::spawn_blocking(move || {
+        compress::decompress(codec.content_encoding(), &compressed, limit)
+    })
+    .await;
+    let raw = match raw {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "cannot decode a refused batch to split it; it will be read again after restart");
+            return None;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot decode a refused batch to split it; it will be read again after restart");
+            return None;
+        }
+    };
+    let ranges = encode::event_ranges(&raw);
+    // Parts still to send, last first; the first is the whole batch, refused already.
+    let mut parts = vec![(0..ranges.len(), Some((status, detail)))];
+    while let Some((part, refusal)) = parts.pop() {
+        let (status, detail) = match refusal {
+            Some(r) => r,
+            None => {
+                let body = encode::join_events(&raw, &ranges[part.clone()]);
+                let body_len = body.len();
+                let level = ctx.config.datadog.compression_level;
+                let packed = tokio::task::spawn_blocking(move || {
+                    let mut out = Vec::new();
+                    compress::compress(codec, level, &body, &mut out).map(|()| out)
+                })
+                .await;
+                let Ok(Ok(packed)) = packed else {
+                    tracing::error!(
+                        "cannot compress part of a refused batch; it will be read again after restart"
+                    );
+                    return None;
+                };
+                let packed_len = packed.len();
+                match ctx.sender.deliver(Bytes::from(packed), &ctx.abandon).await {
+                    Delivery::Accepted => {
+                        count_sent(&ctx.metrics, part.len(), body_len, packed_len);
+                        continue;
+                    }
+                    Delivery::Abandoned => return None,
+                    Delivery::Refused { status, detail } => (status, detail),
+                }
+            }
+        };
+        if part.len() <= 1 {
+            drop_refused(ctx, &raw, ranges.get(part.start).cloned(), status, &detail);
+            continue;
+        }
+        Metrics::add(&ctx.metrics.batches_split, 1);
+        tracing::debug!(
+            status,
+            events = part.len(),
+            "intake refused a batch; splitting it in halves"
+        );
+        let mid = part.start + part.len() / 2;
+        parts.push((mid..part.end, None));
+        parts.push((part.start..mid, None));
+    }
+    Some(())
+}
+
+fn count_sent(m: &Metrics, events: usize, raw_len: usize, sent_len: usize) {
+    Metrics::add(&m.batches_sent, 1);
+    Metrics::add(&m.events_sent, events as u64);
+    Metrics::add(&m.bytes_sent_uncompressed, raw_len as u64);
+    Metrics::add(&m.bytes_sent_compressed, sent_len as u64);
+}
+
+/// The intake refused one event on its own: a logged, counted decision. The log names the
+/// file and size, never the content (it may hold what the user masks elsewhere).
+fn drop_refused(
+    ctx: &ShipContext,
+    raw: &[u8],
+    event: Option<std::ops::Range<usize>>,
+    status: u16,
+    detail: &str,
+) {
+    let m = &ctx.metrics;
+    Metrics::add(&m.events_dropped, 1);
+    let reason = if status == 413 {
+        Metrics::add(&m.events_dropped_too_large, 1);
+        "too large"
+    } else {
+        Metrics::add(&m.events_dropped_invalid, 1);
+        "invalid"
+    };
+    let (file, bytes) = match event {
+        Some(r) => (encode::event_file_name(&raw[r.clone()]), r.len()),
+        None => (String::new(), 0),
+    };
+    tracing::error!(status, reason, file = %file, event_bytes = bytes, intake_said = %detail, "the intake refused one event on its own; it is dropped");
 }
 
 fn report_join(res: Result<(), tokio::task::JoinError>) {
@@ -340,16 +445,24 @@ async fn checkpoint_writer(
     every: Duration,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // At most one write per `every`, but the first change after a quiet spell is written at
+    // once: what a kill -9 makes us send again is then at most `every` of accepted lines.
+    let mut last_write: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tracker.changed() => {}
             _ = stop.cancelled() => return,
+        }
+        if let Some(last) = last_write {
+            tokio::select! {
+                _ = tokio::time::sleep_until(last + every) => {}
+                _ = stop.cancelled() => return,
+            }
         }
         let Some(entries) = tracker.snapshot_if_dirty() else {
             continue;
         };
+        last_write = Some(tokio::time::Instant::now());
         let dir = dir.clone();
         match tokio::task::spawn_blocking(move || checkpoint::store(&dir, &entries)).await {
             Ok(Ok(())) => {}

@@ -62,18 +62,48 @@ impl Harness {
     }
 
     pub fn start_intake(&mut self, port: Option<u16>) {
-        let listen = port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p)));
-        let intake = self
-            .rt
-            .block_on(Intake::start(IntakeOptions {
-                listen,
-                api_key_file: Some(self.dir.path().join("api-key")),
-                out: None,
-                keep_events: true,
-                verify: false,
-            }))
-            .expect("start intake");
+        self.start_intake_with(port, |_| {});
+    }
+
+    /// Starts the intake (keeping events, checking the key in `api-key`) after `adjust` had
+    /// its say on the options.
+    pub fn start_intake_with(
+        &mut self,
+        port: Option<u16>,
+        adjust: impl FnOnce(&mut IntakeOptions),
+    ) {
+        let mut opts = IntakeOptions {
+            listen: port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))),
+            api_key_file: Some(self.dir.path().join("api-key")),
+            keep_events: true,
+            ..IntakeOptions::default()
+        };
+        adjust(&mut opts);
+        let intake = self.rt.block_on(Intake::start(opts)).expect("start intake");
         self.intake = Some(intake);
+    }
+
+    /// Starts `sidelog --config <config>` with extra environment variables.
+    pub fn start_with_env(&mut self, config: &Path, env: &[(&str, &str)]) {
+        self.runs += 1;
+        let stderr = File::create(self.stderr_path(self.runs)).expect("stderr file");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn sidelog"));
+    }
+
+    /// Kills the shipper with SIGKILL (no cleanup at all) and reaps it.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
     }
 
     pub fn intake(&self) -> &Intake {
@@ -147,17 +177,7 @@ retry_max_ms = 500
 
     /// Starts `sidelog --config <config>`, its stderr going to a file.
     pub fn start(&mut self, config: &Path) {
-        self.runs += 1;
-        let stderr = File::create(self.stderr_path(self.runs)).expect("stderr file");
-        let child = Command::new(BIN)
-            .arg("--config")
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn sidelog");
-        self.child = Some(child);
+        self.start_with_env(config, &[]);
     }
 
     /// What the current run printed so far.

@@ -1,0 +1,510 @@
+//! Delivery through the intake's worst day and through crashes: the real binary against the
+//! built-in intake in its fault modes; every line is accounted for at the intake.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use sidelog::intake::Faults;
+
+const T: Duration = Duration::from_secs(90);
+
+/// Quick batches and quick retries; `extra` goes into `[datadog]`.
+fn config(h: &Harness, datadog_extra: &str) -> std::path::PathBuf {
+    let endpoint = h.intake().endpoint();
+    h.write_config(&endpoint, datadog_extra, "[batch]\ntimeout_ms = 100\n")
+}
+
+/// A paced stream through `fault` applied between two healthy stretches; every line exactly
+/// once.
+fn stream_through(fault: Faults, fault_for: Duration, datadog_extra: &str) -> Harness {
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    std::fs::write(&log, b"").expect("create");
+    let config = config(&h, datadog_extra);
+    h.start(&config);
+    let writer = PacedWriter::start(&log, "w ", 1000, OnRotate::Keep);
+    wait_for("a first stretch delivered", T, || {
+        h.intake().event_count() >= 300
+    });
+    h.intake().set_faults(fault);
+    std::thread::sleep(fault_for);
+    h.intake().set_faults(Faults::default());
+    let target = writer.written() + 300;
+    wait_for("a last stretch written", T, || writer.written() >= target);
+    let n = writer.finish();
+    wait_for(&format!("{n} lines at the intake"), T, || {
+        h.intake().event_count() >= n
+    });
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_each_once(&h.messages(), "w ", n);
+    h
+}
+
+#[test]
+fn a_503_outage_mid_stream_loses_nothing() {
+    let h = stream_through(
+        Faults {
+            status: Some(503),
+            ..Faults::default()
+        },
+        Duration::from_secs(10),
+        "",
+    );
+    assert!(
+        h.intake()
+            .state
+            .faults_injected
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 3
+    );
+}
+
+#[test]
+fn throttling_with_retry_after_is_honoured() {
+    let mut h = Harness::with_intake();
+    append(&h.log("app.log"), numbered("t", 0..500));
+    h.intake().set_faults(Faults {
+        status: Some(429),
+        retry_after_secs: Some(2),
+        ..Faults::default()
+    });
+    // retry_max_ms is 500 in the test config: only Retry-After explains 2 s gaps.
+    let config = config(&h, "");
+    h.start(&config);
+    wait_for("three refused attempts", T, || {
+        h.intake()
+            .recent_requests()
+            .iter()
+            .filter(|r| r.status == 429)
+            .count()
+            >= 3
+    });
+    h.intake().set_faults(Faults::default());
+    h.wait_events(500, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let refused: Vec<Instant> = h
+        .intake()
+        .recent_requests()
+        .iter()
+        .filter(|r| r.status == 429)
+        .map(|r| r.at)
+        .collect();
+    for pair in refused.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}");
+    }
+    assert_lines(&h.messages(), &numbered("t", 0..500), "throttled");
+}
+
+#[test]
+fn random_500s_lose_and_repeat_nothing() {
+    stream_through(
+        Faults {
+            error_rate: 0.2,
+            ..Faults::default()
+        },
+        Duration::from_secs(4),
+        "",
+    );
+}
+
+#[test]
+fn two_second_latency_with_adaptive_concurrency() {
+    let h = stream_through(
+        Faults {
+            latency: Duration::from_secs(2),
+            ..Faults::default()
+        },
+        Duration::from_secs(6),
+        "request_concurrency = \"adaptive\"",
+    );
+    // Slow answers are not errors: nothing was retried.
+    assert!(!h.stderr().contains("retrying"), "{}", h.stderr());
+}
+
+#[test]
+fn connection_resets_lose_nothing() {
+    stream_through(
+        Faults {
+            reset_rate: 0.3,
+            ..Faults::default()
+        },
+        Duration::from_secs(4),
+        "request_concurrency = 4",
+    );
+}
+
+#[test]
+fn one_poisoned_event_in_a_thousand_is_the_only_one_dropped() {
+    let mut h = Harness::with_intake();
+    let mut lines = numbered("p", 0..1000);
+    lines[617] = "p line 000617 carries POISON for the intake".to_string();
+    append(&h.log("app.log"), lines.clone());
+    h.intake().set_faults(Faults {
+        poison: Some("POISON".into()),
+        ..Faults::default()
+    });
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config(&endpoint, "", "[batch]\ntimeout_ms = 500\n");
+    h.start(&config);
+    h.wait_events(999, T);
+    h.wait_stderr("refused one event on its own", T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let mut expected = lines;
+    expected.remove(617);
+    let mut got = h.messages();
+    got.sort();
+    expected.sort();
+    assert_lines(&got, &expected, "all but the poisoned event");
+    let log = h.stderr();
+    assert!(
+        log.contains("reason=\"invalid\"") || log.contains("reason=invalid"),
+        "{log}"
+    );
+    assert!(log.contains("file=app.log"), "{log}");
+    assert!(
+        !log.contains("POISON"),
+        "the log must not carry the event's content:\n{log}"
+    );
+    // The checkpoint moved past everything: a restart sends nothing.
+    h.start(&config);
+    h.wait_stderr("caught up with file", T);
+    assert!(h.terminate().success());
+    assert_eq!(h.intake().event_count(), 999);
+}
+
+#[test]
+fn large_batches_refused_with_413_are_split_until_they_fit() {
+    let mut h = Harness::with_intake();
+    let mut lines = numbered("s", 0..2000);
+    // One event too large for the intake's (lowered) limit even alone: the only drop.
+    lines[1500] = format!("s big {}", "x".repeat(30_000));
+    append(&h.log("app.log"), lines.clone());
+    h.intake().set_faults(Faults {
+        max_body_bytes: Some(20_000),
+        ..Faults::default()
+    });
+    let config = config(&h, "");
+    h.start(&config);
+    h.wait_events(1999, T);
+    h.wait_stderr("refused one event on its own", T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let mut expected = lines;
+    expected.remove(1500);
+    let mut got = h.messages();
+    got.sort();
+    expected.sort();
+    assert_lines(&got, &expected, "all but the oversized event");
+    assert!(h.stderr().contains("too large"), "{}", h.stderr());
+}
+
+#[test]
+fn wrong_key_then_right_key() {
+    let mut h = Harness::new();
+    let intake_key = h.dir.path().join("intake-key");
+    std::fs::write(&intake_key, "the-right-key\n").expect("key");
+    h.start_intake_with(None, |o| o.api_key_file = Some(intake_key.clone()));
+    append(&h.log("app.log"), numbered("k", 0..300));
+    let config = config(&h, "");
+    h.start(&config);
+    h.wait_stderr("rejects the API key", T);
+    assert_eq!(h.intake().event_count(), 0);
+    // The Secret is fixed: the key is re-read on the next rejection.
+    std::fs::write(h.dir.path().join("api-key"), "the-right-key\n").expect("key");
+    h.wait_events(300, T);
+    h.wait_stderr("accepts the API key again", T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_lines(
+        &h.messages(),
+        &numbered("k", 0..300),
+        "after the key was fixed",
+    );
+    assert!(!h.stderr().contains("the-right-key"), "key printed");
+}
+
+#[test]
+fn kill_9_five_times_during_a_paced_stream() {
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    std::fs::write(&log, b"").expect("create");
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config(
+        &endpoint,
+        "request_concurrency = 4",
+        "[batch]\ntimeout_ms = 100\nmax_events = 200\n",
+    );
+    let env = [("SIDELOG_CHECKPOINT_INTERVAL_MS", "200")];
+    let writer = PacedWriter::start(&log, "w ", 2000, OnRotate::Keep);
+    let mut rng = fastrand::Rng::with_seed(5);
+    for kill in 0..5 {
+        h.start_with_env(&config, &env);
+        let seen = h.intake().event_count();
+        wait_for("progress before the kill", T, || {
+            h.intake().event_count() > seen + 2000
+        });
+        // Anywhere in the next 0.1-1.1 s: mid-batch, mid-request, mid-checkpoint.
+        std::thread::sleep(Duration::from_millis(100 + rng.u64(..1000)));
+        h.kill9();
+        eprintln!("kill {kill} at {} events", h.intake().event_count());
+    }
+    let n = writer.finish();
+    h.start_with_env(&config, &env);
+    let mut count: HashMap<u64, u32> = HashMap::new();
+    wait_for(&format!("all {n} lines"), T, || {
+        count.clear();
+        for m in h.messages() {
+            if let Some(seq) = m.strip_prefix("w ").and_then(|s| s.parse::<u64>().ok()) {
+                *count.entry(seq).or_default() += 1;
+            }
+        }
+        count.len() as u64 >= n
+    });
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let missing = (0..n).filter(|s| !count.contains_key(s)).count();
+    let duplicates: u64 = count.values().map(|&c| u64::from(c) - 1).sum();
+    eprintln!("{n} lines, 5 kills: {missing} lost, {duplicates} duplicates");
+    assert_eq!(missing, 0);
+    // Duplicates come only from what was accepted but not yet checkpointed when a kill
+    // came: per kill, at most a checkpoint interval of lines (0.2 s x 2,000 lines/s) plus
+    // the requests in flight (4 x 200 events).
+    assert!(duplicates <= 5 * (400 + 800), "{duplicates} duplicates");
+}
+
+#[test]
+fn sigterm_during_an_outage_ends_in_time_and_keeps_accepted_checkpoints() {
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    append(&log, numbered("before", 0..1000));
+    let config = config(&h, "");
+    h.start_with_env(&config, &[("SIDELOG_SHUTDOWN_TIMEOUT_MS", "2000")]);
+    h.wait_events(1000, T);
+    h.intake().force_status(Some(503));
+    append(&log, numbered("during", 0..1000));
+    h.wait_stderr("retrying", T);
+    let asked = Instant::now();
+    let status = h.terminate();
+    let took = asked.elapsed();
+    assert!(status.success(), "{status:?}\n{}", h.stderr());
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+    assert!(
+        h.stderr().contains("shutdown deadline reached"),
+        "{}",
+        h.stderr()
+    );
+    h.intake().force_status(None);
+    h.start(&config);
+    h.wait_events(2000, T);
+    h.wait_stderr("caught up with file", T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let mut expected = numbered("before", 0..1000);
+    expected.extend(numbered("during", 0..1000));
+    assert_lines(&h.messages(), &expected, "across the outage");
+}
+
+#[test]
+fn corrupt_checkpoint_file_is_moved_aside() {
+    let mut h = Harness::with_intake();
+    let data = h.dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    std::fs::write(
+        data.join("checkpoints.json"),
+        b"{\"version\":1,\"files\":[{\"dev\"",
+    )
+    .expect("write");
+    append(&h.log("app.log"), numbered("c", 0..100));
+    let config = config(&h, "");
+    h.start(&config);
+    h.wait_events(100, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert!(
+        h.stderr().contains("ignoring unusable checkpoints"),
+        "{}",
+        h.stderr()
+    );
+    let aside = std::fs::read_dir(&data).expect("list").flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with("checkpoints.json.corrupt-")
+    });
+    assert!(aside, "corrupt file kept for inspection");
+    assert_lines(
+        &h.messages(),
+        &numbered("c", 0..100),
+        "from the start policy",
+    );
+}
+
+#[test]
+fn memory_stays_bounded_while_the_intake_is_down() {
+    let mut h = Harness::new();
+    h.start_intake_with(None, |o| {
+        o.keep_events = false;
+        o.verify = true;
+    });
+    // 100 MB of benchmark lines (the verifying intake checks each arrives exactly once).
+    let log = h.log("big.log");
+    let mut rng = fastrand::Rng::with_seed(9);
+    let mut buf = Vec::with_capacity(8 << 20);
+    let mut lines = 0u64;
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&log).expect("create");
+        while lines < 400_000 {
+            sidelog::bench::bench_line(&mut buf, &mut rng, 0, lines, 256, 0);
+            lines += 1;
+            if buf.len() > (4 << 20) {
+                f.write_all(&buf).expect("write");
+                buf.clear();
+            }
+        }
+        f.write_all(&buf).expect("write");
+    }
+    h.intake().force_status(Some(503));
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config(
+        &endpoint,
+        "compression = \"none\"",
+        "[batch]\ntimeout_ms = 100\n",
+    );
+    h.start(&config);
+    h.wait_stderr("retrying", T);
+    // The outage goes on: sidelog must have stopped reading, not buffered the file.
+    std::thread::sleep(Duration::from_secs(3));
+    let rss_kb = h.peak_rss_kb();
+    let io = std::fs::read_to_string(format!("/proc/{}/io", h.pid())).unwrap_or_default();
+    let read: u64 = io
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    eprintln!("during the outage: peak RSS {rss_kb} kB, {read} bytes read of 102400000");
+    assert!(rss_kb < 64 * 1024, "peak RSS {rss_kb} kB");
+    assert!(
+        read < 20_000_000,
+        "read {read} bytes while the intake was down"
+    );
+    h.intake().force_status(None);
+    wait_for(
+        "every line after the outage",
+        Duration::from_secs(180),
+        || h.intake().state.stats()["distinct"].as_u64().unwrap_or(0) >= lines,
+    );
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_eq!(h.intake().state.stats()["duplicates"], 0);
+}
+
+#[test]
+fn a_proxy_from_config_or_environment_carries_the_requests() {
+    for via_env in [false, true] {
+        let mut h = Harness::with_intake();
+        append(&h.log("app.log"), numbered("x", 0..50));
+        let proxy = h.intake().endpoint();
+        // A host that does not resolve: only the proxy can have delivered.
+        let endpoint = "http://intake.sidelog-test.invalid:9";
+        let config = if via_env {
+            h.write_config(endpoint, "", "[batch]\ntimeout_ms = 100\n")
+        } else {
+            h.write_config(
+                endpoint,
+                &format!("proxy = \"{proxy}\""),
+                "[batch]\ntimeout_ms = 100\n",
+            )
+        };
+        let env: Vec<(&str, &str)> = if via_env {
+            vec![("HTTP_PROXY", proxy.as_str()), ("NO_PROXY", "")]
+        } else {
+            Vec::new()
+        };
+        h.start_with_env(&config, &env);
+        h.wait_events(50, T);
+        assert!(h.terminate().success(), "{}", h.stderr());
+        assert!(
+            h.intake()
+                .recent_requests()
+                .iter()
+                .all(|r| r.host == "intake.sidelog-test.invalid:9"),
+            "{:?}",
+            h.intake().recent_requests()
+        );
+    }
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it, as PEM files; returns the CA's path.
+fn tls_files(h: &Harness) -> (std::path::PathBuf, sidelog::intake::TlsFiles) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("cert");
+    let dir = h.dir.path();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write");
+    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
+    (
+        dir.join("ca.pem"),
+        sidelog::intake::TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        },
+    )
+}
+
+#[test]
+fn https_with_a_private_ca_uses_http2_and_verifies_certificates() {
+    let mut h = Harness::new();
+    let (ca, files) = tls_files(&h);
+    h.start_intake_with(None, |o| o.tls = Some(files));
+    append(&h.log("app.log"), numbered("tls", 0..100));
+    let endpoint = h.intake().endpoint();
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+
+    // Without the CA the certificate is not trusted: nothing is sent, nothing is lost.
+    let config = h.write_config(&endpoint, "", "[batch]\ntimeout_ms = 100\n");
+    h.start(&config);
+    h.wait_stderr("retrying", T);
+    assert!(h.stderr().contains("certificate"), "{}", h.stderr());
+    assert_eq!(h.intake().event_count(), 0);
+    assert!(h.terminate().success(), "{}", h.stderr());
+
+    let config = h.write_config(
+        &endpoint,
+        &format!("ca_file = \"{}\"", ca.display()),
+        "[batch]\ntimeout_ms = 100\n",
+    );
+    h.start(&config);
+    h.wait_events(100, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_lines(&h.messages(), &numbered("tls", 0..100), "over TLS");
+    let requests = h.intake().recent_requests();
+    assert!(requests.iter().any(|r| r.status == 202));
+    assert!(
+        requests.iter().all(|r| r.http2),
+        "HTTP/2 offered by ALPN was not used"
+    );
+}
+
+#[test]
+fn a_bad_ca_file_is_a_clear_error() {
+    let mut h = Harness::with_intake();
+    let bad = h.dir.path().join("not-a-ca.pem");
+    std::fs::write(&bad, "hello\n").expect("write");
+    let config = config(&h, &format!("ca_file = \"{}\"", bad.display()));
+    h.start(&config);
+    let mut child = h.child.take().expect("running");
+    let status = child.wait().expect("wait");
+    assert!(!status.success());
+    let log = h.stderr();
+    assert!(
+        log.contains("datadog.ca_file") && log.contains("not-a-ca.pem"),
+        "{log}"
+    );
+}
