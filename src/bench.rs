@@ -33,7 +33,10 @@ pub struct ThroughputOptions {
     pub line_bytes: usize,
     pub compression: Compression,
     pub level: i32,
-    pub request_concurrency: usize,
+    /// `datadog.request_concurrency`: a number or `adaptive`.
+    pub request_concurrency: crate::config::RequestConcurrency,
+    /// Delay the intake adds to every answer, to stand for a distant intake.
+    pub intake_latency_ms: u64,
     pub max_bytes: usize,
     /// Threads for the ceiling; default: the cores sidelog compresses on.
     pub threads: Option<usize>,
@@ -374,10 +377,17 @@ fn terminate(child: &mut ChildGuard) -> anyhow::Result<std::process::ExitStatus>
 }
 
 /// Starts `sidelog intake --verify` on a free port; returns it and its base URL.
-fn start_intake() -> anyhow::Result<(ChildGuard, String)> {
+fn start_intake(latency_ms: u64) -> anyhow::Result<(ChildGuard, String)> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args(["intake", "--listen", "127.0.0.1:0", "--verify"])
+        .args([
+            "intake",
+            "--listen",
+            "127.0.0.1:0",
+            "--verify",
+            "--latency-ms",
+        ])
+        .arg(latency_ms.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -482,6 +492,13 @@ fn temp_or(dir: &Option<PathBuf>) -> anyhow::Result<(Option<tempfile::TempDir>, 
     }
 }
 
+fn concurrency_value(c: crate::config::RequestConcurrency) -> String {
+    match c {
+        crate::config::RequestConcurrency::Fixed(n) => n.to_string(),
+        crate::config::RequestConcurrency::Adaptive => "\"adaptive\"".into(),
+    }
+}
+
 pub async fn throughput(opts: ThroughputOptions, _stop: CancellationToken) -> anyhow::Result<()> {
     let (_tmp, dir) = temp_or(&opts.dir)?;
     let logs = dir.join("logs");
@@ -492,13 +509,14 @@ pub async fn throughput(opts: ThroughputOptions, _stop: CancellationToken) -> an
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     println!(
-        "sidelog bench throughput: {} MB in {} files, ~{} byte lines, {} level {}, request_concurrency {}",
+        "sidelog bench throughput: {} MB in {} files, ~{} byte lines, {} level {}, request_concurrency {}, intake latency {} ms",
         opts.mb,
         opts.files,
         opts.line_bytes,
         opts.compression.content_encoding(),
         opts.level,
-        opts.request_concurrency
+        concurrency_value(opts.request_concurrency),
+        opts.intake_latency_ms
     );
     let t = Instant::now();
     let (paths, lines, bytes) = generate(&logs, opts.mb, opts.files, opts.line_bytes)?;
@@ -519,7 +537,7 @@ pub async fn throughput(opts: ThroughputOptions, _stop: CancellationToken) -> an
         c.compressed_bytes as f64 / 1e6,
     );
 
-    let (mut intake, url) = start_intake()?;
+    let (mut intake, url) = start_intake(opts.intake_latency_ms)?;
     let config = write_config(
         &dir,
         &format!("{}/*.log", logs.display()),
@@ -531,7 +549,7 @@ pub async fn throughput(opts: ThroughputOptions, _stop: CancellationToken) -> an
                 other => other.content_encoding(),
             },
             opts.level,
-            opts.request_concurrency,
+            concurrency_value(opts.request_concurrency),
             opts.max_bytes
         ),
     )?;
@@ -636,7 +654,7 @@ pub async fn idle(files: usize, seconds: u64) -> anyhow::Result<()> {
         }
         fs::write(logs.join(format!("idle-{f:04}.log")), &buf)?;
     }
-    let (mut intake, url) = start_intake()?;
+    let (mut intake, url) = start_intake(0)?;
     let config = write_config(&dir, &format!("{}/*.log", logs.display()), &url, "")?;
     let log = dir.join("shipper.log");
     let client = reqwest::Client::new();
@@ -684,7 +702,7 @@ pub async fn latency(rate: u64, seconds: u64, files: usize, timeout_ms: u64) -> 
     for p in &paths {
         File::create(p)?;
     }
-    let (mut intake, url) = start_intake()?;
+    let (mut intake, url) = start_intake(0)?;
     let config = write_config(
         &dir,
         &format!("{}/*.log", logs.display()),

@@ -45,7 +45,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// How long shutdown may wait for in-flight requests before writing checkpoints.
     pub shutdown_timeout_ms: u64,
-    /// How often accepted positions are written to `data_dir`.
+    /// Accepted positions are written to `data_dir` at most this often.
     pub checkpoint_interval_ms: u64,
     pub inputs: Vec<Input>,
     pub tail: TailConfig,
@@ -225,7 +225,7 @@ impl Default for DatadogConfig {
             compression: Compression::Gzip,
             compression_level: 6,
             request_timeout_ms: 30_000,
-            request_concurrency: RequestConcurrency::Fixed(1),
+            request_concurrency: RequestConcurrency::Adaptive,
             request_concurrency_max: 16,
             retry_initial_ms: 1_000,
             retry_max_ms: 60_000,

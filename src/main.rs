@@ -138,8 +138,12 @@ enum BenchMode {
         compression: String,
         #[arg(long, default_value_t = 6)]
         level: i32,
-        #[arg(long, default_value_t = 1)]
-        request_concurrency: usize,
+        /// Requests in flight: a number or "adaptive" (the shipper's default).
+        #[arg(long, default_value = "adaptive")]
+        request_concurrency: String,
+        /// Delay the intake adds to every answer (a distant intake).
+        #[arg(long, default_value_t = 0)]
+        intake_latency_ms: u64,
         #[arg(long, default_value_t = 4_500_000)]
         max_bytes: usize,
         /// Threads for the ceiling (default: number of cores).
@@ -235,6 +239,7 @@ fn bench(mode: BenchMode) -> ExitCode {
             compression,
             level,
             request_concurrency,
+            intake_latency_ms,
             max_bytes,
             threads,
             dir,
@@ -249,13 +254,24 @@ fn bench(mode: BenchMode) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let request_concurrency = match request_concurrency.trim() {
+                "adaptive" => sidelog::config::RequestConcurrency::Adaptive,
+                n => match n.parse::<usize>() {
+                    Ok(n) if (1..=64).contains(&n) => sidelog::config::RequestConcurrency::Fixed(n),
+                    _ => {
+                        eprintln!("sidelog: --request-concurrency {n:?}: use 1 to 64 or adaptive");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
             let opts = bench::ThroughputOptions {
                 mb,
                 files: files.max(1),
                 line_bytes: line_bytes.max(64),
                 compression,
                 level,
-                request_concurrency: request_concurrency.max(1),
+                request_concurrency,
+                intake_latency_ms,
                 max_bytes,
                 threads,
                 dir,

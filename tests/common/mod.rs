@@ -133,6 +133,12 @@ impl Harness {
         extra: &str,
     ) -> PathBuf {
         let path = self.dir.path().join("sidelog.toml");
+        // Tests compare lines in order: one request at a time unless a test says otherwise.
+        let concurrency = if datadog_extra.contains("request_concurrency") {
+            ""
+        } else {
+            "request_concurrency = 1"
+        };
         let text = format!(
             r#"
 data_dir = "{data}"
@@ -153,6 +159,7 @@ hostname = "test-host"
 tags = ["env:test"]
 retry_initial_ms = 50
 retry_max_ms = 500
+{concurrency}
 {datadog_extra}
 
 {extra}
