@@ -145,6 +145,66 @@ pub fn bench_line(
     out.push(b'\n');
 }
 
+/// What `sidelog generate` writes.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub out: PathBuf,
+    /// Lines per second; 0 for as fast as possible.
+    pub rate: u64,
+    pub lines: Option<u64>,
+    pub seconds: Option<u64>,
+    pub line_bytes: usize,
+    /// Sequence number of the first line.
+    pub first: u64,
+}
+
+/// Appends numbered sample lines to a file at a steady rate until a limit or `stop`; prints
+/// how many it wrote. Lines carry the prefix the verifying intake checks.
+pub fn generate_lines(opts: GenerateOptions, stop: CancellationToken) -> anyhow::Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&opts.out)
+        .with_context(|| format!("cannot open {}", opts.out.display()))?;
+    let mut rng = fastrand::Rng::with_seed(opts.first ^ 0x5eed);
+    let start = Instant::now();
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut written = 0u64;
+    let limit = opts.lines.unwrap_or(u64::MAX);
+    let deadline = opts.seconds.map(|s| start + Duration::from_secs(s));
+    while written < limit && !stop.is_cancelled() && deadline.is_none_or(|d| Instant::now() < d) {
+        let due = if opts.rate == 0 {
+            limit.min(written + 4096)
+        } else {
+            limit.min((start.elapsed().as_secs_f64() * opts.rate as f64) as u64 + 1)
+        };
+        if due <= written {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        buf.clear();
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        while written < due {
+            bench_line(
+                &mut buf,
+                &mut rng,
+                0,
+                opts.first + written,
+                opts.line_bytes,
+                now_us,
+            );
+            written += 1;
+        }
+        file.write_all(&buf)
+            .with_context(|| format!("cannot write {}", opts.out.display()))?;
+    }
+    println!("{written} lines written to {}", opts.out.display());
+    Ok(())
+}
+
 /// Writes about `mb` MB of lines round-robin into `files` files; returns (paths, lines, bytes).
 fn generate(
     dir: &Path,

@@ -68,6 +68,27 @@ enum Command {
         #[command(subcommand)]
         mode: BenchMode,
     },
+    /// Write sample log lines (access-log and JSON) to a file, like an application would.
+    Generate {
+        /// File to append to (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Lines per second (0: as fast as possible).
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Stop after this many lines (default: no limit).
+        #[arg(long)]
+        lines: Option<u64>,
+        /// Stop after this many seconds (default: no limit).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Approximate bytes per line, newline included.
+        #[arg(long, default_value_t = 256)]
+        line_bytes: usize,
+        /// Number the lines from here (to continue an earlier run).
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+    },
     /// Run intake, a sample log writer and the shipper together, printing live progress.
     Demo {
         /// Stop after this many seconds (default: run until Ctrl-C).
@@ -212,6 +233,28 @@ fn main() -> ExitCode {
         Command::Bench { mode } => {
             init_logging("warn", LogFormat::Text);
             bench(mode)
+        }
+        Command::Generate {
+            out,
+            rate,
+            lines,
+            seconds,
+            line_bytes,
+            first,
+        } => {
+            init_logging("warn", LogFormat::Text);
+            let opts = sidelog::bench::GenerateOptions {
+                out,
+                rate,
+                lines,
+                seconds,
+                line_bytes: line_bytes.max(64),
+                first,
+            };
+            block_on(|stop| async move {
+                tokio::task::spawn_blocking(move || sidelog::bench::generate_lines(opts, stop))
+                    .await?
+            })
         }
         Command::Demo {
             seconds,
