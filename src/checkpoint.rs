@@ -119,6 +119,28 @@ struct Stream {
     closed_at: Option<u64>,
     /// A later stream of the same file (after truncation) supersedes this one in the store.
     superseded: bool,
+    /// What the reader last saw: its read position and the file's size (for status).
+    read: u64,
+    size: u64,
+}
+
+/// One file's progress, for metrics and `sidelog status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileProgress {
+    pub path: String,
+    /// File size when last looked at.
+    pub size: u64,
+    /// Bytes framed into batches.
+    pub read: u64,
+    /// Bytes the intake accepted (the checkpoint).
+    pub accepted: u64,
+}
+
+impl FileProgress {
+    /// Bytes in the file not yet accepted by the intake.
+    pub fn lag(&self) -> u64 {
+        self.size.saturating_sub(self.accepted)
+    }
 }
 
 #[derive(Default)]
@@ -211,10 +233,38 @@ impl Tracker {
                 ahead: BTreeMap::new(),
                 closed_at: None,
                 superseded: false,
+                read: start,
+                size: start,
             },
         );
         inner.dirty = true;
         self.changed.notify_one();
+    }
+
+    /// The reader's view of a stream: how far it has read, and how large the file is.
+    pub fn observe(&self, stream: u64, read: u64, size: u64) {
+        if let Some(s) = self.lock().streams.get_mut(&stream) {
+            s.read = read;
+            s.size = size;
+        }
+    }
+
+    /// Progress of every file being tailed, by path.
+    pub fn progress(&self) -> Vec<FileProgress> {
+        let inner = self.lock();
+        let mut out: Vec<FileProgress> = inner
+            .streams
+            .values()
+            .filter(|s| !s.superseded)
+            .map(|s| FileProgress {
+                path: s.path.clone(),
+                size: s.size,
+                read: s.read,
+                accepted: s.done,
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
     }
 
     pub fn update_fingerprint(&self, stream: u64, fingerprint: Fingerprint) {

@@ -47,6 +47,8 @@ pub struct Config {
     pub shutdown_timeout_ms: u64,
     /// Accepted positions are written to `data_dir` at most this often.
     pub checkpoint_interval_ms: u64,
+    /// Address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`, `/status`); empty: off.
+    pub metrics_listen: String,
     pub inputs: Vec<Input>,
     pub tail: TailConfig,
     pub datadog: DatadogConfig,
@@ -61,6 +63,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             shutdown_timeout_ms: 20_000,
             checkpoint_interval_ms: 1_000,
+            metrics_listen: String::new(),
             inputs: Vec::new(),
             tail: TailConfig::default(),
             datadog: DatadogConfig::default(),
@@ -496,6 +499,14 @@ impl Config {
                 "datadog.compression_level = {} is out of range for {} (allowed: {lo} to {hi})",
                 self.datadog.compression_level,
                 self.datadog.compression.content_encoding()
+            ));
+        }
+        if !self.metrics_listen.is_empty()
+            && self.metrics_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            errors.push(format!(
+                "metrics_listen = {:?} is not an address (e.g. \"0.0.0.0:9500\"; empty turns it off)",
+                self.metrics_listen
             ));
         }
         if self.data_dir.as_os_str().is_empty() {

@@ -4,8 +4,10 @@
 //! Stages, each in its own module: [`tail`] (discovery, reading, framing, file identity),
 //! [`encode`] (events and batches), [`compress`], [`ship`] (HTTP and retries), [`checkpoint`]
 //! (accepted positions), [`secret`] (the API key), wired together by [`pipeline`]. [`intake`]
-//! is a built-in Datadog-compatible intake for the demo and the tests.
+//! is a built-in Datadog-compatible intake for the demo and the tests; [`admin`] serves metrics,
+//! health and status.
 
+pub mod admin;
 pub mod bench;
 pub mod checkpoint;
 pub mod compress;

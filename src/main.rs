@@ -68,6 +68,17 @@ enum Command {
         #[command(subcommand)]
         mode: BenchMode,
     },
+    /// Print the files, positions and delivery state of a running sidelog (from its
+    /// `metrics_listen` endpoint).
+    Status {
+        /// Base URL of the admin endpoint (default: from --config's metrics_listen, else
+        /// http://127.0.0.1:9500).
+        #[arg(long)]
+        url: Option<String>,
+        /// Config of the running instance, to find its metrics_listen.
+        #[arg(short, long, env = "SIDELOG_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Write sample log lines (access-log and JSON) to a file, like an application would.
     Generate {
         /// File to append to (created if missing).
@@ -234,6 +245,28 @@ fn main() -> ExitCode {
             init_logging("warn", LogFormat::Text);
             bench(mode)
         }
+        Command::Status { url, config } => {
+            init_logging("warn", LogFormat::Text);
+            let url = match (url, config) {
+                (Some(u), _) => u,
+                (None, Some(path)) => match load(&path) {
+                    Ok(c) if !c.metrics_listen.is_empty() => {
+                        let addr = c.metrics_listen.replace("0.0.0.0", "127.0.0.1");
+                        format!("http://{addr}")
+                    }
+                    Ok(_) => {
+                        eprintln!(
+                            "sidelog: {} has no metrics_listen; the admin endpoint is off",
+                            path.display()
+                        );
+                        return ExitCode::from(2);
+                    }
+                    Err(code) => return code,
+                },
+                (None, None) => "http://127.0.0.1:9500".to_string(),
+            };
+            block_on(|_| status(url))
+        }
         Command::Generate {
             out,
             rate,
@@ -329,6 +362,24 @@ fn bench(mode: BenchMode) -> ExitCode {
             timeout_ms,
         } => block_on(|_| bench::latency(rate.max(1), seconds, files.max(1), timeout_ms)),
     }
+}
+
+async fn status(url: String) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let url = format!("{}/status", url.trim_end_matches('/'));
+    let body = reqwest::Client::new()
+        .get(&url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .with_context(|| format!("cannot reach {url} (is sidelog running with metrics_listen?)"))?
+        .bytes()
+        .await?;
+    let s: sidelog::admin::Status =
+        serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {url}"))?;
+    print!("{}", sidelog::admin::render_status(&s));
+    Ok(())
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {

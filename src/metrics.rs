@@ -1,5 +1,5 @@
 //! Counters shared by every stage: one named field per internal event, so logs, the demo's
-//! progress line and (later) the Prometheus endpoint all report the same numbers.
+//! progress line and the Prometheus endpoint ([`crate::admin`]) all report the same numbers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -82,6 +82,8 @@ counters! {
     events_dropped_unencodable,
     /// Gauge: 1 while the intake rejects the API key (401/403).
     api_key_rejected,
+    /// Gauge: 1 while the API key file is missing or empty (waiting for the Secret).
+    api_key_missing,
     /// Gauge: requests allowed in flight now (moves in adaptive mode).
     request_concurrency_limit,
     /// Checkpoint writes that failed.

@@ -50,6 +50,23 @@ pub async fn run(
     let tracker = Arc::new(Tracker::new());
     let sender = Arc::new(Sender::new(&config, keys, metrics.clone())?);
     tracing::info!(url = %sender.url(), "shipping to intake");
+    let admin_stop = CancellationToken::new();
+    let _admin_stop = admin_stop.clone().drop_guard();
+    if !config.metrics_listen.is_empty() {
+        let addr: std::net::SocketAddr = config
+            .metrics_listen
+            .parse()
+            .with_context(|| format!("metrics_listen {:?}", config.metrics_listen))?;
+        let state = crate::admin::AdminState {
+            metrics: metrics.clone(),
+            tracker: tracker.clone(),
+            url: sender.url().to_string(),
+        };
+        let bound = crate::admin::serve(addr, state, admin_stop)
+            .await
+            .with_context(|| format!("cannot listen on metrics_listen {addr}"))?;
+        tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz and /status");
+    }
 
     let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(1);
     let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();

@@ -911,6 +911,7 @@ impl Tailer {
         if size == s.read_pos {
             s.active = false;
             s.note_caught_up();
+            self.tracker.observe(s.id, s.read_pos, size);
             return;
         }
         let n = match read_full(file, &mut self.buf, s.read_pos) {
@@ -970,6 +971,7 @@ impl Tailer {
             s.covered = end;
         });
         s.read_pos += consumed as u64;
+        self.tracker.observe(s.id, s.read_pos, size);
         let after = builder.stats;
         let m = &self.metrics;
         Metrics::add(&m.lines_read, lines);

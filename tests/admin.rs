@@ -1,0 +1,150 @@
+//! The admin endpoint scraped while the real binary ships: metrics agree with what arrived,
+//! health and readiness answer, `sidelog status` prints the files.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn get(h: &Harness, url: &str) -> (u16, String) {
+    h.rt.block_on(async {
+        match reqwest::get(url).await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    })
+}
+
+/// The value of one sample line (`name{labels}`) in a Prometheus exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_health_and_status_agree_with_what_was_shipped() {
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    let mut lines = numbered("m", 0..1000);
+    lines.push(String::new());
+    lines.push("bad \u{FFFD}".into());
+    append(&log, lines);
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let config = h.default_config();
+    h.start_with_env(&config, &[("SIDELOG_METRICS_LISTEN", listen.as_str())]);
+    h.wait_events(1001, T);
+    wait_for("the checkpoint to catch up", T, || {
+        let (_, text) = get(&h, &format!("{base}/metrics"));
+        sample(
+            &text,
+            &format!("sidelog_file_lag_bytes{{path=\"{}\"}}", log.display()),
+        ) == Some(0.0)
+    });
+    let (code, text) = get(&h, &format!("{base}/metrics"));
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(&text, "sidelog_events_sent_total"),
+        Some(1001.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "sidelog_lines_read_total"),
+        Some(1002.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "sidelog_lines_skipped_empty_total"),
+        Some(1.0),
+        "{text}"
+    );
+    let size = std::fs::metadata(&log).expect("stat").len() as f64;
+    assert_eq!(
+        sample(&text, "sidelog_bytes_read_total"),
+        Some(size),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "sidelog_files_watched"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "sidelog_files_open"), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "sidelog_events_dropped_total{reason=\"invalid\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "sidelog_api_key_rejected"),
+        Some(0.0),
+        "{text}"
+    );
+    let since = sample(&text, "sidelog_seconds_since_last_accepted").expect("gauge");
+    assert!((0.0..60.0).contains(&since), "{since}");
+    let sent_compressed = sample(&text, "sidelog_bytes_sent_compressed_total").expect("bytes");
+    assert!(sent_compressed > 0.0);
+
+    assert_eq!(get(&h, &format!("{base}/healthz")).0, 200);
+    assert_eq!(get(&h, &format!("{base}/readyz")), (200, "ready\n".into()));
+    assert_eq!(get(&h, &format!("{base}/nothing")).0, 404);
+
+    let out = std::process::Command::new(BIN)
+        .args(["status", "--url", &base])
+        .output()
+        .expect("status");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains(": ready"), "{printed}");
+    assert!(printed.contains("1001 events sent"), "{printed}");
+    let row = printed
+        .lines()
+        .find(|l| l.starts_with(&log.display().to_string()))
+        .expect("a row for the file");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cols[1..],
+        [
+            &*size.to_string(),
+            &*size.to_string(),
+            &*size.to_string(),
+            "0"
+        ]
+    );
+    assert!(h.terminate().success(), "{}", h.stderr());
+}
+
+#[test]
+fn readiness_turns_false_while_the_key_is_rejected() {
+    let mut h = Harness::new();
+    let intake_key = h.dir.path().join("intake-key");
+    std::fs::write(&intake_key, "right-key\n").expect("key");
+    h.start_intake_with(None, |o| o.api_key_file = Some(intake_key.clone()));
+    append(&h.log("app.log"), numbered("r", 0..10));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let config = h.default_config();
+    h.start_with_env(&config, &[("SIDELOG_METRICS_LISTEN", listen.as_str())]);
+    h.wait_stderr("rejects the API key", T);
+    let (code, body) = get(&h, &format!("{base}/readyz"));
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("rejects the API key"), "{body}");
+    let (_, text) = get(&h, &format!("{base}/metrics"));
+    assert_eq!(
+        sample(&text, "sidelog_api_key_rejected"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(sample(&text, "sidelog_retries_total{reason=\"key_rejected\"}").unwrap_or(0.0) >= 1.0);
+    std::fs::write(h.dir.path().join("api-key"), "right-key\n").expect("key");
+    h.wait_events(10, T);
+    wait_for("ready again", T, || {
+        get(&h, &format!("{base}/readyz")).0 == 200
+    });
+    assert!(h.terminate().success(), "{}", h.stderr());
+}
