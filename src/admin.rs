@@ -7,8 +7,8 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -21,13 +21,53 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{FileProgress, Tracker};
 use crate::metrics::Metrics;
 
-/// What the admin endpoint reads from.
+/// What the admin endpoint reads from. It outlives a configuration reload: each run of the
+/// shipper attaches its checkpoint tracker and intake URL.
 #[derive(Clone)]
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
-    pub tracker: Arc<Tracker>,
-    /// The intake URL, for status.
-    pub url: String,
+    run: Arc<RwLock<RunView>>,
+}
+
+#[derive(Default)]
+struct RunView {
+    tracker: Option<Arc<Tracker>>,
+    url: String,
+}
+
+impl AdminState {
+    pub fn new(metrics: Arc<Metrics>) -> AdminState {
+        AdminState {
+            metrics,
+            run: Arc::new(RwLock::new(RunView::default())),
+        }
+    }
+
+    /// Shows this run's files and intake from now on.
+    pub fn attach(&self, tracker: Arc<Tracker>, url: String) {
+        let mut run = match self.run.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *run = RunView {
+            tracker: Some(tracker),
+            url,
+        };
+    }
+
+    fn view(&self) -> (Vec<FileProgress>, String) {
+        let run = match self.run.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        (
+            run.tracker
+                .as_ref()
+                .map(|t| t.progress())
+                .unwrap_or_default(),
+            run.url.clone(),
+        )
+    }
 }
 
 /// The answer of `GET /status`.
@@ -146,9 +186,10 @@ fn seconds_since_last_accepted(m: &Metrics) -> Option<f64> {
 pub fn status(state: &AdminState) -> Status {
     let m = &state.metrics;
     let why = not_ready(m);
+    let (files, url) = state.view();
     Status {
         version: env!("CARGO_PKG_VERSION").into(),
-        intake: state.url.clone(),
+        intake: url,
         ready: why.is_none(),
         not_ready_because: why,
         seconds_since_last_accepted: seconds_since_last_accepted(m),
@@ -156,7 +197,7 @@ pub fn status(state: &AdminState) -> Status {
         events_dropped: Metrics::get(&m.events_dropped),
         retries: Metrics::get(&m.retries),
         request_concurrency: Metrics::get(&m.request_concurrency_limit),
-        files: state.tracker.progress(),
+        files,
     }
 }
 
@@ -380,7 +421,7 @@ pub fn prometheus(state: &AdminState) -> String {
     ] {
         family(name, "gauge", help, &[("", get(gauge))]);
     }
-    let files = state.tracker.progress();
+    let (files, _) = state.view();
     let _ = writeln!(out, "# HELP sidelog_files_watched Files being tailed.");
     let _ = writeln!(out, "# TYPE sidelog_files_watched gauge");
     let _ = writeln!(out, "sidelog_files_watched {}", files.len());
@@ -420,20 +461,18 @@ mod tests {
 
     #[test]
     fn exposition_has_help_type_and_labels() {
-        let state = AdminState {
-            metrics: Arc::new(Metrics::default()),
-            tracker: Arc::new(Tracker::new()),
-            url: "http://x".into(),
-        };
+        let state = AdminState::new(Arc::new(Metrics::default()));
+        let tracker = Arc::new(Tracker::new());
+        state.attach(tracker.clone(), "http://x".into());
         Metrics::add(&state.metrics.retries_network, 3);
-        state.tracker.register(
+        tracker.register(
             1,
             crate::tail::identity::DevIno { dev: 1, ino: 2 },
             crate::tail::identity::Fingerprint { len: 0, hash: 0 },
             std::path::Path::new("/var/log/a \"b\".log"),
             10,
         );
-        state.tracker.observe(1, 40, 100);
+        tracker.observe(1, 40, 100);
         let text = prometheus(&state);
         assert!(
             text.contains("sidelog_retries_total{reason=\"network\"} 3"),

@@ -215,6 +215,12 @@ pub struct DatadogConfig {
     /// PEM file of extra certificate authorities to trust (for a TLS-inspecting proxy or a
     /// private intake), added to the built-in Mozilla roots.
     pub ca_file: PathBuf,
+    /// Allow an `http://` endpoint on another host than this one: the API key then crosses
+    /// the network unencrypted.
+    pub allow_insecure_http: bool,
+    /// At start, how long to wait for a missing or empty key file (a Secret mounted late)
+    /// before giving up; 0: give up at once.
+    pub api_key_wait_secs: u64,
 }
 
 impl Default for DatadogConfig {
@@ -234,6 +240,8 @@ impl Default for DatadogConfig {
             retry_max_ms: 60_000,
             proxy: String::new(),
             ca_file: PathBuf::new(),
+            allow_insecure_http: false,
+            api_key_wait_secs: 0,
         }
     }
 }
@@ -313,11 +321,11 @@ impl DatadogConfig {
         if !self.endpoint.is_empty() {
             return format!("{}/api/v2/logs", self.endpoint.trim_end_matches('/'));
         }
+        // Validation refuses unknown sites: a typo must not send the key to a stranger.
         let host = SITES
             .iter()
-            .find(|(site, _)| *site == self.site)
-            .map(|(_, host)| host.to_string())
-            .unwrap_or_else(|| format!("http-intake.logs.{}", self.site));
+            .find(|(site, _)| *site == self.site.trim())
+            .map_or("http-intake.logs.datadoghq.com", |(_, host)| host);
         format!("https://{host}/api/v2/logs")
     }
 }
@@ -385,8 +393,31 @@ impl Config {
                 reason: e.into_inner().to_string(),
             }
         })?;
+        let config = config.interpolated(env)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Replaces `${VAR}` and `${VAR:-default}` in every string value with the environment's
+    /// (`$$` is a literal `$`), so Downward API variables can become tags and hostname.
+    fn interpolated(self, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let vars: std::collections::HashMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut value = toml::Value::try_from(&self).map_err(|e| ConfigError::Key {
+            key: "(top level)".into(),
+            reason: e.to_string(),
+        })?;
+        let mut errors = Vec::new();
+        interpolate_value(&mut value, "", &vars, &mut errors);
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid(errors));
+        }
+        value
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Key {
+                key: "(top level)".into(),
+                reason: e.to_string(),
+            })
     }
 
     /// Checks every range and cross-key rule; reports all problems at once.
@@ -525,8 +556,25 @@ impl Config {
                 "datadog.endpoint = {endpoint:?} must start with http:// or https://"
             ));
         }
-        if endpoint.is_empty() && self.datadog.site.trim().is_empty() {
-            errors.push("datadog.site: must not be empty when datadog.endpoint is unset".into());
+        if endpoint.is_empty()
+            && !SITES
+                .iter()
+                .any(|(site, _)| *site == self.datadog.site.trim())
+        {
+            let known: Vec<&str> = SITES.iter().map(|(site, _)| *site).collect();
+            errors.push(format!(
+                "datadog.site = {:?} is not a Datadog site (allowed: {}; set datadog.endpoint for any other intake)",
+                self.datadog.site,
+                known.join(", ")
+            ));
+        }
+        if let Some(host) = endpoint.strip_prefix("http://")
+            && !self.datadog.allow_insecure_http
+            && !is_loopback_authority(host)
+        {
+            errors.push(format!(
+                "datadog.endpoint = {endpoint:?}: the API key would cross the network unencrypted; use https:// or set datadog.allow_insecure_http = true"
+            ));
         }
         check_tags("datadog.tags", &self.datadog.tags, &mut errors);
 
@@ -568,6 +616,21 @@ impl Config {
     }
 }
 
+/// Whether the authority (and whatever follows it) of an URL names this host.
+fn is_loopback_authority(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn check_tags(key: &str, tags: &[String], errors: &mut Vec<String>) {
     for (i, tag) in tags.iter().enumerate() {
         if tag.is_empty() || tag.contains(',') {
@@ -576,6 +639,91 @@ fn check_tags(key: &str, tags: &[String], errors: &mut Vec<String>) {
             ));
         }
     }
+}
+
+fn interpolate_value(
+    value: &mut toml::Value,
+    key: &str,
+    vars: &std::collections::HashMap<&str, &str>,
+    errors: &mut Vec<String>,
+) {
+    match value {
+        toml::Value::String(s) if s.contains('$') => match interpolate(s, vars) {
+            Ok(done) => *s = done,
+            Err(reason) => errors.push(format!("{key}: {reason}")),
+        },
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate_value(item, &format!("{key}[{i}]"), vars, errors);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (k, v) in table.iter_mut() {
+                let path = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
+                interpolate_value(v, &path, vars, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `${VAR}`, `${VAR:-default}` (default when unset or empty) and `$$` in one string.
+pub fn interpolate(
+    text: &str,
+    vars: &std::collections::HashMap<&str, &str>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+            continue;
+        }
+        let Some(inner) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(close) = inner.find('}') else {
+            return Err(format!("unclosed ${{ in {text:?}"));
+        };
+        let expr = &inner[..close];
+        let (name, default) = match expr.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (expr, None),
+        };
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("${{{expr}}} does not name an environment variable"));
+        }
+        // As in the shell: `${VAR}` takes an empty value as it is, `${VAR:-d}` replaces it.
+        let value = vars
+            .get(name)
+            .filter(|v| default.is_none() || !v.is_empty());
+        match (value, default) {
+            (Some(v), _) => out.push_str(v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+                ));
+            }
+        }
+        rest = &inner[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Turns `SIDELOG_DATADOG__ENDPOINT=x` into `("datadog.endpoint", "x")` and
@@ -771,6 +919,77 @@ mod tests {
         let c = Config::load_with_env(&path, &[]).expect("valid yaml");
         assert_eq!(c.inputs[0].service, "web");
         assert_eq!(c.batch.max_events, 5);
+    }
+
+    #[test]
+    fn environment_variables_are_interpolated_in_strings() {
+        let text = format!(
+            "{MINIMAL}service = \"${{APP:-web}}\"\ntags = [\"pod:${{POD_NAME}}\", \"ns:${{NS:-default}}\", \"cost:$$5\"]\n[datadog]\nhostname = \"${{NODE}}-x\"\n"
+        );
+        let c = load(
+            &text,
+            &[
+                ("POD_NAME", "user-msvc-7d9f"),
+                ("NODE", "node-3"),
+                ("NS", ""),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.inputs[0].service, "web");
+        assert_eq!(
+            c.inputs[0].tags,
+            vec!["pod:user-msvc-7d9f", "ns:default", "cost:$5"]
+        );
+        assert_eq!(c.datadog.hostname, "node-3-x");
+        let err = load(&text, &[("NODE", "n")]).expect_err("POD_NAME unset");
+        let text = err.to_string();
+        assert!(text.contains("inputs[0].tags[0]"), "{text}");
+        assert!(text.contains("POD_NAME"), "{text}");
+    }
+
+    #[test]
+    fn interpolation_syntax() {
+        let vars: std::collections::HashMap<&str, &str> = [("A", "1")].into_iter().collect();
+        assert_eq!(interpolate("x${A}y$z$", &vars).as_deref(), Ok("x1y$z$"));
+        assert_eq!(interpolate("${B:-d:e}", &vars).as_deref(), Ok("d:e"));
+        assert!(interpolate("${A", &vars).is_err());
+        assert!(interpolate("${1A}", &vars).is_err());
+    }
+
+    #[test]
+    fn plain_http_to_another_host_is_refused() {
+        for (endpoint, ok) in [
+            ("http://127.0.0.1:8080", true),
+            ("http://localhost:8080/", true),
+            ("http://[::1]:80", true),
+            ("https://intake.example", true),
+            ("http://intake.example", false),
+            ("http://10.0.0.7:8080", false),
+            ("http://127.0.0.1.example.com", false),
+        ] {
+            let text = format!("{MINIMAL}[datadog]\nendpoint = \"{endpoint}\"\n");
+            let result = load(&text, &[]);
+            assert_eq!(result.is_ok(), ok, "{endpoint}: {result:?}");
+            if !ok {
+                let text = format!("{}", result.expect_err("refused"));
+                assert!(text.contains("allow_insecure_http"), "{text}");
+                let allowed = format!(
+                    "{MINIMAL}[datadog]\nendpoint = \"{endpoint}\"\nallow_insecure_http = true\n"
+                );
+                assert!(load(&allowed, &[]).is_ok(), "{endpoint} allowed");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_site_is_refused() {
+        let err = load(
+            &format!("{MINIMAL}[datadog]\nsite = \"datadoghq.co\"\n"),
+            &[],
+        )
+        .expect_err("typo");
+        assert!(err.to_string().contains("datadog.site"), "{err}");
+        assert!(err.to_string().contains("datadoghq.eu"), "{err}");
     }
 
     #[test]

@@ -152,7 +152,12 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
 
     let metrics = Arc::new(Metrics::default());
     let ship_stop = CancellationToken::new();
-    let shipper = tokio::spawn(pipeline::run(config, ship_stop.clone(), metrics.clone()));
+    let shipper = tokio::spawn(pipeline::run(
+        config,
+        ship_stop.clone(),
+        metrics.clone(),
+        None,
+    ));
 
     let stop_writer = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));

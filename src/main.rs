@@ -394,10 +394,91 @@ fn run(path: PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    init_logging(&config.log_level, config.log_format);
+    let log_level = init_logging(&config.log_level, config.log_format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "sidelog starting");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sidelog-rt")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sidelog: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ship(path, config, log_level)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("sidelog: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the shipper until SIGTERM or SIGINT. SIGHUP re-reads the config file (and with it
+/// the key): a valid one replaces the running shipper after an orderly stop (positions are
+/// kept through the checkpoints); an invalid one is refused and the running one kept.
+async fn ship(path: PathBuf, mut config: Config, log_level: LogLevel) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let metrics = Arc::new(Metrics::default());
-    block_on(|stop| sidelog::pipeline::run(config, stop, metrics))
+    let admin = sidelog::admin::AdminState::new(metrics.clone());
+    let admin_stop = CancellationToken::new();
+    let _admin_stop = admin_stop.clone().drop_guard();
+    if !config.metrics_listen.is_empty() {
+        let addr: SocketAddr = config
+            .metrics_listen
+            .parse()
+            .with_context(|| format!("metrics_listen {:?}", config.metrics_listen))?;
+        let bound = sidelog::admin::serve(addr, admin.clone(), admin_stop)
+            .await
+            .with_context(|| format!("cannot listen on metrics_listen {addr}"))?;
+        tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz and /status");
+    }
+    loop {
+        let stop = CancellationToken::new();
+        let mut shipper = tokio::spawn(sidelog::pipeline::run(
+            config.clone(),
+            stop.clone(),
+            metrics.clone(),
+            Some(admin.clone()),
+        ));
+        let next = loop {
+            tokio::select! {
+                ended = &mut shipper => return ended.context("shipper task failed")?,
+                _ = term.recv() => break None,
+                _ = int.recv() => break None,
+                _ = hup.recv() => match Config::load(&path) {
+                    Ok(new) => break Some(new),
+                    Err(e) => tracing::error!("configuration reload refused; the running configuration stays: {e}"),
+                },
+            }
+        };
+        match &next {
+            None => tracing::info!("signal received; stopping"),
+            Some(_) => {
+                tracing::info!(config = %path.display(), "SIGHUP: reloading configuration and API key")
+            }
+        }
+        stop.cancel();
+        shipper.await.context("shipper task failed")??;
+        let Some(new) = next else {
+            return Ok(());
+        };
+        if new.metrics_listen != config.metrics_listen {
+            tracing::warn!("a change of metrics_listen takes effect at the next start");
+        }
+        if new.log_format != config.log_format {
+            tracing::warn!("a change of log_format takes effect at the next start");
+        }
+        log_level.set(&new.log_level);
+        config = new;
+    }
 }
 
 fn check(path: PathBuf) -> ExitCode {
@@ -423,18 +504,47 @@ fn check(path: PathBuf) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(level: &str, format: LogFormat) {
+/// Changes sidelog's own log level after a reload (unless `RUST_LOG` rules).
+struct LogLevel(
+    Option<tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>>,
+);
+
+impl LogLevel {
+    fn set(&self, level: &str) {
+        if let Some(handle) = &self.0
+            && std::env::var_os("RUST_LOG").is_none()
+            && let Err(e) = handle.reload(EnvFilter::new(format!("warn,sidelog={level}")))
+        {
+            tracing::warn!(error = %e, "cannot change the log level");
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) -> LogLevel {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,sidelog={level}")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-    }
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match format {
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
+    };
+    LogLevel(result.ok().map(|()| handle))
 }
 
 /// Runs `f` on a Tokio runtime with a token cancelled by SIGTERM or SIGINT.

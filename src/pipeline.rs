@@ -36,37 +36,44 @@ use crate::secret::KeySource;
 use crate::ship::{Delivery, Sender};
 use crate::tail::{self, Tailer, TailerLinks, Wake};
 
+/// How often the key file is re-read besides the watch on its directory: a rotated key is in
+/// use within this long even where file events are lost (some network file systems).
+const KEY_POLL: Duration = Duration::from_secs(2);
+
 /// Runs the shipper until `shutdown` is cancelled, then shuts down in order.
 pub async fn run(
     config: Config,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
+    admin: Option<crate::admin::AdminState>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let keys = KeySource::load(&config.datadog.api_key_file)?;
-    tracing::info!(origin = %keys.origin(), "API key loaded");
-    let resume = load_checkpoints(&config.data_dir);
     let tracker = Arc::new(Tracker::new());
+    // Stops the key poll when the shipper ends, however it ends.
+    let aux_stop = CancellationToken::new();
+    let _aux_stop = aux_stop.clone().drop_guard();
+    // Gauges describe this run (a reload starts a new one).
+    metrics
+        .files_open
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    metrics
+        .api_key_rejected
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    if let Some(admin) = &admin {
+        admin.attach(tracker.clone(), config.datadog.logs_url());
+    }
+    let keys = KeySource::load_waiting(
+        &config.datadog.api_key_file,
+        Duration::from_secs(config.datadog.api_key_wait_secs),
+        &metrics,
+    )
+    .await?;
+    tracing::info!(origin = %keys.origin(), "API key loaded");
+    let _key_watch = keys.follow(KEY_POLL, aux_stop.clone());
+    let resume = load_checkpoints(&config.data_dir);
     let sender = Arc::new(Sender::new(&config, keys, metrics.clone())?);
     tracing::info!(url = %sender.url(), "shipping to intake");
-    let admin_stop = CancellationToken::new();
-    let _admin_stop = admin_stop.clone().drop_guard();
-    if !config.metrics_listen.is_empty() {
-        let addr: std::net::SocketAddr = config
-            .metrics_listen
-            .parse()
-            .with_context(|| format!("metrics_listen {:?}", config.metrics_listen))?;
-        let state = crate::admin::AdminState {
-            metrics: metrics.clone(),
-            tracker: tracker.clone(),
-            url: sender.url().to_string(),
-        };
-        let bound = crate::admin::serve(addr, state, admin_stop)
-            .await
-            .with_context(|| format!("cannot listen on metrics_listen {addr}"))?;
-        tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz and /status");
-    }
 
     let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(1);
     let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();

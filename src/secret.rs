@@ -1,15 +1,24 @@
 //! The Datadog API key: where it comes from, how it is re-read, and how it stays out of output.
 //!
 //! [`ApiKey`] never shows its value through `Debug` or `Display`; the only way to the bytes is
-//! [`ApiKey::header_value`], which builds a header marked sensitive. [`KeySource`] re-reads the
-//! key file on demand (after the intake rejects the key) and keeps the old key when the new read
-//! fails, so a half-written Secret update never leaves sidelog keyless.
+//! [`ApiKey::header_value`], which builds a header marked sensitive. [`KeySource`] follows the
+//! key file (a watch on its directory plus a slow poll), re-reads it on demand (after the
+//! intake rejects the key), and keeps the old key when a new read fails, so a Secret update
+//! never leaves sidelog keyless.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use reqwest::header::HeaderValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// How often a missing key file is looked for while waiting for it.
+const KEY_WAIT_POLL: Duration = Duration::from_millis(500);
 
 /// Environment variable used when no key file is configured.
 pub const API_KEY_ENV: &str = "DD_API_KEY";
@@ -139,6 +148,103 @@ impl KeySource {
         match self.current.read() {
             Ok(k) => k.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// As [`KeySource::load`], but a missing or empty key file is waited for, up to `wait`
+    /// (a Secret can be mounted after the container starts). While waiting, the
+    /// `api_key_missing` gauge is 1, so readiness says why.
+    pub async fn load_waiting(
+        path: &Path,
+        wait: Duration,
+        metrics: &Metrics,
+    ) -> Result<Arc<KeySource>, SecretError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut announced = false;
+        loop {
+            match KeySource::load(path) {
+                Ok(keys) => {
+                    metrics.api_key_missing.store(0, Ordering::Relaxed);
+                    return Ok(keys);
+                }
+                Err(e @ (SecretError::Unreadable { .. } | SecretError::Empty { .. }))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    metrics.api_key_missing.store(1, Ordering::Relaxed);
+                    if !announced {
+                        announced = true;
+                        tracing::warn!(error = %e, wait_secs = wait.as_secs(), "waiting for the API key file (datadog.api_key_wait_secs)");
+                    }
+                    tokio::time::sleep(KEY_WAIT_POLL).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Follows the key file: a file watch on its directory (the kubelet replaces a Secret by
+    /// renaming a `..data` symlink, which a watch on the file itself never reports), and a
+    /// re-read every `poll` in case a watch event is missed. The returned watcher must be
+    /// kept; the poll ends with `stop`.
+    pub fn follow(
+        self: &Arc<Self>,
+        poll: Duration,
+        stop: CancellationToken,
+    ) -> Option<notify::RecommendedWatcher> {
+        let path = self.path.clone()?;
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let polled = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(poll);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => polled.refresh(),
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+        let watched = self.clone();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(event) = res
+                && !matches!(event.kind, notify::EventKind::Access(_))
+            {
+                watched.refresh();
+            }
+        });
+        match watcher {
+            Ok(mut w) => {
+                use notify::Watcher;
+                match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                    Ok(()) => Some(w),
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the API key's directory; re-reading it every {} s", poll.as_secs());
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the API key's directory; re-reading it every {} s", poll.as_secs());
+                None
+            }
+        }
+    }
+
+    /// Re-reads the key and says so when it changed; a failed read keeps the old key (the
+    /// kubelet's swap is atomic, so a failure is a moment between two states at worst).
+    fn refresh(&self) {
+        match self.reload() {
+            Ok(true) => {
+                tracing::info!(origin = %self.origin(), "API key changed; using the new one")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot re-read the API key; keeping the current one")
+            }
         }
     }
 

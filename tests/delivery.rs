@@ -404,12 +404,17 @@ fn a_proxy_from_config_or_environment_carries_the_requests() {
         let proxy = h.intake().endpoint();
         // A host that does not resolve: only the proxy can have delivered.
         let endpoint = "http://intake.sidelog-test.invalid:9";
+        // Plain HTTP to a remote host must be allowed explicitly (the key crosses unencrypted).
         let config = if via_env {
-            h.write_config(endpoint, "", "[batch]\ntimeout_ms = 100\n")
+            h.write_config(
+                endpoint,
+                "allow_insecure_http = true",
+                "[batch]\ntimeout_ms = 100\n",
+            )
         } else {
             h.write_config(
                 endpoint,
-                &format!("proxy = \"{proxy}\""),
+                &format!("proxy = \"{proxy}\"\nallow_insecure_http = true"),
                 "[batch]\ntimeout_ms = 100\n",
             )
         };

@@ -1,4 +1,7 @@
-//! `config/sidelog.toml` is valid and documents every key that exists.
+//! The documentation of the configuration cannot drift from the code: `config/sidelog.toml` is
+//! valid and names every key, and the README's reference table lists every key, no more.
+
+use std::collections::BTreeSet;
 
 #[test]
 fn example_config_is_valid_and_complete() {
@@ -15,5 +18,31 @@ fn example_config_is_valid_and_complete() {
     assert!(
         missing.is_empty(),
         "config/sidelog.toml lacks keys: {missing:?}"
+    );
+}
+
+#[test]
+fn readme_reference_table_lists_every_key() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(path).expect("README");
+    let section = readme
+        .split("## Configuration")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("a Configuration section");
+    // Rows look like "| `inputs[].include` | default | meaning |".
+    let listed: BTreeSet<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(|k| k.replace("[]", ""))
+        .collect();
+    let keys = sidelog::config::all_keys();
+    let missing: Vec<&String> = keys.difference(&listed).collect();
+    let unknown: Vec<&String> = listed.difference(&keys).collect();
+    assert!(missing.is_empty(), "README lacks keys: {missing:?}");
+    assert!(
+        unknown.is_empty(),
+        "README lists keys that do not exist: {unknown:?}"
     );
 }
