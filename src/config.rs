@@ -577,6 +577,19 @@ impl Config {
             ));
         }
         check_tags("datadog.tags", &self.datadog.tags, &mut errors);
+        let proxy = &self.datadog.proxy;
+        if !proxy.is_empty() && reqwest::Proxy::all(proxy.as_str()).is_err() {
+            errors.push(format!(
+                "datadog.proxy = {proxy:?} is not a proxy URL (e.g. \"http://proxy.internal:3128\")"
+            ));
+        }
+        let ca = &self.datadog.ca_file;
+        if !ca.as_os_str().is_empty() && !ca.is_file() {
+            errors.push(format!(
+                "datadog.ca_file = {:?}: no such file",
+                ca.display().to_string()
+            ));
+        }
 
         if self.inputs.is_empty() {
             errors.push("inputs: at least one [[inputs]] table with `include` is required".into());
