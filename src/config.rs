@@ -199,6 +199,9 @@ pub struct DatadogConfig {
     pub tags: Vec<String>,
     pub compression: Compression,
     pub compression_level: i32,
+    /// Batches compressed at once; 0: one more than the cores sidelog may use, at most 3
+    /// (a sidecar on a 64-core node must not hold 65 batches in memory).
+    pub compression_threads: usize,
     pub request_timeout_ms: u64,
     /// Requests in flight at once: a number, or `"adaptive"` (from 1 up to
     /// `request_concurrency_max`, growing while answers are quick and halving on errors and
@@ -233,6 +236,7 @@ impl Default for DatadogConfig {
             tags: Vec::new(),
             compression: Compression::Gzip,
             compression_level: 6,
+            compression_threads: 0,
             request_timeout_ms: 30_000,
             request_concurrency: RequestConcurrency::Adaptive,
             request_concurrency_max: 16,
@@ -316,6 +320,14 @@ pub const SITES: &[(&str, &str)] = &[
 ];
 
 impl DatadogConfig {
+    /// Batches compressed at once (see `compression_threads`).
+    pub fn compressors(&self) -> usize {
+        if self.compression_threads > 0 {
+            return self.compression_threads;
+        }
+        usable_cores().min(2) + 1
+    }
+
     /// The full URL batches are posted to.
     pub fn logs_url(&self) -> String {
         if !self.endpoint.is_empty() {
@@ -490,6 +502,12 @@ impl Config {
             range("datadog.request_concurrency", n as u64, 1, 64);
         }
         range(
+            "datadog.compression_threads",
+            self.datadog.compression_threads as u64,
+            0,
+            64,
+        );
+        range(
             "datadog.request_concurrency_max",
             self.datadog.request_concurrency_max as u64,
             1,
@@ -627,6 +645,11 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+}
+
+/// The cores this process may use (a container's CPU limit counts).
+pub fn usable_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Whether the authority (and whatever follows it) of an URL names this host.

@@ -396,11 +396,7 @@ fn run(path: PathBuf) -> ExitCode {
     };
     let log_level = init_logging(&config.log_level, config.log_format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "sidelog starting");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("sidelog-rt")
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sidelog: cannot start runtime: {e}");
@@ -547,17 +543,23 @@ fn init_logging(level: &str, format: LogFormat) -> LogLevel {
     LogLevel(result.ok().map(|()| handle))
 }
 
+/// Two async workers at most: the work that needs cores (reading, compressing) has threads of
+/// its own, and a sidecar on a 64-core node should not start 64 workers.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(sidelog::config::usable_cores().min(2))
+        .enable_all()
+        .thread_name("sidelog-rt")
+        .build()
+}
+
 /// Runs `f` on a Tokio runtime with a token cancelled by SIGTERM or SIGINT.
 fn block_on<F, Fut>(f: F) -> ExitCode
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("sidelog-rt")
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sidelog: cannot start runtime: {e}");

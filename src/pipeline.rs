@@ -5,14 +5,15 @@
 //!      ▲  (channel of 1: a full channel stops the reader)                                 │
 //!      └──────────────── body buffers come back for reuse ◀───────────────────────────────┘
 //! ```
-//! Batches are compressed in parallel (one more than cores) but start sending in the order they were
-//! read, at most `request_concurrency` at a time; with the default of one, each file's lines
-//! reach the intake in order. At most `request_concurrency + 2 * (cores + 1)` batches are past the
+//! Batches are compressed in parallel (`compression_threads`: by default one more than
+//! cores, at most 3) but start sending in the order they were read, at most
+//! `request_concurrency` at a time (adaptive by default; with 1, each file's lines reach the
+//! intake in order). At most `request_concurrency + 2 * compressors` batches are past the
 //! reader. A batch leaves the reader only when a compressor is free or about to be, so
 //! uncompressed buffers exist only for the batch being filled, the one in the channel, one
 //! waiting for a compressor and the ones being compressed (each goes back to the reader right
-//! after compression): memory is bounded by about `(cores + 4) * batch.max_bytes` plus the
-//! compressed bodies waiting or in flight.
+//! after compression): memory is bounded by about `(compressors + 3) * batch.max_bytes` plus
+//! the compressed bodies waiting or in flight.
 //!
 //! Shutdown is one token: the reader stops and hands over its open batch, in-flight batches
 //! get until `shutdown_timeout_ms`, then the positions of everything accepted are written.
@@ -105,10 +106,11 @@ pub async fn run(
 
     // Cancelled at the shutdown deadline: abandons retries still in progress.
     let abandon = CancellationToken::new();
-    // One compressor more than cores: with the reader, the HTTP client and (in a Pod) the app
-    // on the same cores, a compressor is often waiting for a wake-up; the spare one keeps the
-    // cores busy (measured on 2 cores: 75-80% of the ceiling instead of 68-73%, +2 MB RSS).
-    let compress_threads = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+    // One compressor more than cores (by default): with the reader, the HTTP client and (in a
+    // Pod) the app on the same cores, a compressor is often waiting for a wake-up; the spare
+    // one keeps the cores busy (measured on 2 cores: 75-80% of the ceiling instead of 68-73%,
+    // +2 MB RSS). At most 3 unless configured: memory grows with each.
+    let compress_threads = config.datadog.compressors();
     let concurrency = config
         .datadog
         .request_concurrency
@@ -239,7 +241,7 @@ struct ShipContext {
     config: Config,
     recycle: std::sync::mpsc::Sender<Vec<u8>>,
     abandon: CancellationToken,
-    /// Batches being compressed: one more than cores.
+    /// Batches being compressed: `compression_threads`.
     compressing: Semaphore,
     /// Sequence number of the next batch allowed to start sending: sends start in the order
     /// the batches were read, so with one request in flight each file arrives in order.
