@@ -326,6 +326,11 @@ pub fn prometheus(state: &AdminState) -> String {
             &m.files_ignored_old,
         ),
         (
+            "files_deleted_total",
+            "Rotated files deleted once fully accepted (delete_after_ship).",
+            &m.files_deleted,
+        ),
+        (
             "rotated_bytes_given_up_total",
             "Unread bytes of rotated or deleted files given up at tail.rotate_wait_ms.",
             &m.rotated_bytes_given_up,

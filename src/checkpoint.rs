@@ -318,6 +318,11 @@ impl Tracker {
         self.changed.notify_one();
     }
 
+    /// Whether a closed stream has been accepted to its last byte (and forgotten).
+    pub fn is_settled(&self, stream: u64) -> bool {
+        !self.lock().streams.contains_key(&stream)
+    }
+
     /// The accepted position of a stream.
     pub fn position(&self, stream: u64) -> Option<u64> {
         self.lock().streams.get(&stream).map(|s| s.done)

@@ -49,6 +49,9 @@ pub struct Config {
     pub checkpoint_interval_ms: u64,
     /// Address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`, `/status`); empty: off.
     pub metrics_listen: String,
+    /// Once this file exists, ship everything left, write checkpoints and exit 0 (for Jobs
+    /// without native sidecars: the app creates it when done). Empty: off.
+    pub exit_when_file: PathBuf,
     pub inputs: Vec<Input>,
     pub tail: TailConfig,
     pub datadog: DatadogConfig,
@@ -64,6 +67,7 @@ impl Default for Config {
             shutdown_timeout_ms: 20_000,
             checkpoint_interval_ms: 1_000,
             metrics_listen: String::new(),
+            exit_when_file: PathBuf::new(),
             inputs: Vec::new(),
             tail: TailConfig::default(),
             datadog: DatadogConfig::default(),
@@ -108,6 +112,9 @@ pub struct Input {
     pub skip_empty_lines: bool,
     /// Files last modified longer ago than this when first found are not read (0: off).
     pub ignore_older_secs: u64,
+    /// Delete a rotated file (renamed away from its name) once every line of it was accepted,
+    /// so the volume stays under its size limit. Needs the volume mounted read-write.
+    pub delete_after_ship: bool,
 }
 
 impl Default for Input {
@@ -123,6 +130,7 @@ impl Default for Input {
             max_line_bytes: 900_000,
             skip_empty_lines: true,
             ignore_older_secs: 0,
+            delete_after_ship: false,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod encode;
 pub mod intake;
+pub mod log_limit;
 pub mod metrics;
 pub mod pipeline;
 pub mod secret;

@@ -46,6 +46,8 @@ counters! {
     files_gone_while_closed,
     /// Files not read because they were older than `ignore_older_secs` when found.
     files_ignored_old,
+    /// Rotated files deleted after every line was accepted (`delete_after_ship`).
+    files_deleted,
     /// Unread bytes of rotated or deleted files given up at `tail.rotate_wait_ms`.
     rotated_bytes_given_up,
     /// Batches handed to the sender.

@@ -37,6 +37,9 @@ use crate::secret::KeySource;
 use crate::ship::{Delivery, Sender};
 use crate::tail::{self, Tailer, TailerLinks, Wake};
 
+/// How often `exit_when_file` is looked for.
+const EXIT_FILE_POLL: Duration = Duration::from_secs(1);
+
 /// How often the key file is re-read besides the watch on its directory: a rotated key is in
 /// use within this long even where file events are lost (some network file systems).
 const KEY_POLL: Duration = Duration::from_secs(2);
@@ -94,6 +97,30 @@ pub async fn run(
         .name("sidelog-tail".into())
         .spawn(move || tailer.run())
         .context("cannot start reader thread")?;
+    // exit_when_file: once it exists, the reader reads everything to its end and stops.
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if !config.exit_when_file.as_os_str().is_empty() {
+        let (path, wake, draining, stop) = (
+            config.exit_when_file.clone(),
+            wake.clone(),
+            draining.clone(),
+            aux_stop.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                if std::fs::exists(&path).unwrap_or(false) {
+                    tracing::info!(path = %path.display(), "exit_when_file exists: shipping everything left, then exiting");
+                    draining.store(true, std::sync::atomic::Ordering::SeqCst);
+                    wake.drain();
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(EXIT_FILE_POLL) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
 
     let writer_stop = CancellationToken::new();
     let writer = tokio::spawn(checkpoint_writer(
@@ -163,8 +190,22 @@ pub async fn run(
             Some(res) = tasks.join_next(), if !tasks.is_empty() => report_join(res),
         }
     }
-    if reader_ended && !shutdown.is_cancelled() {
+    let drained = draining.load(std::sync::atomic::Ordering::SeqCst);
+    if reader_ended && !drained && !shutdown.is_cancelled() {
         anyhow::bail!("reader stopped unexpectedly");
+    }
+    if reader_ended && drained {
+        // Everything is read: wait as long as the intake needs to take it (SIGTERM still
+        // ends this, with the usual deadline).
+        tracing::info!("waiting for the intake to accept the rest");
+        tokio::select! {
+            _ = async {
+                while let Some(res) = tasks.join_next().await {
+                    report_join(res);
+                }
+            } => {}
+            _ = shutdown.cancelled() => {}
+        }
     }
 
     // Stopping: the reader hands over its open batch; everything gets until the deadline.
@@ -513,7 +554,7 @@ async fn checkpoint_writer(
             Ok(Err(e)) => {
                 Metrics::add(&metrics.checkpoint_write_errors, 1);
                 tracker.mark_dirty();
-                tracing::warn!(error = %e, "checkpoint write failed; will retry");
+                crate::warn_limited!(error = %e, "checkpoint write failed; will retry");
             }
             Err(e) => tracing::warn!(error = %e, "checkpoint write task failed"),
         }

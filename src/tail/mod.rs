@@ -56,6 +56,7 @@ struct WakeState {
     paths: HashSet<PathBuf>,
     rescan: bool,
     stop: bool,
+    drain: bool,
 }
 
 /// The reader's doorbell. File-event callbacks and shutdown ring it; the reader sleeps on it.
@@ -76,6 +77,13 @@ impl Wake {
     /// Asks the reader to flush its open batch and end.
     pub fn stop(&self) {
         self.lock().stop = true;
+        self.cv.notify_all();
+    }
+
+    /// Asks the reader to read every file to its end (a last line without newline included),
+    /// hand over what it read, and end (`exit_when_file`).
+    pub fn drain(&self) {
+        self.lock().drain = true;
         self.cv.notify_all();
     }
 
@@ -103,6 +111,7 @@ impl Wake {
             && s.paths.is_empty()
             && !s.rescan
             && !s.stop
+            && !s.drain
         {
             s = match self.cv.wait_timeout(s, timeout) {
                 Ok((g, _)) => g,
@@ -113,6 +122,7 @@ impl Wake {
             paths: std::mem::take(&mut s.paths),
             rescan: std::mem::take(&mut s.rescan),
             stop: s.stop,
+            drain: s.drain,
         }
     }
 }
@@ -124,6 +134,7 @@ struct InputRuntime {
     max_line: usize,
     skip_empty: bool,
     ignore_older: Option<Duration>,
+    delete_after_ship: bool,
     status: String,
     service: String,
     source: String,
@@ -170,6 +181,15 @@ enum Waiting {
     Reopen(u64),
 }
 
+/// A rotated file read to its end, to delete once the intake accepted all of it.
+struct PendingDelete {
+    stream: u64,
+    dev_ino: DevIno,
+    fingerprint: Fingerprint,
+    /// The name it was tailed under; it was renamed within that directory, or deleted.
+    path: PathBuf,
+}
+
 /// The reader thread's state.
 pub struct Tailer {
     inputs: Vec<InputRuntime>,
@@ -195,6 +215,7 @@ pub struct Tailer {
     linger: Duration,
     rotate_wait: Option<Duration>,
     turn: Vec<u64>,
+    pending_deletes: Vec<PendingDelete>,
     tracker: Arc<Tracker>,
     metrics: Arc<Metrics>,
     wake: Arc<Wake>,
@@ -268,6 +289,7 @@ impl Tailer {
                 skip_empty: input.skip_empty_lines,
                 ignore_older: (input.ignore_older_secs > 0)
                     .then(|| Duration::from_secs(input.ignore_older_secs)),
+                delete_after_ship: input.delete_after_ship,
                 status: input.status.clone(),
                 service: input.service.clone(),
                 source: input.source.clone(),
@@ -299,6 +321,7 @@ impl Tailer {
             rotate_wait: (config.tail.rotate_wait_ms > 0)
                 .then(|| Duration::from_millis(config.tail.rotate_wait_ms)),
             turn: Vec::new(),
+            pending_deletes: Vec::new(),
             tracker: links.tracker,
             metrics: links.metrics,
             wake: links.wake,
@@ -315,6 +338,7 @@ impl Tailer {
         self.rescan(true);
         let mut next_rescan = Instant::now() + self.rescan_every;
         let mut next_orphan_poll = Instant::now() + ORPHAN_POLL;
+        let mut draining = false;
         loop {
             let now = Instant::now();
             let mut timeout = next_rescan.saturating_duration_since(now);
@@ -325,9 +349,17 @@ impl Tailer {
                 timeout = timeout.min(next_orphan_poll.saturating_duration_since(now));
             }
             let busy = self.streams.values().any(|s| s.active);
+            if draining && !busy && self.waiting.is_empty() {
+                tracing::info!("every file read to its end");
+                break;
+            }
             let woken = self.wake.take(if busy { None } else { Some(timeout) });
             if woken.stop {
                 break;
+            }
+            if woken.drain && !draining {
+                draining = true;
+                self.rescan(false);
             }
             while let Ok(buf) = self.recycled.try_recv() {
                 self.builder.recycle(buf);
@@ -357,6 +389,7 @@ impl Tailer {
                 self.ready.push(batch);
             }
             self.close_orphans();
+            self.delete_shipped();
             if !self.send_ready() {
                 return;
             }
@@ -402,7 +435,7 @@ impl Tailer {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "file watch error; rescanning");
+                    crate::warn_limited!(error = %e, "file watch error; rescanning");
                     wake.rescan();
                 }
             }
@@ -436,7 +469,7 @@ impl Tailer {
                         self.watched.insert(root.dir.clone());
                     }
                     Err(e) => {
-                        tracing::warn!(dir = %root.dir.display(), error = %e, "cannot watch directory")
+                        crate::warn_limited!(dir = %root.dir.display(), error = %e, "cannot watch directory; new lines there are found by rescans")
                     }
                 }
             }
@@ -881,7 +914,7 @@ impl Tailer {
         let size = match file.metadata() {
             Ok(m) => m.len(),
             Err(e) => {
-                tracing::warn!(path = %s.path.display(), error = %e, "cannot stat open file");
+                crate::warn_limited!(path = %s.path.display(), error = %e, "cannot stat open file");
                 s.active = false;
                 return;
             }
@@ -917,7 +950,7 @@ impl Tailer {
         let n = match read_full(file, &mut self.buf, s.read_pos) {
             Ok(n) => n,
             Err(e) => {
-                tracing::warn!(path = %s.path.display(), error = %e, "read failed");
+                crate::warn_limited!(path = %s.path.display(), error = %e, "read failed; trying again at the next change");
                 s.active = false;
                 return;
             }
@@ -1006,7 +1039,7 @@ impl Tailer {
         let Some(s) = self.streams.get_mut(&key) else {
             return;
         };
-        tracing::warn!(path = %s.path.display(), at = s.read_pos, "file truncated; reading it again from its start");
+        crate::warn_limited!(path = %s.path.display(), at = s.read_pos, "file truncated; reading it again from its start");
         Metrics::add(&self.metrics.files_truncated, 1);
         self.tracker.close(s.id, s.covered);
         let fingerprint = s
@@ -1036,6 +1069,14 @@ impl Tailer {
             let drained = !s.active && s.read_pos >= s.last_size;
             if drained && s.last_change.elapsed() >= self.linger {
                 tracing::info!(path = %s.path.display(), "closing file read to its end");
+                if self.inputs[s.input].delete_after_ship {
+                    self.pending_deletes.push(PendingDelete {
+                        stream: s.id,
+                        dev_ino: s.dev_ino,
+                        fingerprint: s.fingerprint,
+                        path: s.path.clone(),
+                    });
+                }
                 done.push(*key);
             } else if let Some(wait) = self.rotate_wait
                 && orphaned_at.elapsed() >= wait
@@ -1062,6 +1103,43 @@ impl Tailer {
             }
             Metrics::add(&self.metrics.files_closed, 1);
             self.forget(&s);
+        }
+    }
+}
+
+impl Tailer {
+    /// Deletes rotated files (`delete_after_ship`) once the intake accepted every line of
+    /// them, so the volume stays under its size limit. A file with any byte not accepted yet
+    /// stays; a file given up at `rotate_wait_ms` is never queued here.
+    fn delete_shipped(&mut self) {
+        if self.pending_deletes.is_empty() {
+            return;
+        }
+        let tracker = &self.tracker;
+        let (settled, waiting): (Vec<_>, Vec<_>) = self
+            .pending_deletes
+            .drain(..)
+            .partition(|p| tracker.is_settled(p.stream));
+        self.pending_deletes = waiting;
+        for p in settled {
+            // Deleted by someone else already: nothing to do. Renamed: find it by identity.
+            let Some((found, file)) = find_in_dir(&p.path, p.dev_ino, p.fingerprint) else {
+                continue;
+            };
+            drop(file);
+            if self.inputs.iter().any(|i| i.matcher.matches(&found)) {
+                // Renamed to a name the globs match: it is tailed again, not rotated away.
+                continue;
+            }
+            match std::fs::remove_file(&found) {
+                Ok(()) => {
+                    tracing::info!(path = %found.display(), "deleted rotated file: every line of it was accepted");
+                    Metrics::add(&self.metrics.files_deleted, 1);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %found.display(), error = %e, "cannot delete rotated file (delete_after_ship needs the volume mounted read-write)")
+                }
+            }
         }
     }
 }
