@@ -68,6 +68,7 @@ fn main() {
                     valid_utf8: true,
                     cut_before: false,
                     cut_after: false,
+                    status: None,
                 },
                 &mut |b| full.push(b),
             );

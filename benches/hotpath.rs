@@ -79,6 +79,7 @@ fn bench(c: &mut Criterion) {
                         valid_utf8: true,
                         cut_before: f.cut_before,
                         cut_after: f.cut_after,
+                        status: None,
                     },
                     &mut emit,
                 );
@@ -108,6 +109,7 @@ fn bench(c: &mut Criterion) {
                 valid_utf8: true,
                 cut_before: false,
                 cut_after: false,
+                status: None,
             },
             &mut |b| {
                 if json.is_empty() {

@@ -326,6 +326,16 @@ pub fn prometheus(state: &AdminState) -> String {
             &m.files_ignored_old,
         ),
         (
+            "events_excluded_total",
+            "Events dropped by exclude_at_match or include_at_match rules.",
+            &m.events_excluded,
+        ),
+        (
+            "lines_joined_total",
+            "Lines appended to a multi-line event.",
+            &m.lines_joined,
+        ),
+        (
             "files_deleted_total",
             "Rotated files deleted once fully accepted (delete_after_ship).",
             &m.files_deleted,
@@ -425,6 +435,22 @@ pub fn prometheus(state: &AdminState) -> String {
         ),
     ] {
         family(name, "gauge", help, &[("", get(gauge))]);
+    }
+    let rules = m.rule_counters();
+    let _ = writeln!(
+        out,
+        "# HELP sidelog_processing_rule_matches_total Matches of each processing rule."
+    );
+    let _ = writeln!(out, "# TYPE sidelog_processing_rule_matches_total counter");
+    for r in &rules {
+        let _ = writeln!(
+            out,
+            "sidelog_processing_rule_matches_total{{input=\"{}\",rule=\"{}\",type=\"{}\"}} {}",
+            r.input,
+            escape_label(&r.name),
+            r.kind,
+            r.matches.load(Ordering::Relaxed)
+        );
     }
     let (files, _) = state.view();
     let _ = writeln!(out, "# HELP sidelog_files_watched Files being tailed.");

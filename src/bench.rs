@@ -384,6 +384,7 @@ fn ceiling(
                                 valid_utf8: valid,
                                 cut_before: fr.cut_before,
                                 cut_after: fr.cut_after,
+                                status: None,
                             },
                             &mut |b| ready.push(b),
                         );

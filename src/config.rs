@@ -115,6 +115,64 @@ pub struct Input {
     /// Delete a rotated file (renamed away from its name) once every line of it was accepted,
     /// so the volume stays under its size limit. Needs the volume mounted read-write.
     pub delete_after_ship: bool,
+    /// Multi-line aggregation (a stack trace as one event); off when absent.
+    pub multiline: Option<MultilineConfig>,
+    /// Datadog Agent processing rules, applied in order to each event.
+    pub log_processing_rules: Vec<ProcessingRule>,
+    /// A line that is a JSON object has its level lifted to `status` and its time to
+    /// `timestamp`; the message is sent as it is.
+    pub parse_json: bool,
+}
+
+/// `inputs[].multiline`: how lines group into events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MultilineConfig {
+    /// A line matching this begins a new event; other lines are appended with `\n`.
+    pub start_pattern: String,
+    /// Instead of `start_pattern`: `java`, `python`, `go` (stack traces, tracebacks, panics)
+    /// or `auto` (lines starting with a timestamp or a level begin events).
+    pub preset: String,
+    /// A pending event is sent after this long without a new line.
+    pub timeout_ms: u64,
+    /// Largest event; a longer one is sent and the next line starts a new one (0: the input's
+    /// `max_line_bytes`).
+    pub max_bytes: usize,
+}
+
+impl Default for MultilineConfig {
+    fn default() -> Self {
+        MultilineConfig {
+            start_pattern: String::new(),
+            preset: String::new(),
+            timeout_ms: 1_000,
+            max_bytes: 0,
+        }
+    }
+}
+
+/// One of `inputs[].log_processing_rules`, with the Datadog Agent's names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessingRule {
+    #[serde(rename = "type")]
+    pub kind: RuleKind,
+    pub name: String,
+    pub pattern: String,
+    /// For `mask_sequences`: what replaces each match.
+    #[serde(default)]
+    pub replace_placeholder: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// Drop events that match.
+    ExcludeAtMatch,
+    /// Drop events that do not match.
+    IncludeAtMatch,
+    /// Replace every match with `replace_placeholder`.
+    MaskSequences,
 }
 
 impl Default for Input {
@@ -131,6 +189,9 @@ impl Default for Input {
             skip_empty_lines: true,
             ignore_older_secs: 0,
             delete_after_ship: false,
+            multiline: None,
+            log_processing_rules: Vec::new(),
+            parse_json: false,
         }
     }
 }
@@ -640,6 +701,9 @@ impl Config {
             if input.status.is_empty() {
                 errors.push(format!("inputs[{i}].status: must not be empty"));
             }
+            if let Err(e) = crate::process::Processor::new(input, i, None) {
+                errors.push(e.to_string());
+            }
             check_tags(&format!("inputs[{i}].tags"), &input.tags, &mut errors);
         }
         if errors.is_empty() {
@@ -823,8 +887,19 @@ fn env_override(name: &str, value: &str) -> Result<Option<(String, config::Value
 
 /// Every key path that exists, for documentation checks.
 pub fn all_keys() -> BTreeSet<String> {
+    // Optional tables and lists of tables are filled in so their keys are listed too.
+    let input = Input {
+        multiline: Some(MultilineConfig::default()),
+        log_processing_rules: vec![ProcessingRule {
+            kind: RuleKind::MaskSequences,
+            name: String::new(),
+            pattern: String::new(),
+            replace_placeholder: String::new(),
+        }],
+        ..Input::default()
+    };
     let value = toml::Value::try_from(Config {
-        inputs: vec![Input::default()],
+        inputs: vec![input],
         ..Config::default()
     })
     .unwrap_or(toml::Value::Table(Default::default()));

@@ -212,6 +212,8 @@ pub struct LinePiece<'a> {
     pub cut_before: bool,
     /// The line continues after this piece.
     pub cut_after: bool,
+    /// `status` for this event instead of the input's (from a JSON line's level).
+    pub status: Option<&'a str>,
 }
 
 /// Counts of encoder decisions, for metrics.
@@ -316,7 +318,14 @@ impl BatchBuilder {
             if piece.cut_after {
                 b.body.extend_from_slice(TRUNCATED_MARKER);
             }
-            b.body.extend_from_slice(&template.after_message);
+            match piece.status {
+                None => b.body.extend_from_slice(&template.after_message),
+                Some(status) => {
+                    b.body.extend_from_slice(br#"","status":""#);
+                    escape_str(&mut b.body, status.as_bytes());
+                    b.body.extend_from_slice(br#"","timestamp":"#);
+                }
+            }
             b.body
                 .extend_from_slice(itoa::Buffer::new().format(timestamp_ms).as_bytes());
             b.body.extend_from_slice(&template.after_timestamp);
@@ -372,6 +381,7 @@ impl BatchBuilder {
                     valid_utf8: piece.valid_utf8,
                     cut_before: piece.cut_before,
                     cut_after: true,
+                    status: piece.status,
                 },
                 emit,
             );
@@ -387,6 +397,7 @@ impl BatchBuilder {
                     valid_utf8: piece.valid_utf8,
                     cut_before: true,
                     cut_after: piece.cut_after,
+                    status: piece.status,
                 },
                 emit,
             );
@@ -480,6 +491,7 @@ mod tests {
                     valid_utf8: false,
                     cut_before: false,
                     cut_after: false,
+                    status: None,
                 },
                 &mut |batch| out.push(batch),
             );

@@ -18,6 +18,7 @@ pub mod intake;
 pub mod log_limit;
 pub mod metrics;
 pub mod pipeline;
+pub mod process;
 pub mod secret;
 pub mod ship;
 pub mod tail;

@@ -9,6 +9,8 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         pub struct Metrics {
             $($(#[$doc])* pub $name: AtomicU64,)*
+            /// Matches of each processing rule, registered when inputs are set up.
+            rules: std::sync::Mutex<Vec<RuleCounter>>,
         }
 
         impl Metrics {
@@ -88,13 +90,54 @@ counters! {
     api_key_missing,
     /// Gauge: requests allowed in flight now (moves in adaptive mode).
     request_concurrency_limit,
+    /// Events dropped by `exclude_at_match` or `include_at_match` rules.
+    events_excluded,
+    /// Lines appended to a multi-line event (not counted as events of their own).
+    lines_joined,
     /// Checkpoint writes that failed.
     checkpoint_write_errors,
     /// Unix milliseconds of the last accepted batch (gauge).
     last_accepted_unix_ms,
 }
 
+/// The match count of one processing rule.
+#[derive(Debug, Clone)]
+pub struct RuleCounter {
+    pub input: usize,
+    pub name: String,
+    pub kind: &'static str,
+    pub matches: std::sync::Arc<AtomicU64>,
+}
+
 impl Metrics {
+    /// Adds a rule's counter; a rule of the same input and name (after a reload) replaces
+    /// the old one but keeps its count, so the counter never goes backwards.
+    pub fn register_rule(&self, counter: RuleCounter) {
+        let mut rules = match self.rules.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(old) = rules
+            .iter_mut()
+            .find(|r| r.input == counter.input && r.name == counter.name)
+        {
+            counter
+                .matches
+                .fetch_add(old.matches.load(Ordering::Relaxed), Ordering::Relaxed);
+            *old = counter;
+        } else {
+            rules.push(counter);
+        }
+    }
+
+    /// Every rule's counter, in registration order.
+    pub fn rule_counters(&self) -> Vec<RuleCounter> {
+        match self.rules.lock() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     #[inline]
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);

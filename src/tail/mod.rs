@@ -41,6 +41,7 @@ use crate::checkpoint::{Entry, Tracker};
 use crate::config::{Config, ReadFrom};
 use crate::encode::{Batch, BatchBuilder, EventFields, EventTemplate, LinePiece};
 use crate::metrics::Metrics;
+use crate::process::{Grouping, LineAction, Processor};
 use discover::Matcher;
 use identity::{DevIno, FINGERPRINT_BYTES, Fingerprint};
 
@@ -135,6 +136,8 @@ struct InputRuntime {
     skip_empty: bool,
     ignore_older: Option<Duration>,
     delete_after_ship: bool,
+    /// Multi-line aggregation, rules and JSON attributes; `None` costs nothing.
+    processor: Option<Processor>,
     status: String,
     service: String,
     source: String,
@@ -169,6 +172,8 @@ struct Stream {
     last_change: Instant,
     last_size: u64,
     last_read: Instant,
+    /// The multi-line event being assembled (inputs with `multiline` only).
+    grouping: Option<Grouping>,
 }
 
 /// A file waiting for a descriptor under `tail.max_open_files`.
@@ -243,6 +248,10 @@ pub enum TailError {
         input: usize,
         source: discover::GlobError,
     },
+    #[error("{source}")]
+    Process {
+        source: crate::process::ProcessError,
+    },
 }
 
 pub fn now_ms() -> u64 {
@@ -290,6 +299,8 @@ impl Tailer {
                 ignore_older: (input.ignore_older_secs > 0)
                     .then(|| Duration::from_secs(input.ignore_older_secs)),
                 delete_after_ship: input.delete_after_ship,
+                processor: Processor::new(input, i, Some(&links.metrics))
+                    .map_err(|source| TailError::Process { source })?,
                 status: input.status.clone(),
                 service: input.service.clone(),
                 source: input.source.clone(),
@@ -348,6 +359,9 @@ impl Tailer {
             if self.streams.values().any(|s| s.orphaned_at.is_some()) {
                 timeout = timeout.min(next_orphan_poll.saturating_duration_since(now));
             }
+            if let Some(due) = self.next_group_deadline() {
+                timeout = timeout.min(due.saturating_duration_since(now));
+            }
             let busy = self.streams.values().any(|s| s.active);
             if draining && !busy && self.waiting.is_empty() {
                 tracing::info!("every file read to its end");
@@ -381,6 +395,7 @@ impl Tailer {
                 next_orphan_poll = now + ORPHAN_POLL;
             }
             self.read_turn(false);
+            self.flush_groups(false);
             self.serve_waiting();
             if let Some(opened) = self.builder.opened_at()
                 && opened.elapsed() >= self.batch_timeout
@@ -397,6 +412,7 @@ impl Tailer {
         // Stopping: a last line without its newline goes out as it is (its file is read to
         // the end otherwise); what was read goes out; what was not is read after a restart.
         self.read_turn(true);
+        self.flush_groups(true);
         if let Some(batch) = self.builder.take() {
             self.ready.push(batch);
         }
@@ -697,6 +713,11 @@ impl Tailer {
                 last_change: now,
                 last_size: size,
                 last_read: now,
+                grouping: self.inputs[input]
+                    .processor
+                    .as_ref()
+                    .and_then(|p| p.multiline.as_ref())
+                    .map(|_| Grouping::default()),
             },
         );
     }
@@ -979,6 +1000,7 @@ impl Tailer {
         let builder = &mut self.builder;
         let ready = &mut self.ready;
         let before = builder.stats;
+        let mut joined = 0u64;
         let consumed = frame::frame(data, input.max_line, &mut s.continued, finish, |f| {
             lines += 1;
             if f.text_len == 0 && !f.cut_before && !f.cut_after && input.skip_empty {
@@ -986,23 +1008,71 @@ impl Tailer {
                 return;
             }
             let end = base + f.end as u64;
-            builder.append_line(
-                &s.template,
-                timestamp,
-                s.id,
-                s.covered,
-                base + f.text_start as u64,
-                end,
-                LinePiece {
-                    text: &data[f.text_start..f.text_start + f.text_len],
-                    valid_utf8: valid,
-                    cut_before: f.cut_before,
-                    cut_after: f.cut_after,
-                },
-                &mut |b| ready.push(b),
-            );
-            s.covered = end;
+            let text_offset = base + f.text_start as u64;
+            let text = &data[f.text_start..f.text_start + f.text_len];
+            let Some(processor) = &input.processor else {
+                builder.append_line(
+                    &s.template,
+                    timestamp,
+                    s.id,
+                    s.covered,
+                    text_offset,
+                    end,
+                    LinePiece {
+                        text,
+                        valid_utf8: valid,
+                        cut_before: f.cut_before,
+                        cut_after: f.cut_after,
+                        status: None,
+                    },
+                    &mut |b| ready.push(b),
+                );
+                s.covered = end;
+                return;
+            };
+            let mut sink = Sink {
+                builder,
+                ready,
+                template: &s.template,
+                stream: s.id,
+                processor,
+            };
+            let whole_line = !f.cut_before && !f.cut_after;
+            if let (Some(ml), Some(g), true) =
+                (&processor.multiline, s.grouping.as_mut(), whole_line)
+            {
+                let action = ml.classify(text, g);
+                let fits = g.text.len() + 1 + text.len() <= ml.max_bytes;
+                match action {
+                    LineAction::Append if !g.is_empty() && fits => {
+                        g.append(text, end, valid);
+                        joined += 1;
+                    }
+                    LineAction::Alone => {
+                        sink.flush(g, &mut s.covered);
+                        let piece = (text, valid, false, false);
+                        if sink.event(s.covered, text_offset, end, piece, timestamp) {
+                            s.covered = end;
+                        }
+                    }
+                    _ => {
+                        sink.flush(g, &mut s.covered);
+                        g.begin(text, s.covered, text_offset, end, valid, timestamp);
+                        ml.note_begin(g, action);
+                    }
+                }
+                return;
+            }
+            if let Some(g) = s.grouping.as_mut() {
+                // A piece of a line too long for one event goes out on its own, in order.
+                sink.flush(g, &mut s.covered);
+            }
+            let piece = (text, valid, f.cut_before, f.cut_after);
+            if sink.event(s.covered, text_offset, end, piece, timestamp) {
+                s.covered = end;
+            }
         });
+        Metrics::add(&self.metrics.lines_joined, joined);
         s.read_pos += consumed as u64;
         self.tracker.observe(s.id, s.read_pos, size);
         let after = builder.stats;
@@ -1034,6 +1104,8 @@ impl Tailer {
     }
 
     fn restart_truncated(&mut self, key: u64) {
+        // A multi-line event of the old content goes out first, under the old stream.
+        self.flush_group(key);
         let id = self.next_stream;
         self.next_stream += 1;
         let Some(s) = self.streams.get_mut(&key) else {
@@ -1094,6 +1166,7 @@ impl Tailer {
             }
         }
         for key in done {
+            self.flush_group(key);
             let Some(s) = self.streams.remove(&key) else {
                 continue;
             };
@@ -1108,6 +1181,67 @@ impl Tailer {
 }
 
 impl Tailer {
+    /// When the earliest multi-line event waiting for more lines is due.
+    fn next_group_deadline(&self) -> Option<Instant> {
+        self.streams
+            .values()
+            .filter_map(|s| {
+                let last = s.grouping.as_ref()?.last?;
+                let ml = self.inputs[s.input]
+                    .processor
+                    .as_ref()?
+                    .multiline
+                    .as_ref()?;
+                Some(last + ml.timeout)
+            })
+            .min()
+    }
+
+    /// Sends multi-line events that waited `timeout_ms` without a new line (all of them with
+    /// `force`, at shutdown).
+    fn flush_groups(&mut self, force: bool) {
+        let now = Instant::now();
+        let due: Vec<u64> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| {
+                let Some(last) = s.grouping.as_ref().and_then(|g| g.last) else {
+                    return false;
+                };
+                force
+                    || self.inputs[s.input]
+                        .processor
+                        .as_ref()
+                        .and_then(|p| p.multiline.as_ref())
+                        .is_some_and(|ml| now >= last + ml.timeout)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            self.flush_group(key);
+        }
+    }
+
+    /// Sends the multi-line event a file is assembling, if any.
+    fn flush_group(&mut self, key: u64) {
+        let Some(s) = self.streams.get_mut(&key) else {
+            return;
+        };
+        let (Some(g), Some(processor)) =
+            (s.grouping.as_mut(), self.inputs[s.input].processor.as_ref())
+        else {
+            return;
+        };
+        let mut sink = Sink {
+            builder: &mut self.builder,
+            ready: &mut self.ready,
+            template: &s.template,
+            stream: s.id,
+            processor,
+        };
+        sink.flush(g, &mut s.covered);
+    }
+
     /// Deletes rotated files (`delete_after_ship`) once the intake accepted every line of
     /// them, so the volume stays under its size limit. A file with any byte not accepted yet
     /// stays; a file given up at `rotate_wait_ms` is never queued here.
@@ -1150,6 +1284,73 @@ impl Stream {
             self.caught_up = true;
             tracing::debug!(path = %self.path.display(), offset = self.read_pos, "caught up with file");
         }
+    }
+}
+
+/// Where processed events go: the open batch, through the input's [`Processor`].
+struct Sink<'a> {
+    builder: &'a mut BatchBuilder,
+    ready: &'a mut Vec<Batch>,
+    template: &'a EventTemplate,
+    stream: u64,
+    processor: &'a Processor,
+}
+
+impl Sink<'_> {
+    /// One event covering file bytes `[start, end)`; `piece` is (text, known valid UTF-8,
+    /// cut before, cut after). False when a rule dropped it (its bytes are then covered by the
+    /// next event's range).
+    fn event(
+        &mut self,
+        start: u64,
+        text_offset: u64,
+        end: u64,
+        piece: (&[u8], bool, bool, bool),
+        timestamp_ms: u64,
+    ) -> bool {
+        let (text, valid, cut_before, cut_after) = piece;
+        let Some(out) = self.processor.finish(text) else {
+            return false;
+        };
+        // A masked copy is checked again (a placeholder could meet an invalid neighbour).
+        let valid = valid && matches!(out.text, std::borrow::Cow::Borrowed(_));
+        let ready = &mut *self.ready;
+        self.builder.append_line(
+            self.template,
+            out.timestamp_ms.unwrap_or(timestamp_ms),
+            self.stream,
+            start,
+            text_offset,
+            end,
+            LinePiece {
+                text: &out.text,
+                valid_utf8: valid,
+                cut_before,
+                cut_after,
+                status: out.status.as_deref(),
+            },
+            &mut |b| ready.push(b),
+        );
+        true
+    }
+
+    /// Sends the multi-line event being assembled, if any.
+    fn flush(&mut self, g: &mut Grouping, covered: &mut u64) {
+        if g.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut g.text);
+        if self.event(
+            g.start,
+            g.text_offset,
+            g.end,
+            (&text, g.valid_utf8, false, false),
+            g.timestamp_ms,
+        ) {
+            *covered = g.end;
+        }
+        g.text = text;
+        g.clear();
     }
 }
 
