@@ -217,8 +217,9 @@ fn compile(pattern: &str) -> Result<Regex, regex::Error> {
 /// Lines that begin an event in `auto` mode: a timestamp (ISO 8601, common log, syslog,
 /// klog, epoch) or a level at the start of the line, or a JSON object.
 const AUTO_START: &str = r"^(?:\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|\d{4}/\d{2}/\d{2}[ T]\d{2}:\d{2}|\[?\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|\d{2}:\d{2}:\d{2}[.,]\d|[IWEF]\d{4} \d{2}:\d{2}:\d{2}|\d{10}(?:\.\d+)?\s|\[?(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|CRITICAL|FATAL|PANIC)\b|\{)";
-/// Java: `at ...` frames, `Caused by:`, `... N more`, and any indented line continue.
-const JAVA_CONTINUE: &str = r"^(?:\s|Caused by: |\.\.\. \d+ (?:more|common frames omitted))";
+/// Java: the exception's class line, `at ...` frames, `Caused by:`, `... N more`, and any
+/// indented line continue the log line before them.
+const JAVA_CONTINUE: &str = r"^(?:\s|Caused by: |\.\.\. \d+ (?:more|common frames omitted)|[a-zA-Z_$][\w$.]*(?:Exception|Error|Throwable)(?::|$))";
 /// Python: indented lines, the `Traceback` header, chained-exception sentences and the final
 /// `SomethingError: ...` line continue.
 const PYTHON_CONTINUE: &str = r"^(?:\s|Traceback \(most recent call last\):|During handling of the above exception|The above exception was the direct cause|[A-Za-z_][\w.]*(?:Error|Exception|Warning|Exit|Interrupt)(?::|$))";
@@ -754,6 +755,7 @@ mod tests {
         let got = group(
             &java,
             &[
+                "2026-11-26 10:00:00 INFO before",
                 "2026-11-26 10:00:00 ERROR boom",
                 "java.lang.IllegalStateException: bad",
                 "\tat com.example.A.run(A.java:10)",
@@ -764,7 +766,9 @@ mod tests {
         );
         assert_eq!(got.len(), 3, "{got:?}");
         assert!(
-            got[1].starts_with("java.lang.IllegalStateException") && got[1].ends_with("... 3 more")
+            got[1].starts_with("2026-11-26 10:00:00 ERROR boom\njava.lang.")
+                && got[1].ends_with("... 3 more"),
+            "{got:?}"
         );
         let python = MultilineConfig {
             preset: "python".into(),
