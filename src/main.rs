@@ -176,6 +176,9 @@ enum BenchMode {
         /// Delay the intake adds to every answer (a distant intake).
         #[arg(long, default_value_t = 0)]
         intake_latency_ms: u64,
+        /// Ship with one mask_sequences rule (card numbers) to measure a rule's cost.
+        #[arg(long)]
+        mask: bool,
         #[arg(long, default_value_t = 4_500_000)]
         max_bytes: usize,
         /// Threads for the ceiling (default: number of cores).
@@ -316,6 +319,7 @@ fn bench(mode: BenchMode) -> ExitCode {
             level,
             request_concurrency,
             intake_latency_ms,
+            mask,
             max_bytes,
             threads,
             dir,
@@ -348,6 +352,7 @@ fn bench(mode: BenchMode) -> ExitCode {
                 level,
                 request_concurrency,
                 intake_latency_ms,
+                mask,
                 max_bytes,
                 threads,
                 dir,
