@@ -207,8 +207,11 @@ pub struct Processor {
     excluded: Option<Arc<Metrics>>,
 }
 
+/// ASCII classes, as in the Datadog Agent's Go patterns: `\d`, `\w`, `\s` and `\b` mean
+/// what they mean in RE2, and sidelog carries no Unicode tables.
 fn compile(pattern: &str) -> Result<Regex, regex::Error> {
     RegexBuilder::new(pattern)
+        .unicode(false)
         .size_limit(MAX_PATTERN_BYTES)
         .dfa_size_limit(MAX_PATTERN_BYTES)
         .build()
