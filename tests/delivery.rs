@@ -32,14 +32,8 @@ fn stream_through(fault: Faults, fault_for: Duration, datadog_extra: &str) -> Ha
     h.intake().set_faults(fault);
     std::thread::sleep(fault_for);
     h.intake().set_faults(Faults::default());
-    let target = writer.written() + 300;
-    wait_for("a last stretch written", T, || writer.written() >= target);
-    let n = writer.finish();
-    wait_for(&format!("{n} lines at the intake"), T, || {
-        h.intake().event_count() >= n
-    });
-    assert!(h.terminate().success(), "{}", h.stderr());
-    assert_each_once(&h.messages(), "w ", n);
+    writer.wait_written(300);
+    h.finish_stream(writer, "w ");
     h
 }
 

@@ -57,18 +57,11 @@ fn rotate_while_writing(on_rotate: OnRotate, rotate: impl Fn(&Harness, usize)) {
     h.wait_stderr("tailing file", T);
     let writer = PacedWriter::start(&log, "w ", 1000, on_rotate);
     for round in 0..3 {
-        let target = writer.written() + 400;
-        wait_for("lines written", T, || writer.written() >= target);
+        writer.wait_written(400);
         rotate(&h, round);
     }
-    let target = writer.written() + 400;
-    wait_for("lines written", T, || writer.written() >= target);
-    let n = writer.finish();
-    wait_for(&format!("{n} lines at the intake"), T, || {
-        h.intake().event_count() >= n
-    });
-    assert!(h.terminate().success(), "{}", h.stderr());
-    assert_each_once(&h.messages(), "w ", n);
+    writer.wait_written(400);
+    h.finish_stream(writer, "w ");
 }
 
 #[test]
@@ -100,8 +93,7 @@ fn logrotate_copytruncate_while_writing() {
     h.wait_stderr("tailing file", T);
     let writer = PacedWriter::start(&log, "w ", 1000, OnRotate::Keep);
     for _ in 0..3 {
-        let target = writer.written() + 400;
-        wait_for("lines written", T, || writer.written() >= target);
+        writer.wait_written(400);
         let pause = writer.pause.clone();
         let _paused = pause.lock().expect("pause");
         let written = writer.written();
@@ -110,15 +102,9 @@ fn logrotate_copytruncate_while_writing() {
         });
         logrotate(&h, "copytruncate");
     }
-    let target = writer.written() + 400;
-    wait_for("lines written", T, || writer.written() >= target);
-    let n = writer.finish();
-    wait_for(&format!("{n} lines at the intake"), T, || {
-        h.intake().event_count() >= n
-    });
-    assert!(h.terminate().success(), "{}", h.stderr());
+    writer.wait_written(400);
+    h.finish_stream(writer, "w ");
     assert!(h.stderr().contains("file truncated"), "{}", h.stderr());
-    assert_each_once(&h.messages(), "w ", n);
 }
 
 #[test]

@@ -236,6 +236,19 @@ retry_max_ms = 500
             .collect()
     }
 
+    /// Stops `writer`, waits until as many events as it wrote lines arrived, stops sidelog
+    /// with SIGTERM (exit 0 required) and checks each line arrived exactly once.
+    pub fn finish_stream(&mut self, writer: PacedWriter, prefix: &str) {
+        let n = writer.finish();
+        wait_for(
+            &format!("{n} lines at the intake"),
+            Duration::from_secs(60),
+            || self.intake().event_count() >= n,
+        );
+        assert!(self.terminate().success(), "{}", self.stderr());
+        assert_each_once(&self.messages(), prefix, n);
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
@@ -456,6 +469,14 @@ impl PacedWriter {
 
     pub fn written(&self) -> u64 {
         self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until `more` lines beyond what is written now have been written.
+    pub fn wait_written(&self, more: u64) {
+        let target = self.written() + more;
+        wait_for("lines written", Duration::from_secs(60), || {
+            self.written() >= target
+        });
     }
 
     /// Stops writing; returns how many lines were written.
