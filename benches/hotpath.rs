@@ -10,13 +10,7 @@ use sidelog::tail::frame::frame;
 
 /// About 1 MiB of mixed access-log and JSON lines, ~200 bytes each.
 fn sample() -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut seq = 0;
-    while out.len() < 1 << 20 {
-        sidelog::demo::sample_line(&mut out, 0, seq);
-        seq += 1;
-    }
-    out
+    sidelog::demo::sample_lines(1 << 20)
 }
 
 fn template() -> EventTemplate {

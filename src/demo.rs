@@ -24,6 +24,17 @@ pub struct DemoOptions {
     pub files: usize,
 }
 
+/// At least `bytes` of [`sample_line`]s, for benchmarks.
+pub fn sample_lines(bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes + 512);
+    let mut seq = 0;
+    while out.len() < bytes {
+        sample_line(&mut out, 0, seq);
+        seq += 1;
+    }
+    out
+}
+
 /// A plausible log line: access-log style or JSON, about 150-250 bytes.
 pub fn sample_line(out: &mut Vec<u8>, file: usize, seq: u64) {
     const PATHS: [&str; 4] = [
