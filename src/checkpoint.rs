@@ -166,10 +166,7 @@ impl Tracker {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        match self.inner.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::lock(&self.inner)
     }
 
     /// Keeps loaded checkpoints until their files are opened ([`Tracker::claim`]) or found gone.

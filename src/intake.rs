@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::compress::{self, DecodeError};
 use crate::config::{INTAKE_MAX_BODY_BYTES, INTAKE_MAX_EVENTS};
+use crate::lock;
 use crate::secret;
 
 /// Compressed bodies above this are refused before decompression.
@@ -249,13 +250,6 @@ impl IntakeState {
             stats["latency_max_ms"] = v.latency_quantile(1.0).into();
         }
         stats
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

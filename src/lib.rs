@@ -22,3 +22,12 @@ pub mod process;
 pub mod secret;
 pub mod ship;
 pub mod tail;
+
+/// Locks a mutex, carrying on with its data when another thread panicked while holding it:
+/// counters and queues stay usable, and sidelog keeps shipping.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

@@ -113,10 +113,7 @@ impl Metrics {
     /// Adds a rule's counter; a rule of the same input and name (after a reload) replaces
     /// the old one but keeps its count, so the counter never goes backwards.
     pub fn register_rule(&self, counter: RuleCounter) {
-        let mut rules = match self.rules.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut rules = crate::lock(&self.rules);
         if let Some(old) = rules
             .iter_mut()
             .find(|r| r.input == counter.input && r.name == counter.name)
@@ -132,10 +129,7 @@ impl Metrics {
 
     /// Every rule's counter, in registration order.
     pub fn rule_counters(&self) -> Vec<RuleCounter> {
-        match self.rules.lock() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        crate::lock(&self.rules).clone()
     }
 
     #[inline]

@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, RequestConcurrency};
+use crate::lock;
 use crate::metrics::Metrics;
 use crate::secret::KeySource;
 
@@ -392,13 +393,6 @@ impl Adaptive {
         self.limit = new;
         self.quick = 0;
         self.last_decrease = Instant::now();
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

@@ -69,10 +69,7 @@ pub struct Wake {
 
 impl Wake {
     fn lock(&self) -> std::sync::MutexGuard<'_, WakeState> {
-        match self.state.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::lock(&self.state)
     }
 
     /// Asks the reader to flush its open batch and end.
