@@ -164,10 +164,7 @@ fn one_poisoned_event_in_a_thousand_is_the_only_one_dropped() {
         "the log must not carry the event's content:\n{log}"
     );
     // The checkpoint moved past everything: a restart sends nothing.
-    h.start(&config);
-    h.wait_stderr("caught up with file", T);
-    assert!(h.terminate().success());
-    assert_eq!(h.intake().event_count(), 999);
+    h.assert_restart_sends_nothing(&config, 999);
 }
 
 #[test]

@@ -155,10 +155,7 @@ fn sigterm_delivers_a_partly_filled_batch_before_exit() {
         "app.log",
     );
     // And the checkpoint says so: a restart sends nothing again.
-    h.start(&config);
-    h.wait_stderr("caught up with file", T);
-    assert!(h.terminate().success());
-    assert_eq!(h.intake().event_count(), 10);
+    h.assert_restart_sends_nothing(&config, 10);
 }
 
 #[test]
@@ -212,8 +209,5 @@ fn no_duplicates_across_many_batches_in_flight() {
     assert_eq!(unique.len(), 20_000);
     assert_eq!(msgs.len(), 20_000);
     // Restart: the checkpoint covers all 400 batches although answers came back in any order.
-    h.start(&config);
-    h.wait_stderr("caught up with file", T);
-    assert!(h.terminate().success());
-    assert_eq!(h.intake().event_count(), 20_000);
+    h.assert_restart_sends_nothing(&config, 20_000);
 }

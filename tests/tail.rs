@@ -462,10 +462,7 @@ fn unterminated_last_line_is_held_then_shipped_at_shutdown() {
         vec!["complete", "part one", "tail without newline"]
     );
     // Its checkpoint covers it: a restart sends nothing again.
-    h.start(&config);
-    h.wait_stderr("caught up with file", T);
-    assert!(h.terminate().success());
-    assert_eq!(h.intake().event_count(), 3);
+    h.assert_restart_sends_nothing(&config, 3);
 }
 
 #[test]

@@ -249,6 +249,21 @@ retry_max_ms = 500
         assert_each_once(&self.messages(), prefix, n);
     }
 
+    /// Starts sidelog again with `config` after a clean stop, lets it read its files to the
+    /// end, stops it, and checks the intake still holds exactly `expected` events: the
+    /// checkpoints covered everything sent before.
+    #[track_caller]
+    pub fn assert_restart_sends_nothing(&mut self, config: &Path, expected: u64) {
+        self.start(config);
+        self.wait_stderr("caught up with file", Duration::from_secs(60));
+        assert!(self.terminate().success(), "{}", self.stderr());
+        assert_eq!(
+            self.intake().event_count(),
+            expected,
+            "sent again after a restart"
+        );
+    }
+
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
