@@ -385,6 +385,11 @@ pub fn prometheus(state: &AdminState) -> String {
             "Checkpoint writes that failed.",
             &m.checkpoint_write_errors,
         ),
+        (
+            "shutdown_unshipped_bytes_total",
+            "File bytes not accepted when a shutdown drain ended at its deadline.",
+            &m.shutdown_unshipped_bytes,
+        ),
     ] {
         family(name, "counter", help, &[("", get(counter))]);
     }

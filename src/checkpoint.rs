@@ -3,18 +3,23 @@
 //! The reader registers each stream (one file incarnation) with the position it starts from.
 //! Batches carry the byte ranges they cover; when a batch is accepted its ranges are acked
 //! here, in whatever order answers arrive. A stream's position is the end of the longest run
-//! of acked ranges from its start, so it never jumps over a range still in flight. The store
-//! writes positions atomically (temp file, fsync, rename, fsync of the directory).
+//! of acked ranges from its start, so it never jumps over a range still in flight. Positions
+//! are written after every accepted batch, atomically (temp file, fsync, rename; the
+//! directory is synced once per `checkpoint_interval_ms`: see [`store`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::encode::Mark;
+use crate::metrics::Metrics;
 use crate::tail::identity::{DevIno, Fingerprint};
 
 pub const CHECKPOINT_FILE: &str = "checkpoints.json";
@@ -82,8 +87,19 @@ pub fn move_aside(data_dir: &Path) -> io::Result<PathBuf> {
     Ok(to)
 }
 
-/// Writes `entries` atomically: a reader sees the old file or the new one, never a mix.
-pub fn store(data_dir: &Path, entries: &[Entry]) -> Result<(), CheckpointError> {
+/// Writes `entries` atomically: whatever crashes, the file is the old one or the new one,
+/// never a mix and never empty.
+///
+/// Where an fsync is worth its cost: the new file's data is synced before it is renamed over
+/// the old one, on every write, because a rename that reaches the disk before the data can
+/// leave an empty file after a power cut on file systems that do not flush on rename (XFS,
+/// ext4 without `auto_da_alloc`), and a lost checkpoint file means every file starts again by
+/// `read_from`. The directory is synced (which makes the rename itself survive a power cut)
+/// only when `durable`: a kill -9 or an OOM kill keeps the page cache, so the rename alone is
+/// enough for the crashes a sidecar meets; a node crash takes a Pod's `emptyDir` with it; and
+/// on a host, losing the last rename only repeats lines (the previous file is intact), so
+/// once per `checkpoint_interval_ms` and at shutdown is enough.
+pub fn store(data_dir: &Path, entries: &[Entry], durable: bool) -> Result<(), CheckpointError> {
     let path = data_dir.join(CHECKPOINT_FILE);
     let tmp = data_dir.join(format!("{CHECKPOINT_FILE}.tmp"));
     let err = |source| CheckpointError::Write {
@@ -97,14 +113,73 @@ pub fn store(data_dir: &Path, entries: &[Entry]) -> Result<(), CheckpointError> 
     .map_err(|e| err(io::Error::other(e)))?;
     let mut f = File::create(&tmp).map_err(err)?;
     f.write_all(&body).map_err(err)?;
-    f.sync_all().map_err(err)?;
+    f.sync_data().map_err(err)?;
     drop(f);
     fs::rename(&tmp, &path).map_err(err)?;
-    // The rename is durable only once the directory entry is.
-    File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err)?;
+    if durable {
+        File::open(data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
+    }
     Ok(())
+}
+
+/// Writes the checkpoints after every change (an accepted batch, a file opened or closed),
+/// one write at a time: changes that come during a write are taken by the next one, so a
+/// kill -9 repeats at most the batches in flight and those accepted during one write. At most
+/// every `durable_every` (and only when something changed) a write is made durable too (see
+/// [`store`]). Ends with `stop`; the caller writes the last checkpoints itself.
+pub async fn write_as_accepted(
+    dir: PathBuf,
+    tracker: Arc<Tracker>,
+    metrics: Arc<Metrics>,
+    durable_every: Duration,
+    stop: CancellationToken,
+) {
+    let mut last_durable = Instant::now();
+    // A durable write still owed for changes written without one.
+    let mut durable_due: Option<Instant> = None;
+    loop {
+        let durable = tokio::select! {
+            _ = tracker.changed() => last_durable.elapsed() >= durable_every,
+            _ = sleep_until(durable_due) => {
+                tracker.mark_dirty();
+                true
+            }
+            _ = stop.cancelled() => return,
+        };
+        let Some(entries) = tracker.snapshot_if_dirty() else {
+            continue;
+        };
+        let dir = dir.clone();
+        match tokio::task::spawn_blocking(move || store(&dir, &entries, durable)).await {
+            Ok(Ok(())) if durable => {
+                last_durable = Instant::now();
+                durable_due = None;
+            }
+            Ok(Ok(())) => {
+                durable_due.get_or_insert(last_durable + durable_every);
+            }
+            Ok(Err(e)) => {
+                Metrics::add(&metrics.checkpoint_write_errors, 1);
+                tracker.mark_dirty();
+                crate::warn_limited!(error = %e, "checkpoint write failed; will retry");
+                // Do not spin on a full disk: try again after the interval.
+                tokio::select! {
+                    _ = tokio::time::sleep(durable_every) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "checkpoint write task failed"),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 struct Stream {
@@ -438,7 +513,7 @@ mod tests {
         assert!(load(dir.path()).expect("empty").is_empty());
         let t = Tracker::new();
         t.register(1, DevIno { dev: 1, ino: 2 }, fp(), Path::new("/a"), 42);
-        store(dir.path(), &t.snapshot()).expect("store");
+        store(dir.path(), &t.snapshot(), true).expect("store");
         let back = load(dir.path()).expect("load");
         assert_eq!(back.len(), 1);
         assert_eq!(back[0].offset, 42);

@@ -43,9 +43,17 @@ pub struct Config {
     pub log_level: String,
     /// `text` or `json`.
     pub log_format: LogFormat,
-    /// How long shutdown may wait for in-flight requests before writing checkpoints.
+    /// The longest a shutdown may take, from the first SIGTERM to the checkpoints written.
+    /// Fits Kubernetes' default 30 s grace period with room for the app's own shutdown.
     pub shutdown_timeout_ms: u64,
-    /// Accepted positions are written to `data_dir` at most this often.
+    /// On SIGTERM, read every file to its end and ship all of it before exiting (a Pod's
+    /// `emptyDir` goes with the Pod). False: stop reading at once and ship only what was read
+    /// (a host, where the files outlive the process).
+    pub shutdown_drain: bool,
+    /// While draining, a file still growing is followed until every file was quiet this long.
+    pub shutdown_quiet_ms: u64,
+    /// Accepted positions are written after every accepted batch; at most this often they
+    /// are also made durable against a power cut (directory fsync).
     pub checkpoint_interval_ms: u64,
     /// Address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`, `/status`); empty: off.
     pub metrics_listen: String,
@@ -65,6 +73,8 @@ impl Default for Config {
             log_level: "info".into(),
             log_format: LogFormat::Text,
             shutdown_timeout_ms: 20_000,
+            shutdown_drain: true,
+            shutdown_quiet_ms: 2_000,
             checkpoint_interval_ms: 1_000,
             metrics_listen: String::new(),
             exit_when_file: PathBuf::new(),
@@ -278,8 +288,12 @@ pub struct DatadogConfig {
     pub request_concurrency: RequestConcurrency,
     /// Upper bound of the adaptive mode.
     pub request_concurrency_max: usize,
-    /// First retry delay; doubles per failed attempt up to `retry_max_ms` (full jitter).
+    /// While the intake fails, one request probes it after a wait that starts here and
+    /// doubles per failed attempt up to `retry_max_ms` (uniform in the upper half of each
+    /// step); the others wait for the probe's success.
     pub retry_initial_ms: u64,
+    /// The longest wait between probes: also the longest time between the intake's recovery
+    /// and sending again (a `Retry-After` is honoured beyond it).
     pub retry_max_ms: u64,
     /// Proxy for every request (`http://host:port`); empty: `HTTPS_PROXY`, `HTTP_PROXY`,
     /// `ALL_PROXY` and `NO_PROXY` from the environment apply.
@@ -310,7 +324,7 @@ impl Default for DatadogConfig {
             request_concurrency: RequestConcurrency::Adaptive,
             request_concurrency_max: 16,
             retry_initial_ms: 1_000,
-            retry_max_ms: 60_000,
+            retry_max_ms: 2_500,
             proxy: String::new(),
             ca_file: PathBuf::new(),
             allow_insecure_http: false,
@@ -432,6 +446,11 @@ impl Default for BatchConfig {
 }
 
 impl Config {
+    /// `exit_when_file`, when set.
+    pub fn exit_file(&self) -> Option<PathBuf> {
+        (!self.exit_when_file.as_os_str().is_empty()).then(|| self.exit_when_file.clone())
+    }
+
     /// Loads a config file (format from its extension: `.toml`, `.yaml`, `.yml`), applies
     /// `SIDELOG_*` environment overrides, and validates the result.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -512,6 +531,7 @@ impl Config {
             }
         };
         range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 600_000);
+        range("shutdown_quiet_ms", self.shutdown_quiet_ms, 0, 600_000);
         range(
             "checkpoint_interval_ms",
             self.checkpoint_interval_ms,

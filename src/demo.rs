@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Input};
 use crate::intake::{Intake, IntakeOptions};
 use crate::metrics::Metrics;
-use crate::pipeline;
+use crate::pipeline::{Pipeline, StopMode};
 
 pub struct DemoOptions {
     /// Stop after this many seconds; run until Ctrl-C when `None`.
@@ -141,6 +141,8 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
     config.datadog.endpoint = intake.endpoint();
     config.datadog.api_key_file = key_file;
     config.datadog.tags = vec!["env:demo".into()];
+    // The writer has stopped when the drain begins: no need to wait for late lines.
+    config.shutdown_quiet_ms = 200;
     config.validate()?;
 
     println!("sidelog demo");
@@ -162,13 +164,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
     );
 
     let metrics = Arc::new(Metrics::default());
-    let ship_stop = CancellationToken::new();
-    let shipper = tokio::spawn(pipeline::run(
-        config,
-        ship_stop.clone(),
-        metrics.clone(),
-        None,
-    ));
+    let mut shipper = Pipeline::start(config, metrics.clone(), None);
 
     let stop_writer = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
@@ -222,13 +218,9 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
         Err(_) => anyhow::bail!("demo writer panicked"),
     }
     let total = written.load(Ordering::Relaxed);
-    // Let the shipper catch up with the last lines before stopping it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while intake.event_count() < total && Instant::now() < deadline && !shipper.is_finished() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    ship_stop.cancel();
-    shipper.await.context("shipper task failed")??;
+    // As at a Pod's end: every file is read to its end and shipped before the shipper exits.
+    shipper.stop(StopMode::Drain);
+    shipper.wait().await?;
     let shipped = intake.event_count();
     println!(
         "done: {total} lines written ({:.1} MB), {shipped} events accepted by the intake{}",

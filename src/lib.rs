@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod process;
 pub mod secret;
 pub mod ship;
+pub mod shutdown;
 pub mod tail;
 
 /// Locks a mutex, carrying on with its data when another thread panicked while holding it:

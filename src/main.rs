@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use sidelog::config::{Config, LogFormat};
 use sidelog::metrics::Metrics;
+use sidelog::pipeline::{Pipeline, StopMode};
 
 #[derive(Parser)]
 #[command(
@@ -441,17 +442,18 @@ async fn ship(path: PathBuf, mut config: Config, log_level: LogLevel) -> anyhow:
             .with_context(|| format!("cannot listen on metrics_listen {addr}"))?;
         tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz and /status");
     }
+    let stop_mode = |config: &Config| {
+        if config.shutdown_drain {
+            StopMode::Drain
+        } else {
+            StopMode::Immediate
+        }
+    };
     loop {
-        let stop = CancellationToken::new();
-        let mut shipper = tokio::spawn(sidelog::pipeline::run(
-            config.clone(),
-            stop.clone(),
-            metrics.clone(),
-            Some(admin.clone()),
-        ));
+        let mut shipper = Pipeline::start(config.clone(), metrics.clone(), Some(admin.clone()));
         let next = loop {
             tokio::select! {
-                ended = &mut shipper => return ended.context("shipper task failed")?,
+                ended = shipper.wait() => return ended,
                 _ = term.recv() => break None,
                 _ = int.recv() => break None,
                 _ = hup.recv() => match Config::load(&path) {
@@ -461,13 +463,33 @@ async fn ship(path: PathBuf, mut config: Config, log_level: LogLevel) -> anyhow:
             }
         };
         match &next {
-            None => tracing::info!("signal received; stopping"),
+            None => {
+                let mode = stop_mode(&config);
+                match mode {
+                    StopMode::Drain => tracing::info!(
+                        deadline_ms = config.shutdown_timeout_ms,
+                        "signal received; shipping everything left before exiting (a second signal stops at once)"
+                    ),
+                    StopMode::Immediate => tracing::info!("signal received; stopping"),
+                }
+                shipper.stop(mode);
+            }
             Some(_) => {
-                tracing::info!(config = %path.display(), "SIGHUP: reloading configuration and API key")
+                tracing::info!(config = %path.display(), "SIGHUP: reloading configuration and API key");
+                shipper.stop(StopMode::Immediate);
             }
         }
-        stop.cancel();
-        shipper.await.context("shipper task failed")??;
+        // A second SIGTERM or SIGINT ends the drain at once; checkpoints are still written.
+        loop {
+            tokio::select! {
+                ended = shipper.wait() => {
+                    ended?;
+                    break;
+                }
+                _ = term.recv() => shipper.abandon(),
+                _ = int.recv() => shipper.abandon(),
+            }
+        }
         let Some(new) = next else {
             return Ok(());
         };

@@ -96,6 +96,9 @@ counters! {
     lines_joined,
     /// Checkpoint writes that failed.
     checkpoint_write_errors,
+    /// File bytes not accepted by the intake when a drain ended (at its deadline, or cut
+    /// short by a second signal): lost once the Pod's volume is deleted.
+    shutdown_unshipped_bytes,
     /// Unix milliseconds of the last accepted batch (gauge).
     last_accepted_unix_ms,
 }

@@ -50,14 +50,29 @@ use identity::{DevIno, FINGERPRINT_BYTES, Fingerprint};
 const ORPHAN_POLL: Duration = Duration::from_secs(1);
 /// Pending file-event paths kept before falling back to a full rescan.
 const MAX_PENDING_PATHS: usize = 4096;
+/// While draining, how often every open file is looked at, file events or not.
+const DRAIN_POLL: Duration = Duration::from_millis(200);
 
-/// What woke the reader: file events, a rescan request, or the order to stop.
+/// Why the reading loop ended.
+enum End {
+    /// Every file read to its end and quiet (a drain).
+    Drained,
+    /// Told to read no more.
+    Stopped,
+    /// Told to end at once.
+    Abandoned,
+    /// The pipeline is gone.
+    SenderGone,
+}
+
+/// What woke the reader: file events, a rescan request, or a shutdown phase.
 #[derive(Default)]
 struct WakeState {
     paths: HashSet<PathBuf>,
     rescan: bool,
     stop: bool,
     drain: bool,
+    abandon: bool,
 }
 
 /// The reader's doorbell. File-event callbacks and shutdown ring it; the reader sleeps on it.
@@ -72,16 +87,25 @@ impl Wake {
         crate::lock(&self.state)
     }
 
-    /// Asks the reader to flush its open batch and end.
+    /// Asks the reader to read nothing more, hand over its open batch and end. A last line
+    /// without newline and a pending multi-line event stay unsent: the checkpoint stays
+    /// before them and the next start reads them whole.
     pub fn stop(&self) {
         self.lock().stop = true;
         self.cv.notify_all();
     }
 
-    /// Asks the reader to read every file to its end (a last line without newline included),
-    /// hand over what it read, and end (`exit_when_file`).
+    /// Asks the reader to read every file to its end until all are quiet (a last line
+    /// without newline and pending multi-line events included), hand over what it read, and
+    /// end: at SIGTERM, and at `exit_when_file`.
     pub fn drain(&self) {
         self.lock().drain = true;
+        self.cv.notify_all();
+    }
+
+    /// Asks the reader to end at once, handing over nothing more.
+    pub fn abandon(&self) {
+        self.lock().abandon = true;
         self.cv.notify_all();
     }
 
@@ -110,6 +134,7 @@ impl Wake {
             && !s.rescan
             && !s.stop
             && !s.drain
+            && !s.abandon
         {
             s = match self.cv.wait_timeout(s, timeout) {
                 Ok((g, _)) => g,
@@ -121,6 +146,7 @@ impl Wake {
             rescan: std::mem::take(&mut s.rescan),
             stop: s.stop,
             drain: s.drain,
+            abandon: s.abandon,
         }
     }
 }
@@ -216,6 +242,8 @@ pub struct Tailer {
     rescan_every: Duration,
     linger: Duration,
     rotate_wait: Option<Duration>,
+    /// A drain ends once no file grew for this long.
+    quiet: Duration,
     turn: Vec<u64>,
     pending_deletes: Vec<PendingDelete>,
     tracker: Arc<Tracker>,
@@ -328,6 +356,7 @@ impl Tailer {
             linger: Duration::from_millis(config.tail.rotated_linger_ms),
             rotate_wait: (config.tail.rotate_wait_ms > 0)
                 .then(|| Duration::from_millis(config.tail.rotate_wait_ms)),
+            quiet: Duration::from_millis(config.shutdown_quiet_ms),
             turn: Vec::new(),
             pending_deletes: Vec::new(),
             tracker: links.tracker,
@@ -340,8 +369,27 @@ impl Tailer {
         })
     }
 
-    /// Runs the reader until stopped or until the sender goes away.
+    /// Runs the reader until told to end or until the sender goes away; then tells the
+    /// tracker how large each file is, so what is left unshipped can be reported.
     pub fn run(mut self) {
+        let end = self.follow();
+        match end {
+            End::Drained => {
+                // Nothing more can come: a last line without its newline goes out as it is,
+                // and so do multi-line events still waiting for lines.
+                self.read_turn(true);
+                self.flush_groups(true);
+                self.hand_over_open_batch();
+            }
+            End::Stopped => self.hand_over_open_batch(),
+            End::Abandoned | End::SenderGone => {}
+        }
+        self.observe_sizes();
+    }
+
+    /// The reading loop: sleeps until a file event, a rescan, a batch deadline, an orphan
+    /// poll or a shutdown phase is due, then reads.
+    fn follow(&mut self) -> End {
         self.start_watcher();
         self.rescan(true);
         let mut next_rescan = Instant::now() + self.rescan_every;
@@ -353,24 +401,32 @@ impl Tailer {
             if let Some(opened) = self.builder.opened_at() {
                 timeout = timeout.min((opened + self.batch_timeout).saturating_duration_since(now));
             }
-            if self.streams.values().any(|s| s.orphaned_at.is_some()) {
+            if draining || self.streams.values().any(|s| s.orphaned_at.is_some()) {
                 timeout = timeout.min(next_orphan_poll.saturating_duration_since(now));
             }
             if let Some(due) = self.next_group_deadline() {
                 timeout = timeout.min(due.saturating_duration_since(now));
             }
             let busy = self.streams.values().any(|s| s.active);
-            if draining && !busy && self.waiting.is_empty() {
-                tracing::info!("every file read to its end");
-                break;
+            if draining && !busy && self.waiting.is_empty() && self.all_quiet_for(self.quiet) {
+                tracing::info!(
+                    quiet_ms = self.quiet.as_millis() as u64,
+                    "every file read to its end and quiet"
+                );
+                return End::Drained;
             }
             let woken = self.wake.take(if busy { None } else { Some(timeout) });
+            if woken.abandon {
+                return End::Abandoned;
+            }
             if woken.stop {
-                break;
+                return End::Stopped;
             }
             if woken.drain && !draining {
                 draining = true;
+                tracing::info!("draining: reading every file to its end before exiting");
                 self.rescan(false);
+                next_orphan_poll = Instant::now() + DRAIN_POLL;
             }
             while let Ok(buf) = self.recycled.try_recv() {
                 self.builder.recycle(buf);
@@ -384,12 +440,14 @@ impl Tailer {
                 next_rescan = now + self.rescan_every;
             }
             if now >= next_orphan_poll {
+                // Orphans have no name for file events to name; while draining, nothing may
+                // be missed before the files are declared quiet.
                 for s in self.streams.values_mut() {
-                    if s.orphaned_at.is_some() {
+                    if s.orphaned_at.is_some() || (draining && s.file.is_some()) {
                         s.active = true;
                     }
                 }
-                next_orphan_poll = now + ORPHAN_POLL;
+                next_orphan_poll = now + if draining { DRAIN_POLL } else { ORPHAN_POLL };
             }
             self.read_turn(false);
             self.flush_groups(false);
@@ -403,17 +461,36 @@ impl Tailer {
             self.close_orphans();
             self.delete_shipped();
             if !self.send_ready() {
-                return;
+                return End::SenderGone;
             }
         }
-        // Stopping: a last line without its newline goes out as it is (its file is read to
-        // the end otherwise); what was read goes out; what was not is read after a restart.
-        self.read_turn(true);
-        self.flush_groups(true);
+    }
+
+    /// Whether no file has grown for `quiet` (as the reader saw them).
+    fn all_quiet_for(&self, quiet: Duration) -> bool {
+        self.streams
+            .values()
+            .all(|s| s.last_change.elapsed() >= quiet)
+    }
+
+    fn hand_over_open_batch(&mut self) {
         if let Some(batch) = self.builder.take() {
             self.ready.push(batch);
         }
         self.send_ready();
+    }
+
+    /// Refreshes every open file's size in the tracker (the report of what was not shipped
+    /// counts from it).
+    fn observe_sizes(&self) {
+        for s in self.streams.values() {
+            let size = s
+                .file
+                .as_ref()
+                .and_then(|f| f.metadata().ok())
+                .map_or(s.last_size, |m| m.len());
+            self.tracker.observe(s.id, s.read_pos, size);
+        }
     }
 
     /// Hands finished batches to the sender, blocking while it is full. False once the

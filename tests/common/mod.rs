@@ -144,6 +144,7 @@ impl Harness {
 data_dir = "{data}"
 log_level = "debug"
 shutdown_timeout_ms = 10000
+shutdown_quiet_ms = 200
 
 [[inputs]]
 include = ["{logs}/*.log"]

@@ -1,0 +1,423 @@
+//! The shipper: a [`Pipeline`] is started with a configuration, wires the stages together,
+//! and is brought down through the phases of a [`Shutdown`].
+//!
+//! ```text
+//! reader thread ──Batch──▶ dispatcher ──▶ task per batch: compress (blocking pool) → send → ack
+//!      ▲  (channel of 1: a full channel stops the reader)                                 │
+//!      └──────────────── body buffers come back for reuse ◀───────────────────────────────┘
+//! ```
+//! Batches are compressed in parallel (`compression_threads`: by default one more than
+//! cores, at most 3) but start sending in the order they were read, at most
+//! `request_concurrency` at a time (adaptive by default; with 1, each file's lines reach the
+//! intake in order). Accepted positions are written after every accepted batch.
+//!
+//! The way out ([`crate::shutdown`]): on SIGTERM the reader keeps reading every file to its
+//! end until all are quiet for `shutdown_quiet_ms` (a Pod's volume goes with the Pod), hands
+//! over what it read, and everything is shipped until it is accepted or
+//! `shutdown_timeout_ms` has passed; a reload (or `shutdown_drain = false`) stops reading at
+//! once instead. Either way the checkpoints of what was accepted are written last, and what
+//! was not accepted is logged and counted.
+
+mod dispatch;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::AdminState;
+use crate::checkpoint::{self, Tracker};
+use crate::config::Config;
+use crate::encode::Batch;
+use crate::metrics::Metrics;
+use crate::secret::KeySource;
+use crate::ship::Sender;
+use crate::shutdown::{Phase, Shutdown, ShutdownSignal};
+use crate::tail::{Tailer, TailerLinks, Wake};
+use dispatch::{Dispatcher, Taken};
+
+/// How often `exit_when_file` is looked for.
+const EXIT_FILE_POLL: Duration = Duration::from_secs(1);
+
+/// How often the key file is re-read besides the watch on its directory: a rotated key is in
+/// use within this long even where file events are lost (some network file systems).
+const KEY_POLL: Duration = Duration::from_secs(2);
+
+/// Files named one by one when a shutdown leaves bytes unshipped; the rest are summed up.
+const UNSHIPPED_FILES_LOGGED: usize = 20;
+
+/// How a running pipeline is asked to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Read every file to its end, ship all of it, then exit (a Pod's volume is about to go).
+    Drain,
+    /// Read nothing more; ship what was read (a reload, or files that outlive the process).
+    Immediate,
+}
+
+/// A running shipper.
+pub struct Pipeline {
+    shutdown: Arc<Shutdown>,
+    timeout: Duration,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Pipeline {
+    /// Starts the shipper on the current runtime. Waiting for the key file, if configured,
+    /// happens inside: a stop request ends that wait too.
+    pub fn start(config: Config, metrics: Arc<Metrics>, admin: Option<AdminState>) -> Pipeline {
+        let shutdown = Arc::new(Shutdown::new());
+        let timeout = Duration::from_millis(config.shutdown_timeout_ms);
+        let task = tokio::spawn(run(config, metrics, admin, shutdown.clone()));
+        Pipeline {
+            shutdown,
+            timeout,
+            task,
+        }
+    }
+
+    /// Asks the shipper to end; `shutdown_timeout_ms` counts from the first request.
+    pub fn stop(&self, mode: StopMode) {
+        let phase = match mode {
+            StopMode::Drain => Phase::Draining,
+            StopMode::Immediate => Phase::Stopping,
+        };
+        self.shutdown.advance(phase, Some(self.timeout));
+    }
+
+    /// Ends at once: what is in flight is given up, the checkpoints are still written.
+    pub fn abandon(&self) {
+        self.shutdown.advance(Phase::Abandoning, None);
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.shutdown.phase()
+    }
+
+    /// Whether it ended (on its own, or as asked).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for the shipper to end. Cancel-safe.
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.task).await.context("shipper task failed")?
+    }
+}
+
+/// The stages of one run, once started.
+struct Stages {
+    tracker: Arc<Tracker>,
+    wake: Arc<Wake>,
+    reader: std::thread::JoinHandle<()>,
+    batches: mpsc::Receiver<Batch>,
+    dispatcher: Dispatcher,
+    /// Stops the helpers (key poll, exit-file poll, phase bridge, checkpoint writer).
+    helpers: CancellationToken,
+    writer: JoinHandle<()>,
+}
+
+async fn run(
+    config: Config,
+    metrics: Arc<Metrics>,
+    admin: Option<AdminState>,
+    shutdown: Arc<Shutdown>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    // Gauges describe this run (a reload starts a new one).
+    metrics
+        .files_open
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    metrics
+        .api_key_rejected
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    let tracker = Arc::new(Tracker::new());
+    if let Some(admin) = &admin {
+        admin.attach(tracker.clone(), config.datadog.logs_url());
+    }
+    let mut signal = shutdown.signal();
+    let Some(keys) = load_key(&config, &metrics, &mut signal).await? else {
+        tracing::info!("stopped while waiting for the API key");
+        return Ok(());
+    };
+    let mut stages = start_stages(&config, keys, tracker, &metrics, &shutdown)?;
+    let ended = ship_until_done(&mut stages, &mut signal, &shutdown).await;
+    let outcome = finish(stages, &config, &metrics, shutdown.drained()).await;
+    if ended == Ended::ReaderFailed {
+        anyhow::bail!("reader stopped unexpectedly");
+    }
+    outcome
+}
+
+/// Loads the API key, waiting for it if configured. `None` when asked to stop meanwhile.
+async fn load_key(
+    config: &Config,
+    metrics: &Metrics,
+    signal: &mut ShutdownSignal,
+) -> anyhow::Result<Option<Arc<KeySource>>> {
+    let wait = Duration::from_secs(config.datadog.api_key_wait_secs);
+    let load = KeySource::load_waiting(&config.datadog.api_key_file, wait, metrics);
+    tokio::pin!(load);
+    loop {
+        tokio::select! {
+            keys = &mut load => {
+                let keys = keys?;
+                tracing::info!(origin = %keys.origin(), "API key loaded");
+                return Ok(Some(keys));
+            }
+            _ = signal.changed() => {
+                if signal.phase().leaving() {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
+fn start_stages(
+    config: &Config,
+    keys: Arc<KeySource>,
+    tracker: Arc<Tracker>,
+    metrics: &Arc<Metrics>,
+    shutdown: &Arc<Shutdown>,
+) -> anyhow::Result<Stages> {
+    let helpers = CancellationToken::new();
+    let key_watch = keys.follow(KEY_POLL, helpers.clone());
+    let resume = load_checkpoints(&config.data_dir);
+    let sender = Arc::new(Sender::new(config, keys, metrics.clone())?);
+    tracing::info!(url = %sender.url(), "shipping to intake");
+
+    let (batch_tx, batches) = mpsc::channel::<Batch>(1);
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let wake = Arc::new(Wake::default());
+    let tailer = Tailer::new(
+        config,
+        TailerLinks {
+            tracker: tracker.clone(),
+            metrics: metrics.clone(),
+            wake: wake.clone(),
+            out: batch_tx,
+            recycled: recycle_rx,
+            resume,
+        },
+    )?;
+    let reader = std::thread::Builder::new()
+        .name("sidelog-tail".into())
+        .spawn(move || {
+            // The key watch lives as long as the reader: until the very end of the run.
+            let _key_watch = key_watch;
+            tailer.run()
+        })
+        .context("cannot start reader thread")?;
+    tokio::spawn(tell_reader(
+        shutdown.signal(),
+        wake.clone(),
+        helpers.clone(),
+    ));
+    if let Some(path) = config.exit_file() {
+        tokio::spawn(watch_exit_file(path, shutdown.clone(), helpers.clone()));
+    }
+    let writer = tokio::spawn(checkpoint::write_as_accepted(
+        config.data_dir.clone(),
+        tracker.clone(),
+        metrics.clone(),
+        Duration::from_millis(config.checkpoint_interval_ms),
+        helpers.clone(),
+    ));
+    let dispatcher = Dispatcher::new(
+        sender,
+        tracker.clone(),
+        metrics.clone(),
+        config.clone(),
+        recycle_tx,
+        shutdown.signal(),
+    );
+    Ok(Stages {
+        tracker,
+        wake,
+        reader,
+        batches,
+        dispatcher,
+        helpers,
+        writer,
+    })
+}
+
+/// Passes each phase to the reader thread, which sleeps on its doorbell rather than on the
+/// runtime.
+async fn tell_reader(mut signal: ShutdownSignal, wake: Arc<Wake>, stop: CancellationToken) {
+    loop {
+        match signal.phase() {
+            Phase::Running => {}
+            Phase::Draining => wake.drain(),
+            Phase::Stopping => wake.stop(),
+            Phase::Abandoning => {
+                wake.abandon();
+                return;
+            }
+        }
+        tokio::select! {
+            _ = signal.changed() => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// `exit_when_file`: once it exists, drain as at SIGTERM, but with no deadline (a Job's app
+/// is done; its logs are shipped however long the intake needs).
+async fn watch_exit_file(
+    path: std::path::PathBuf,
+    shutdown: Arc<Shutdown>,
+    stop: CancellationToken,
+) {
+    loop {
+        if std::fs::exists(&path).unwrap_or(false) {
+            tracing::info!(path = %path.display(), "exit_when_file exists: shipping everything left, then exiting");
+            shutdown.advance(Phase::Draining, None);
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EXIT_FILE_POLL) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Everything read was settled (accepted, or refused alone and dropped).
+    Settled,
+    /// The deadline passed or a second signal came first.
+    Abandoned,
+    /// The reader ended without being asked to.
+    ReaderFailed,
+}
+
+/// Ships batches until the reader has handed over everything and all of it was settled, or
+/// until the shutdown abandons what is left.
+async fn ship_until_done(
+    stages: &mut Stages,
+    signal: &mut ShutdownSignal,
+    shutdown: &Shutdown,
+) -> Ended {
+    let mut deadline = signal.clone();
+    let shipped = async {
+        while let Taken::Sent = stages.dispatcher.take(&mut stages.batches).await {}
+        if !signal.phase().leaving() {
+            return Ended::ReaderFailed;
+        }
+        if stages.dispatcher.in_flight() > 0 {
+            tracing::info!(
+                batches = stages.dispatcher.in_flight(),
+                "everything read; waiting for the intake to accept the rest"
+            );
+        }
+        stages.dispatcher.settle_all().await;
+        Ended::Settled
+    };
+    let mut abandon = signal.clone();
+    tokio::select! {
+        ended = shipped => ended,
+        _ = deadline.deadline_passed() => {
+            shutdown.advance(Phase::Abandoning, None);
+            tracing::warn!("shutdown deadline (shutdown_timeout_ms) reached before everything was accepted");
+            Ended::Abandoned
+        }
+        _ = abandon.abandoned() => {
+            tracing::warn!("asked again to stop: giving up what is not yet accepted");
+            Ended::Abandoned
+        }
+    }
+}
+
+/// Gives up what is still in flight, stops the reader and the helpers, writes the
+/// checkpoints (durably), and accounts for what was not shipped.
+async fn finish(
+    mut stages: Stages,
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    drained: bool,
+) -> anyhow::Result<()> {
+    stages.dispatcher.abandon_all().await;
+    // A reader blocked on a full channel gets an error and ends.
+    stages.wake.abandon();
+    drop(stages.batches);
+    let reader = stages.reader;
+    let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+    stages.helpers.cancel();
+    let _ = stages.writer.await;
+    let entries = stages.tracker.snapshot();
+    let dir = config.data_dir.clone();
+    let stored = tokio::task::spawn_blocking(move || checkpoint::store(&dir, &entries, true)).await;
+    report_unshipped(&stages.tracker, metrics, drained);
+    match stored {
+        Ok(Ok(())) => {
+            tracing::info!("checkpoints written; bye");
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            Metrics::add(&metrics.checkpoint_write_errors, 1);
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Says how many bytes of which files were not accepted when the shipper ended. After a
+/// drain that is loss once the Pod's volume is gone: a warning and a counter. After an
+/// immediate stop the files stay and the next start ships the rest.
+fn report_unshipped(tracker: &Tracker, metrics: &Metrics, drained: bool) {
+    let mut left: Vec<_> = tracker
+        .progress()
+        .into_iter()
+        .filter(|p| p.lag() > 0)
+        .collect();
+    if left.is_empty() {
+        return;
+    }
+    left.sort_by_key(|p| std::cmp::Reverse(p.lag()));
+    let total: u64 = left.iter().map(|p| p.lag()).sum();
+    if !drained {
+        tracing::info!(
+            files = left.len(),
+            bytes = total,
+            "stopping with bytes not yet shipped; the next start ships them"
+        );
+        return;
+    }
+    Metrics::add(&metrics.shutdown_unshipped_bytes, total);
+    for p in left.iter().take(UNSHIPPED_FILES_LOGGED) {
+        tracing::warn!(path = %p.path, unshipped_bytes = p.lag(), "left unshipped at shutdown");
+    }
+    tracing::warn!(
+        files = left.len(),
+        unshipped_bytes = total,
+        "shutdown left bytes unshipped: a restart in the same Pod ships them; if the Pod is deleted they are lost (raise shutdown_timeout_ms and terminationGracePeriodSeconds)"
+    );
+}
+
+/// Loads checkpoints; a corrupt file is moved aside with a warning, never a crash.
+fn load_checkpoints(data_dir: &Path) -> Vec<checkpoint::Entry> {
+    match checkpoint::load(data_dir) {
+        Ok(entries) => {
+            tracing::info!(files = entries.len(), "checkpoints loaded");
+            entries
+        }
+        Err(e) => {
+            match checkpoint::move_aside(data_dir) {
+                Ok(to) => {
+                    tracing::warn!(error = %e, moved_to = %to.display(), "ignoring unusable checkpoints; files start by read_from")
+                }
+                Err(mv) => {
+                    tracing::warn!(error = %e, move_error = %mv, "ignoring unusable checkpoints; files start by read_from")
+                }
+            }
+            Vec::new()
+        }
+    }
+}

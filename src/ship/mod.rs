@@ -1,0 +1,401 @@
+//! Delivery: posts compressed batches to the intake and decides, per answer, what happens next.
+//!
+//! A body is retried until the intake accepts it, except for answers that say the body itself
+//! can never be accepted (400, 413): those go back to the caller, which splits the batch or
+//! drops the single event at fault. Network errors, timeouts, 408, 429, 5xx and unexpected
+//! statuses are retried through the outage [`gate`] (one probe at a time, honouring
+//! `Retry-After`); 401 and 403 re-read the key and retry the same way, since the files on disk
+//! keep the data. The request slots ([`limiter`]) are a fixed number, or adaptive.
+
+mod gate;
+mod limiter;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::secret::KeySource;
+use crate::shutdown::ShutdownSignal;
+use gate::{Gate, Pass};
+pub use limiter::Slot;
+use limiter::{Limiter, Outcome};
+
+pub const SIDELOG_USER_AGENT: &str = concat!("sidelog/", env!("CARGO_PKG_VERSION"));
+
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    #[error("cannot build HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("datadog.ca_file {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("datadog.proxy {url:?}: {reason}")]
+    Proxy { url: String, reason: String },
+}
+
+/// What became of a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Accepted,
+    /// The intake will never take this body as it is (400 or 413); the caller splits it or
+    /// drops the one event it holds.
+    Refused {
+        status: u16,
+        detail: String,
+    },
+    /// Shutdown came first; the batch was not accepted and will be read again after restart.
+    Abandoned,
+}
+
+pub struct Sender {
+    client: reqwest::Client,
+    url: String,
+    keys: Arc<KeySource>,
+    encoding: HeaderValue,
+    metrics: Arc<Metrics>,
+    limiter: Limiter,
+    gate: Gate,
+}
+
+impl Sender {
+    pub fn new(
+        config: &Config,
+        keys: Arc<KeySource>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Sender, ShipError> {
+        let d = &config.datadog;
+        // Environment proxies (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY) apply unless
+        // datadog.proxy names one. TLS certificates are always verified.
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_millis(d.request_timeout_ms))
+            .connect_timeout(Duration::from_millis(d.request_timeout_ms.min(10_000)))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .user_agent(SIDELOG_USER_AGENT);
+        if !d.proxy.is_empty() {
+            let proxy = reqwest::Proxy::all(&d.proxy).map_err(|e| ShipError::Proxy {
+                url: d.proxy.clone(),
+                reason: e.to_string(),
+            })?;
+            builder = builder.proxy(proxy);
+        }
+        if !d.ca_file.as_os_str().is_empty() {
+            let ca_err = |reason: String| ShipError::CaFile {
+                path: d.ca_file.display().to_string(),
+                reason,
+            };
+            let pem = std::fs::read(&d.ca_file).map_err(|e| ca_err(e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ca_err(format!("not PEM certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(ca_err("no certificate in the file".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let limiter = Limiter::new(
+            d.request_concurrency,
+            d.request_concurrency.max(d.request_concurrency_max),
+            metrics.clone(),
+        );
+        Ok(Sender {
+            client: builder.build()?,
+            url: d.logs_url(),
+            keys,
+            encoding: HeaderValue::from_static(d.compression.content_encoding()),
+            metrics,
+            limiter,
+            gate: Gate::new(
+                Duration::from_millis(d.retry_initial_ms),
+                Duration::from_millis(d.retry_max_ms),
+            ),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Waits for a request slot (`datadog.request_concurrency`); dropping it gives it back.
+    pub async fn slot(&self) -> Option<Slot> {
+        self.limiter.acquire().await
+    }
+
+    /// Sends `body` until it is accepted, refused for good (400, 413), or the shutdown
+    /// abandons it. Every other answer is retried through the outage gate: the files on disk
+    /// keep the data meanwhile.
+    pub async fn deliver(&self, body: Bytes, signal: &mut ShutdownSignal) -> Delivery {
+        let mut attempt: u32 = 0;
+        loop {
+            let Some(pass) = self.gate.pass(signal).await else {
+                return Delivery::Abandoned;
+            };
+            let sent_at = Instant::now();
+            let answer = tokio::select! {
+                answer = self.attempt(body.clone(), attempt) => answer,
+                _ = signal.abandoned() => return Delivery::Abandoned,
+            };
+            let (reason, retry_after) = match answer {
+                Attempt::Accepted => {
+                    self.limiter.observe(Outcome::Success(sent_at.elapsed()));
+                    self.intake_answered(pass);
+                    self.key_accepted();
+                    return Delivery::Accepted;
+                }
+                Attempt::Refused { status, detail } => {
+                    self.limiter.observe(Outcome::Success(sent_at.elapsed()));
+                    self.intake_answered(pass);
+                    return Delivery::Refused { status, detail };
+                }
+                Attempt::Retry {
+                    reason,
+                    retry_after,
+                } => (reason, retry_after),
+            };
+            attempt = attempt.saturating_add(1);
+            Metrics::add(&self.metrics.retries, 1);
+            // The intake's own wait is honoured even beyond retry_max_ms (retrying earlier
+            // only earns more refusals), up to a bound against nonsense values.
+            let wait = pass.failed(retry_after.map(|d| d.min(MAX_RETRY_AFTER)));
+            if attempt.is_power_of_two() {
+                tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, url = %self.url, "{reason}; holding requests, one probe retrying after the wait");
+            } else {
+                tracing::debug!(
+                    attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    "{reason}; retrying"
+                );
+            }
+        }
+    }
+
+    /// An answer showed the intake up; says so when it had been failing.
+    fn intake_answered(&self, pass: Pass<'_>) {
+        if let Some(r) = pass.answered() {
+            tracing::info!(
+                after_ms = r.closed_for.as_millis() as u64,
+                failed_attempts = r.failures,
+                "the intake answers again; sending everything held back"
+            );
+        }
+    }
+
+    fn key_accepted(&self) {
+        if self
+            .metrics
+            .api_key_rejected
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
+            != 0
+        {
+            tracing::info!(origin = %self.keys.origin(), "the intake accepts the API key again");
+        }
+    }
+
+    /// One POST of `body`, and what its answer means.
+    async fn attempt(&self, body: Bytes, attempt: u32) -> Attempt {
+        let result = self
+            .client
+            .post(&self.url)
+            .header("DD-API-KEY", self.keys.current().header_value())
+            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_ENCODING, self.encoding.clone())
+            .body(body)
+            .send()
+            .await;
+        let resp = match result {
+            Ok(resp) if resp.status().is_success() => return Attempt::Accepted,
+            Ok(resp) => resp,
+            Err(e) => {
+                self.limiter.observe(Outcome::Congested);
+                Metrics::add(&self.metrics.retries_network, 1);
+                return Attempt::retry(format!("request failed: {}", error_chain(&e)), None);
+            }
+        };
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let m = &self.metrics;
+        match classify(status) {
+            Answer::Throttled | Answer::ServerError => {
+                self.limiter.observe(Outcome::Congested);
+                if classify(status) == Answer::Throttled {
+                    Metrics::add(&m.retries_throttled, 1);
+                } else {
+                    Metrics::add(&m.retries_server_error, 1);
+                }
+                Attempt::retry(format!("intake answered {status}"), retry_after)
+            }
+            Answer::KeyRejected => {
+                Metrics::add(&m.retries_key_rejected, 1);
+                self.key_rejected(status);
+                Attempt::retry(
+                    format!(
+                        "intake rejected the API key from {} ({status})",
+                        self.keys.origin()
+                    ),
+                    retry_after,
+                )
+            }
+            Answer::Refused => {
+                let text = resp.text().await.unwrap_or_default();
+                Attempt::Refused {
+                    status: status.as_u16(),
+                    detail: truncate(&text, 300).to_string(),
+                }
+            }
+            Answer::Unexpected => {
+                Metrics::add(&m.retries_unexpected_status, 1);
+                let text = resp.text().await.unwrap_or_default();
+                if attempt == 0 || attempt.is_power_of_two() {
+                    tracing::error!(%status, body = %truncate(&text, 300), url = %self.url, "unexpected answer from the intake; keeping the data on disk and retrying (check datadog.endpoint)");
+                }
+                Attempt::retry(format!("intake answered {status}"), retry_after)
+            }
+        }
+    }
+
+    /// 401/403: says so once, and re-reads the key in case the Secret was rotated.
+    fn key_rejected(&self, status: StatusCode) {
+        if self
+            .metrics
+            .api_key_rejected
+            .swap(1, std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            tracing::error!(origin = %self.keys.origin(), %status, "the intake rejects the API key; keeping the data on disk and retrying (not ready)");
+        }
+        match self.keys.reload() {
+            Ok(true) => {
+                tracing::info!(origin = %self.keys.origin(), "API key re-read after rejection; retrying with the new key")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot re-read API key"),
+        }
+    }
+}
+
+/// What one attempt's answer means.
+enum Attempt {
+    Accepted,
+    Refused {
+        status: u16,
+        detail: String,
+    },
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Attempt {
+    fn retry(reason: String, retry_after: Option<Duration>) -> Attempt {
+        Attempt::Retry {
+            reason,
+            retry_after,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Throttled,
+    ServerError,
+    KeyRejected,
+    Refused,
+    Unexpected,
+}
+
+fn classify(status: StatusCode) -> Answer {
+    match status.as_u16() {
+        400 | 413 => Answer::Refused,
+        401 | 403 => Answer::KeyRejected,
+        408 | 429 => Answer::Throttled,
+        s if s >= 500 => Answer::ServerError,
+        _ => Answer::Unexpected,
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified() {
+        for (status, answer) in [
+            (503, Answer::ServerError),
+            (500, Answer::ServerError),
+            (429, Answer::Throttled),
+            (408, Answer::Throttled),
+            (401, Answer::KeyRejected),
+            (403, Answer::KeyRejected),
+            (400, Answer::Refused),
+            (413, Answer::Refused),
+            (404, Answer::Unexpected),
+            (422, Answer::Unexpected),
+        ] {
+            let code = StatusCode::from_u16(status).expect("status");
+            assert_eq!(classify(code), answer, "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        let later = std::time::SystemTime::now() + Duration::from_secs(30);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).expect("date");
+        assert!(
+            d > Duration::from_secs(27) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
