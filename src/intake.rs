@@ -435,6 +435,14 @@ impl std::error::Error for ConnectionDropped {}
 
 /// Answers a request; `None` drops the connection without an answer.
 async fn handle(req: Request<Incoming>, state: &IntakeState) -> Option<Response<Full<Bytes>>> {
+    // The control paths are not intake traffic: they are neither counted nor faulty.
+    match (req.method(), req.uri().path()) {
+        (&hyper::Method::GET, "/stats") => {
+            return Some(reply(StatusCode::OK, &state.stats().to_string()));
+        }
+        (&hyper::Method::PUT, "/faults") => return Some(set_faults(req, state).await),
+        _ => {}
+    }
     state.requests.fetch_add(1, Ordering::Relaxed);
     let http2 = req.version() == hyper::Version::HTTP_2;
     let host = req
@@ -497,9 +505,6 @@ async fn process(
     faults: &Faults,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path();
-    if path == "/stats" && req.method() == hyper::Method::GET {
-        return reply(StatusCode::OK, &state.stats().to_string());
-    }
     if path != "/api/v2/logs" && path != "/v1/input" && !path.starts_with("/v1/input/") {
         return error(StatusCode::NOT_FOUND, "not found");
     }
@@ -641,6 +646,32 @@ async fn process(
     accepted(state, events.len(), raw.len())
 }
 
+/// `PUT /faults` with `{"status": 503, "retry_after_secs": 2}` (or `{}` to heal): how a
+/// benchmark turns an outage on and off in an intake running as another process.
+async fn set_faults(req: Request<Incoming>, state: &IntakeState) -> Response<Full<Bytes>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct FaultBody {
+        status: Option<u16>,
+        retry_after_secs: Option<u64>,
+    }
+    let body = match Limited::new(req.into_body(), 4096).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
+    };
+    match serde_json::from_slice::<FaultBody>(&body) {
+        Ok(f) => {
+            *lock(&state.faults) = Faults {
+                status: f.status,
+                retry_after_secs: f.retry_after_secs,
+                ..Faults::default()
+            };
+            reply(StatusCode::OK, "{}")
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
 fn accepted(state: &IntakeState, events: usize, bytes: usize) -> Response<Full<Bytes>> {
     state.events.fetch_add(events as u64, Ordering::Relaxed);
     state.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -654,7 +685,7 @@ pub async fn run_cli(opts: IntakeOptions, shutdown: CancellationToken) -> anyhow
     // On stdout, so scripts (and `sidelog bench`) can read the address of port 0.
     println!("listening on http://{}", intake.addr);
     eprintln!(
-        "sidelog intake listening on http://{} (POST /api/v2/logs, GET /stats){}",
+        "sidelog intake listening on http://{} (POST /api/v2/logs, GET /stats, PUT /faults){}",
         intake.addr,
         if opts.api_key_file.is_some() {
             ", checking DD-API-KEY"

@@ -196,6 +196,42 @@ enum BenchMode {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
+    /// The intake down for a while under a steady stream: requests during the outage, and
+    /// how soon sending resumes after it (default retry settings).
+    Outage {
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        /// Length of the outage.
+        #[arg(long, default_value_t = 20)]
+        down_secs: u64,
+        /// Answer 429 with this Retry-After instead of 503.
+        #[arg(long)]
+        retry_after: Option<u64>,
+    },
+    /// A backlog written while the intake refuses; the intake heals as SIGTERM arrives: is
+    /// everything shipped before the exit, and how long does it take.
+    Drain {
+        #[arg(long, default_value_t = 100)]
+        mb: u64,
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        #[arg(long, default_value_t = 256)]
+        line_bytes: usize,
+        /// shutdown_timeout_ms of the shipper.
+        #[arg(long, default_value_t = 20_000)]
+        timeout_ms: u64,
+    },
+    /// kill -9 halfway through a fast stream, then a restart: how much is sent twice.
+    Crash {
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 4)]
+        files: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// Write-to-intake latency at a steady rate.
     Latency {
         #[arg(long, default_value_t = 2000)]
@@ -361,6 +397,43 @@ fn bench(mode: BenchMode) -> ExitCode {
             block_on(|stop| bench::throughput(opts, stop))
         }
         BenchMode::Idle { files, seconds } => block_on(|_| bench::idle(files.max(1), seconds)),
+        BenchMode::Outage {
+            rate,
+            files,
+            down_secs,
+            retry_after,
+        } => block_on(|_| {
+            bench::outage(bench::OutageOptions {
+                rate,
+                files: files.max(1),
+                down_secs,
+                retry_after,
+            })
+        }),
+        BenchMode::Drain {
+            mb,
+            files,
+            line_bytes,
+            timeout_ms,
+        } => block_on(|_| {
+            bench::drain(bench::DrainOptions {
+                mb,
+                files: files.max(1),
+                line_bytes: line_bytes.max(64),
+                timeout_ms,
+            })
+        }),
+        BenchMode::Crash {
+            rate,
+            files,
+            seconds,
+        } => block_on(|_| {
+            bench::crash(bench::CrashOptions {
+                rate,
+                files: files.max(1),
+                seconds,
+            })
+        }),
         BenchMode::Latency {
             rate,
             seconds,

@@ -132,7 +132,10 @@ impl Dispatcher {
     }
 
     /// Batches still on their way.
-    pub(super) fn in_flight(&self) -> usize {
+    pub(super) fn in_flight(&mut self) -> usize {
+        while let Some(res) = self.tasks.try_join_next() {
+            report_join(res);
+        }
         self.tasks.len()
     }
 

@@ -321,17 +321,19 @@ async fn ship_until_done(
         Ended::Settled
     };
     let mut abandon = signal.clone();
+    // Abandonment first: tasks that gave up make `shipped` complete in the same moment.
     tokio::select! {
-        ended = shipped => ended,
+        biased;
+        _ = abandon.abandoned() => {
+            tracing::warn!("asked again to stop: giving up what is not yet accepted");
+            Ended::Abandoned
+        }
         _ = deadline.deadline_passed() => {
             shutdown.advance(Phase::Abandoning, None);
             tracing::warn!("shutdown deadline (shutdown_timeout_ms) reached before everything was accepted");
             Ended::Abandoned
         }
-        _ = abandon.abandoned() => {
-            tracing::warn!("asked again to stop: giving up what is not yet accepted");
-            Ended::Abandoned
-        }
+        ended = shipped => ended,
     }
 }
 
@@ -419,5 +421,60 @@ fn load_checkpoints(data_dir: &Path) -> Vec<checkpoint::Entry> {
             }
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::Mark;
+    use crate::tail::identity::{DevIno, Fingerprint};
+
+    fn tracker_with_lag() -> Tracker {
+        let t = Tracker::new();
+        let fp = Fingerprint { len: 4, hash: 1 };
+        t.register(
+            1,
+            DevIno { dev: 1, ino: 1 },
+            fp,
+            Path::new("/logs/a.log"),
+            0,
+        );
+        t.register(
+            2,
+            DevIno { dev: 1, ino: 2 },
+            fp,
+            Path::new("/logs/b.log"),
+            0,
+        );
+        t.observe(1, 300, 300);
+        t.observe(2, 50, 500);
+        t.ack(&[
+            Mark {
+                stream: 1,
+                start: 0,
+                end: 100,
+            },
+            Mark {
+                stream: 2,
+                start: 0,
+                end: 500,
+            },
+        ]);
+        t
+    }
+
+    #[test]
+    fn a_drain_cut_short_counts_what_was_not_accepted() {
+        let metrics = Metrics::default();
+        report_unshipped(&tracker_with_lag(), &metrics, true);
+        assert_eq!(Metrics::get(&metrics.shutdown_unshipped_bytes), 200);
+    }
+
+    #[test]
+    fn an_immediate_stop_leaves_the_rest_for_the_next_start_uncounted() {
+        let metrics = Metrics::default();
+        report_unshipped(&tracker_with_lag(), &metrics, false);
+        assert_eq!(Metrics::get(&metrics.shutdown_unshipped_bytes), 0);
     }
 }

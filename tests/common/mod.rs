@@ -139,6 +139,12 @@ impl Harness {
         } else {
             "request_concurrency = 1"
         };
+        // Quick retries unless a test says otherwise (the defaults wait up to 2.5 s).
+        let retries = if datadog_extra.contains("retry_") {
+            ""
+        } else {
+            "retry_initial_ms = 50\nretry_max_ms = 500"
+        };
         let text = format!(
             r#"
 data_dir = "{data}"
@@ -158,8 +164,7 @@ endpoint = "{endpoint}"
 api_key_file = "{key}"
 hostname = "test-host"
 tags = ["env:test"]
-retry_initial_ms = 50
-retry_max_ms = 500
+{retries}
 {concurrency}
 {datadog_extra}
 
@@ -267,9 +272,20 @@ retry_max_ms = 500
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.terminate_within(Duration::from_secs(30))
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit.
+    pub fn terminate_within(&mut self, timeout: Duration) -> ExitStatus {
+        signal(self.child.as_ref().expect("running"), libc::SIGTERM);
+        self.wait_exit(timeout)
+    }
+
+    /// Waits up to `timeout` for the running shipper to exit (it was told to by a signal,
+    /// or ends on its own), and reaps it.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        signal(&child, libc::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
@@ -277,12 +293,17 @@ retry_max_ms = 500
             if Instant::now() > deadline {
                 let _ = child.kill();
                 panic!(
-                    "sidelog did not exit within 30 s of SIGTERM:\n{}",
+                    "sidelog did not exit within {timeout:?}:\n{}",
                     self.stderr()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `sig` to the running shipper.
+    pub fn send_signal(&self, sig: i32) {
+        signal(self.child.as_ref().expect("running"), sig);
     }
 
     /// Events that arrived, grouped by the `filename:` tag, messages in arrival order.
@@ -504,4 +525,22 @@ impl PacedWriter {
             .join()
             .expect("writer thread")
     }
+}
+
+/// For the messages starting with `prefix` and numbered `0..n` (as [`PacedWriter`] writes
+/// them): how many numbers never arrived, and how many arrivals were repeats.
+pub fn count_missing_and_repeated(messages: &[String], prefix: &str, n: u64) -> (usize, usize) {
+    let mut count = vec![0u32; n as usize];
+    for m in messages {
+        if let Some(seq) = m
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.trim().parse::<u64>().ok())
+            && seq < n
+        {
+            count[seq as usize] += 1;
+        }
+    }
+    let missing = count.iter().filter(|&&c| c == 0).count();
+    let repeated = count.iter().map(|&c| c.saturating_sub(1) as usize).sum();
+    (missing, repeated)
 }

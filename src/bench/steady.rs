@@ -1,0 +1,151 @@
+//! `sidelog bench idle` and `sidelog bench latency`: the cost of watching quiet files, and
+//! write-to-intake latency at a steady rate.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+pub async fn idle(files: usize, seconds: u64) -> anyhow::Result<()> {
+    let (_tmp, dir) = temp_or(&None)?;
+    let logs = dir.join("logs");
+    fs::create_dir_all(&logs)?;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut buf = Vec::new();
+    for f in 0..files {
+        buf.clear();
+        for seq in 0..10 {
+            bench_line(
+                &mut buf,
+                &mut rng,
+                f % 100,
+                (f / 100 * 10 + seq) as u64,
+                200,
+                0,
+            );
+        }
+        fs::write(logs.join(format!("idle-{f:04}.log")), &buf)?;
+    }
+    let (mut intake, url) = start_intake(0)?;
+    let config = write_config(&dir, &format!("{}/*.log", logs.display()), &url, "")?;
+    let log = dir.join("shipper.log");
+    let client = reqwest::Client::new();
+    let mut shipper = start_shipper(&config, &log)?;
+    let pid = shipper.0.id();
+    let lines = files as u64 * 10;
+    wait_arrived(
+        &client,
+        &url,
+        lines,
+        &mut shipper,
+        &log,
+        Duration::from_secs(120),
+        None,
+    )
+    .await?;
+    // Let the last batch's checkpoint write happen before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu0 = proc_cpu(pid).unwrap_or(0.0);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let cpu1 = proc_cpu(pid).unwrap_or(0.0);
+    let rss = proc_status_kb(pid, "VmRSS").unwrap_or(0);
+    let hwm = proc_status_kb(pid, "VmHWM").unwrap_or(0);
+    let fds = fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    terminate(&mut shipper)?;
+    terminate(&mut intake)?;
+    println!(
+        "sidelog bench idle: {files} files, {seconds} s idle: CPU {:.3} s, RSS {:.1} MB (peak {:.1} MB), {fds} open descriptors",
+        cpu1 - cpu0,
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    Ok(())
+}
+
+pub async fn latency(rate: u64, seconds: u64, files: usize, timeout_ms: u64) -> anyhow::Result<()> {
+    let (_tmp, dir) = temp_or(&None)?;
+    let logs = dir.join("logs");
+    fs::create_dir_all(&logs)?;
+    let paths: Vec<PathBuf> = (0..files)
+        .map(|i| logs.join(format!("lat-{i}.log")))
+        .collect();
+    for p in &paths {
+        File::create(p)?;
+    }
+    let (mut intake, url) = start_intake(0)?;
+    let config = write_config(
+        &dir,
+        &format!("{}/*.log", logs.display()),
+        &url,
+        &format!("\n[batch]\ntimeout_ms = {timeout_ms}\n"),
+    )?;
+    let log = dir.join("shipper.log");
+    let client = reqwest::Client::new();
+    let mut shipper = start_shipper(&config, &log)?;
+    // Wait until the shipper watches the files (its first line arrives).
+    let mut handles: Vec<File> = paths
+        .iter()
+        .map(|p| OpenOptions::new().append(true).open(p))
+        .collect::<Result<_, _>>()?;
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut seqs = vec![0u64; files];
+    let now_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0)
+    };
+    let mut buf = Vec::new();
+    bench_line(&mut buf, &mut rng, 0, 0, 200, 0);
+    handles[0].write_all(&buf)?;
+    seqs[0] = 1;
+    wait_arrived(
+        &client,
+        &url,
+        1,
+        &mut shipper,
+        &log,
+        Duration::from_secs(30),
+        None,
+    )
+    .await?;
+    let start = Instant::now();
+    let mut written = 1u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let due = 1 + (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        while written < due {
+            let f = (written % files as u64) as usize;
+            buf.clear();
+            bench_line(&mut buf, &mut rng, f, seqs[f], 200, now_us());
+            seqs[f] += 1;
+            handles[f].write_all(&buf)?;
+            written += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let s = wait_arrived(
+        &client,
+        &url,
+        written,
+        &mut shipper,
+        &log,
+        Duration::from_secs(60),
+        None,
+    )
+    .await?;
+    terminate(&mut shipper)?;
+    terminate(&mut intake)?;
+    println!(
+        "sidelog bench latency: {rate} lines/s for {seconds} s over {files} files, batch.timeout_ms = {timeout_ms}: p50 {} ms, p99 {} ms, max {} ms ({} lines, {} duplicates)",
+        s["latency_p50_ms"],
+        s["latency_p99_ms"],
+        s["latency_max_ms"],
+        s["distinct"],
+        s["duplicates"]
+    );
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! `sidelog bench throughput`: ships generated files as fast as it can, next to the ceiling
+//! (the same lines encoded into the same batches and compressed on the same number of
+//! threads, with no I/O).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::config::Compression;
+use crate::encode::{Batch, BatchBuilder, EventFields, EventTemplate, LinePiece};
+use crate::tail::frame::frame;
+
+#[derive(Debug, Clone)]
+pub struct ThroughputOptions {
+    pub mb: u64,
+    pub files: usize,
+    pub line_bytes: usize,
+    pub compression: Compression,
+    pub level: i32,
+    /// `datadog.request_concurrency`: a number or `adaptive`.
+    pub request_concurrency: crate::config::RequestConcurrency,
+    /// Delay the intake adds to every answer, to stand for a distant intake.
+    pub intake_latency_ms: u64,
+    /// Ship with one `mask_sequences` rule (card numbers), to measure what a rule costs.
+    pub mask: bool,
+    pub max_bytes: usize,
+    /// Threads for the ceiling; default: the cores sidelog compresses on.
+    pub threads: Option<usize>,
+    /// Where to write the files (a temporary directory by default).
+    pub dir: Option<PathBuf>,
+}
+
+struct CeilingResult {
+    wall: Duration,
+    cpu: f64,
+    json_bytes: u64,
+    compressed_bytes: u64,
+}
+
+/// Encodes and compresses the files' lines exactly as the shipper does, from memory.
+fn ceiling(
+    paths: &[PathBuf],
+    threads: usize,
+    opts: &ThroughputOptions,
+) -> anyhow::Result<CeilingResult> {
+    let data: Vec<Vec<u8>> = paths.iter().map(fs::read).collect::<Result<_, _>>()?;
+    let mut chunks = Vec::new();
+    for (f, d) in data.iter().enumerate() {
+        let mut start = 0;
+        while start < d.len() {
+            let mut end = (start + 256 * 1024).min(d.len());
+            if end < d.len() {
+                end = memchr::memrchr(b'\n', &d[start..end]).map_or(end, |i| start + i + 1);
+            }
+            chunks.push((f, start, end));
+            start = end;
+        }
+    }
+    let next = AtomicUsize::new(0);
+    let json = AtomicUsize::new(0);
+    let compressed = AtomicUsize::new(0);
+    let cpu0 = own_cpu();
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let templates: Vec<EventTemplate> =
+                    paths.iter().map(|p| bench_template(p)).collect();
+                let mut builder = BatchBuilder::new(1000, opts.max_bytes);
+                let mut out = Vec::new();
+                let mut finish = |batch: Batch, builder: &mut BatchBuilder| {
+                    json.fetch_add(batch.body.len(), Ordering::Relaxed);
+                    if crate::compress::compress(
+                        opts.compression,
+                        opts.level,
+                        &batch.body,
+                        &mut out,
+                    )
+                    .is_ok()
+                    {
+                        compressed.fetch_add(out.len(), Ordering::Relaxed);
+                    }
+                    builder.recycle(batch.body);
+                };
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(f, start, end)) = chunks.get(i) else {
+                        break;
+                    };
+                    let buf = &data[f][start..end];
+                    let valid = simdutf8::basic::from_utf8(buf).is_ok();
+                    let mut ready = Vec::new();
+                    let mut cont = false;
+                    frame(buf, 900_000, &mut cont, false, |fr| {
+                        builder.append_line(
+                            &templates[f],
+                            1_764_000_000_000,
+                            f as u64,
+                            (start + fr.text_start) as u64,
+                            (start + fr.text_start) as u64,
+                            (start + fr.end) as u64,
+                            LinePiece {
+                                text: &buf[fr.text_start..fr.text_start + fr.text_len],
+                                valid_utf8: valid,
+                                cut_before: fr.cut_before,
+                                cut_after: fr.cut_after,
+                                status: None,
+                            },
+                            &mut |b| ready.push(b),
+                        );
+                    });
+                    for b in ready {
+                        finish(b, &mut builder);
+                    }
+                }
+                if let Some(b) = builder.take() {
+                    finish(b, &mut builder);
+                }
+            });
+        }
+    });
+    Ok(CeilingResult {
+        wall: t0.elapsed(),
+        cpu: own_cpu() - cpu0,
+        json_bytes: json.load(Ordering::Relaxed) as u64,
+        compressed_bytes: compressed.load(Ordering::Relaxed) as u64,
+    })
+}
+
+fn bench_template(path: &Path) -> EventTemplate {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    EventTemplate::new(&EventFields {
+        status: "info",
+        hostname: "bench-host",
+        service: "bench",
+        source: "bench",
+        tags: &format!("env:bench,filename:{name}"),
+    })
+}
+
+pub async fn throughput(opts: ThroughputOptions, _stop: CancellationToken) -> anyhow::Result<()> {
+    let (_tmp, dir) = temp_or(&opts.dir)?;
+    let logs = dir.join("logs");
+    let _ = fs::remove_dir_all(&logs);
+    let _ = fs::remove_dir_all(dir.join("data"));
+    fs::create_dir_all(&logs)?;
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    println!(
+        "sidelog bench throughput: {} MB in {} files, ~{} byte lines, {} level {}, request_concurrency {}, intake latency {} ms",
+        opts.mb,
+        opts.files,
+        opts.line_bytes,
+        opts.compression.content_encoding(),
+        opts.level,
+        concurrency_value(opts.request_concurrency),
+        opts.intake_latency_ms
+    );
+    let t = Instant::now();
+    let (paths, lines, bytes) = generate(&logs, opts.mb, opts.files, opts.line_bytes)?;
+    println!(
+        "  generated    {lines} lines, {:.1} MB in {:.1} s",
+        bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+
+    let c = ceiling(&paths, threads, &opts)?;
+    let gb = bytes as f64 / 1e9;
+    let c_mbps = bytes as f64 / 1e6 / c.wall.as_secs_f64();
+    let c_cpu_gb = c.cpu / gb;
+    println!(
+        "  ceiling      {c_mbps:7.1} MB/s  {:9.0} lines/s  CPU {c_cpu_gb:5.1} s/GB   (encode + compress, {threads} threads, no I/O; JSON {:.0} MB -> {:.0} MB)",
+        lines as f64 / c.wall.as_secs_f64(),
+        c.json_bytes as f64 / 1e6,
+        c.compressed_bytes as f64 / 1e6,
+    );
+
+    let (mut intake, url) = start_intake(opts.intake_latency_ms)?;
+    let config = write_config_with(
+        &dir,
+        &format!("{}/*.log", logs.display()),
+        if opts.mask { MASK_RULE } else { "" },
+        &url,
+        &format!(
+            "compression = \"{}\"\ncompression_level = {}\nrequest_concurrency = {}\n\n[batch]\nmax_bytes = {}\n",
+            match opts.compression {
+                Compression::None => "none",
+                other => other.content_encoding(),
+            },
+            opts.level,
+            concurrency_value(opts.request_concurrency),
+            opts.max_bytes
+        ),
+    )?;
+    let log = dir.join("shipper.log");
+    let client = reqwest::Client::new();
+    let t0 = Instant::now();
+    let mut samples = Vec::new();
+    let mut shipper = start_shipper(&config, &log)?;
+    let pid = shipper.0.id();
+    let s = wait_arrived(
+        &client,
+        &url,
+        lines,
+        &mut shipper,
+        &log,
+        Duration::from_secs(3600),
+        Some((t0, &mut samples)),
+    )
+    .await?;
+    let wall = t0.elapsed();
+    let cpu = proc_cpu(pid).unwrap_or(0.0);
+    let hwm_kb = proc_status_kb(pid, "VmHWM").unwrap_or(0);
+    let intake_cpu = proc_cpu(intake.0.id()).unwrap_or(0.0);
+    let threads_cpu = thread_cpu(pid);
+    let status = terminate(&mut shipper)?;
+    let fin = stats(&client, &url).await?;
+    terminate(&mut intake)?;
+
+    let mbps = bytes as f64 / 1e6 / wall.as_secs_f64();
+    let cpu_gb = cpu / gb;
+    println!(
+        "  end-to-end   {mbps:7.1} MB/s  {:9.0} lines/s  CPU {cpu_gb:5.1} s/GB   peak RSS {:.1} MB   ({:.1} s; intake used {:.1} CPU s)",
+        lines as f64 / wall.as_secs_f64(),
+        hwm_kb as f64 / 1024.0,
+        wall.as_secs_f64(),
+        intake_cpu,
+    );
+    let per_thread: Vec<String> = threads_cpu
+        .iter()
+        .map(|(name, cpu)| format!("{name} {cpu:.1} s"))
+        .collect();
+    println!("  threads      {}", per_thread.join(", "));
+    // Start-up and the final partial batch (which waits `batch.timeout_ms`) are fixed costs
+    // of a finite run; the rate between 5% and 95% arrived is the sustained one.
+    let steady = steady_rate(&samples, lines)
+        .map(|lines_per_s| lines_per_s * bytes as f64 / lines as f64 / 1e6);
+    if let Some(steady) = steady {
+        println!(
+            "  steady       {steady:7.1} MB/s  {:9.0} lines/s  (between 5% and 95% of lines arrived)",
+            steady * 1e6 * lines as f64 / bytes as f64
+        );
+    }
+    println!(
+        "  ratio        {:.0}% of ceiling throughput end to end{}, {:.2}x ceiling CPU per GB",
+        100.0 * mbps / c_mbps,
+        steady.map_or(String::new(), |s| format!(
+            " ({:.0}% steady)",
+            100.0 * s / c_mbps
+        )),
+        cpu_gb / c_cpu_gb
+    );
+    let dups = fin["duplicates"].as_u64().unwrap_or(0);
+    let distinct = s["distinct"].as_u64().unwrap_or(0);
+    println!(
+        "  verified     {distinct} of {lines} lines arrived, {dups} duplicates, {} unrecognised; shipper exit {status}",
+        fin["unrecognised"]
+    );
+    if distinct != lines || dups != 0 || !status.success() {
+        bail!("verification failed");
+    }
+    Ok(())
+}
+
+/// Lines per second between the samples where 5% and 95% of `lines` had arrived.
+fn steady_rate(samples: &[(f64, u64)], lines: u64) -> Option<f64> {
+    let at = |fraction: f64| {
+        let target = (lines as f64 * fraction) as u64;
+        samples.iter().find(|(_, n)| *n >= target).copied()
+    };
+    let (t1, n1) = at(0.05)?;
+    let (t2, n2) = at(0.95)?;
+    (t2 > t1 && n2 > n1).then(|| (n2 - n1) as f64 / (t2 - t1))
+}
