@@ -508,7 +508,7 @@ mod tests {
             std::path::Path::new("/var/log/a \"b\".log"),
             10,
         );
-        tracker.observe(1, 40, 100);
+        tracker.observe(1, 40, 100, 0);
         let text = prometheus(&state);
         assert!(
             text.contains("sidelog_retries_total{reason=\"network\"} 3"),

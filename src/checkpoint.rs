@@ -197,6 +197,8 @@ struct Stream {
     /// What the reader last saw: its read position and the file's size (for status).
     read: u64,
     size: u64,
+    /// Bytes at the end of what was read that need no event (see [`FileProgress::skipped`]).
+    skipped: u64,
 }
 
 /// One file's progress, for metrics and `sidelog status`.
@@ -209,12 +211,19 @@ pub struct FileProgress {
     pub read: u64,
     /// Bytes the intake accepted (the checkpoint).
     pub accepted: u64,
+    /// Bytes read after the last event that need none (skipped empty lines, events a rule
+    /// excluded): the checkpoint moves past them only with the next event, but nothing is
+    /// owed for them.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 impl FileProgress {
     /// Bytes in the file not yet accepted by the intake.
     pub fn lag(&self) -> u64 {
-        self.size.saturating_sub(self.accepted)
+        self.size
+            .saturating_sub(self.accepted)
+            .saturating_sub(self.skipped)
     }
 }
 
@@ -307,17 +316,20 @@ impl Tracker {
                 superseded: false,
                 read: start,
                 size: start,
+                skipped: 0,
             },
         );
         inner.dirty = true;
         self.changed.notify_one();
     }
 
-    /// The reader's view of a stream: how far it has read, and how large the file is.
-    pub fn observe(&self, stream: u64, read: u64, size: u64) {
+    /// The reader's view of a stream: how far it has read, how large the file is, and how
+    /// many bytes at the end of what it read need no event.
+    pub fn observe(&self, stream: u64, read: u64, size: u64, skipped: u64) {
         if let Some(s) = self.lock().streams.get_mut(&stream) {
             s.read = read;
             s.size = size;
+            s.skipped = skipped;
         }
     }
 
@@ -333,6 +345,7 @@ impl Tracker {
                 size: s.size,
                 read: s.read,
                 accepted: s.done,
+                skipped: s.skipped,
             })
             .collect();
         out.sort_by(|a, b| a.path.cmp(&b.path));

@@ -15,7 +15,7 @@ pub const ENV_PREFIX: &str = "SIDELOG_";
 /// Separator between nesting levels in an environment override name.
 pub const ENV_SEPARATOR: &str = "__";
 /// Environment variables with the prefix that are not configuration keys.
-const ENV_NOT_KEYS: &[&str] = &["SIDELOG_CONFIG"];
+const ENV_NOT_KEYS: &[&str] = &["SIDELOG_CONFIG", "SIDELOG_BENCH_SHIPPER"];
 /// Keys whose environment override is a comma-separated list.
 const LIST_KEYS: &[&str] = &["include", "exclude", "tags"];
 

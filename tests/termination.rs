@@ -362,3 +362,19 @@ fn sending_resumes_within_3_s_of_a_20_s_outage() {
 fn sending_resumes_within_3_s_of_a_2_minute_outage() {
     outage(Duration::from_secs(120), Duration::ZERO);
 }
+
+#[test]
+fn trailing_skipped_lines_are_not_reported_as_unshipped() {
+    let mut h = Harness::with_intake();
+    // Empty lines at the end need no event: the checkpoint stays before them, but nothing
+    // is owed for them, so a drain has nothing to report.
+    std::fs::write(h.log("app.log"), b"one\ntwo\n\n\n").expect("write");
+    let config = h.default_config();
+    h.start(&config);
+    h.wait_events(2, T);
+    h.wait_stderr("caught up with file", T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let log = h.stderr();
+    assert!(!log.contains("left unshipped"), "{log}");
+    assert_lines(&h.messages(), &["one".into(), "two".into()], "trailing empty lines");
+}

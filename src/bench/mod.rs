@@ -382,6 +382,8 @@ fn start_shipper(config: &Path, log: &Path) -> anyhow::Result<ChildGuard> {
         .arg("--config")
         .arg(config)
         .env_remove("RUST_LOG")
+        // It would read as a configuration key (it has the prefix).
+        .env_remove(SHIPPER_ENV)
         .stdout(Stdio::null())
         .stderr(File::create(log)?)
         .spawn()

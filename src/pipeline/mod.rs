@@ -447,8 +447,8 @@ mod tests {
             Path::new("/logs/b.log"),
             0,
         );
-        t.observe(1, 300, 300);
-        t.observe(2, 50, 500);
+        t.observe(1, 300, 300, 0);
+        t.observe(2, 50, 500, 0);
         t.ack(&[
             Mark {
                 stream: 1,

@@ -489,7 +489,7 @@ impl Tailer {
                 .as_ref()
                 .and_then(|f| f.metadata().ok())
                 .map_or(s.last_size, |m| m.len());
-            self.tracker.observe(s.id, s.read_pos, size);
+            self.tracker.observe(s.id, s.read_pos, size, s.skipped_tail());
         }
     }
 
@@ -1039,7 +1039,8 @@ impl Tailer {
         if size == s.read_pos {
             s.active = false;
             s.note_caught_up();
-            self.tracker.observe(s.id, s.read_pos, size);
+            self.tracker
+                .observe(s.id, s.read_pos, size, s.skipped_tail());
             return;
         }
         let n = match read_full(file, &mut self.buf, s.read_pos) {
@@ -1148,7 +1149,8 @@ impl Tailer {
         });
         Metrics::add(&self.metrics.lines_joined, joined);
         s.read_pos += consumed as u64;
-        self.tracker.observe(s.id, s.read_pos, size);
+        self.tracker
+            .observe(s.id, s.read_pos, size, s.skipped_tail());
         let after = builder.stats;
         let m = &self.metrics;
         Metrics::add(&m.lines_read, lines);
@@ -1353,6 +1355,15 @@ impl Tailer {
 }
 
 impl Stream {
+    /// Bytes read after the last event that need no event of their own (skipped or
+    /// excluded lines). Lines held in a pending multi-line event are owed, so none then.
+    fn skipped_tail(&self) -> u64 {
+        if self.grouping.as_ref().is_some_and(|g| !g.is_empty()) {
+            return 0;
+        }
+        self.read_pos.saturating_sub(self.covered)
+    }
+
     fn note_caught_up(&mut self) {
         if !self.caught_up {
             self.caught_up = true;
