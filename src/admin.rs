@@ -7,7 +7,6 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -19,7 +18,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{FileProgress, Tracker};
-use crate::metrics::Metrics;
+use crate::metrics::{
+    BUILD_INFO, FILE_LAG, FILES_WATCHED, Metrics, RULE_MATCHES, SECONDS_SINCE_LAST_ACCEPTED,
+};
 
 /// What the admin endpoint reads from. It outlives a configuration reload: each run of the
 /// shipper attaches its checkpoint tracker and intake URL.
@@ -169,17 +170,17 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 /// is missing or rejected. Kubernetes readiness only gates Services, so for a sidecar this is
 /// a signal for people and alerts.
 fn not_ready(m: &Metrics) -> Option<String> {
-    if Metrics::get(&m.api_key_missing) != 0 {
+    if m.api_key_missing.get() != 0 {
         return Some("waiting for the API key file".into());
     }
-    if Metrics::get(&m.api_key_rejected) != 0 {
+    if m.api_key_rejected.get() != 0 {
         return Some("the intake rejects the API key (401/403)".into());
     }
     None
 }
 
 fn seconds_since_last_accepted(m: &Metrics) -> Option<f64> {
-    let last = Metrics::get(&m.last_accepted_unix_ms);
+    let last = m.last_accepted_unix_ms.get();
     (last > 0).then(|| crate::tail::now_ms().saturating_sub(last) as f64 / 1000.0)
 }
 
@@ -193,10 +194,10 @@ pub fn status(state: &AdminState) -> Status {
         ready: why.is_none(),
         not_ready_because: why,
         seconds_since_last_accepted: seconds_since_last_accepted(m),
-        events_sent: Metrics::get(&m.events_sent),
-        events_dropped: Metrics::get(&m.events_dropped),
-        retries: Metrics::get(&m.retries),
-        request_concurrency: Metrics::get(&m.request_concurrency_limit),
+        events_sent: m.events_sent.get(),
+        events_dropped: m.events_dropped_total(),
+        retries: m.retries_total(),
+        request_concurrency: m.request_concurrency_limit.get(),
         files,
     }
 }
@@ -251,236 +252,49 @@ pub fn render_status(s: &Status) -> String {
     out
 }
 
-/// The metrics in Prometheus' text format.
+/// The metrics in Prometheus' text format, from their declarations in [`crate::metrics`].
 pub fn prometheus(state: &AdminState) -> String {
     let m = &state.metrics;
     let mut out = String::with_capacity(8192);
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-        let _ = writeln!(out, "# HELP sidelog_{name} {help}");
-        let _ = writeln!(out, "# TYPE sidelog_{name} {kind}");
-        for (labels, value) in samples {
-            let _ = writeln!(out, "sidelog_{name}{labels} {value}");
+    BUILD_INFO.write_header(&mut out);
+    BUILD_INFO.write_sample(
+        &mut out,
+        concat!("{version=\"", env!("CARGO_PKG_VERSION"), "\"}"),
+        1,
+    );
+    let mut last_family = "";
+    for (series, value) in m.series() {
+        if series.family.name != last_family {
+            series.family.write_header(&mut out);
+            last_family = series.family.name;
         }
-    };
-    family(
-        "build_info",
-        "gauge",
-        "Always 1; the version is a label.",
-        &[(concat!("{version=\"", env!("CARGO_PKG_VERSION"), "\"}"), 1)],
-    );
-    for (name, help, counter) in [
-        (
-            "lines_read_total",
-            "Lines framed (a long line counts once per piece).",
-            &m.lines_read,
-        ),
-        (
-            "bytes_read_total",
-            "File bytes consumed by the reader.",
-            &m.bytes_read,
-        ),
-        (
-            "lines_skipped_empty_total",
-            "Empty lines skipped.",
-            &m.lines_skipped_empty,
-        ),
-        (
-            "lines_invalid_utf8_total",
-            "Lines shipped with invalid UTF-8 replaced.",
-            &m.lines_invalid_utf8,
-        ),
-        (
-            "lines_split_total",
-            "Extra events made by cutting lines too long for one event.",
-            &m.lines_split,
-        ),
-        (
-            "files_opened_total",
-            "Files opened for reading.",
-            &m.files_opened,
-        ),
-        (
-            "files_closed_total",
-            "Files closed after being read to their end.",
-            &m.files_closed,
-        ),
-        (
-            "files_truncated_total",
-            "Truncations detected.",
-            &m.files_truncated,
-        ),
-        (
-            "files_evicted_total",
-            "Files closed to stay under tail.max_open_files.",
-            &m.files_evicted,
-        ),
-        (
-            "files_gone_while_closed_total",
-            "Files renamed or deleted while closed and not found again.",
-            &m.files_gone_while_closed,
-        ),
-        (
-            "files_ignored_old_total",
-            "Files not read because of ignore_older_secs.",
-            &m.files_ignored_old,
-        ),
-        (
-            "events_excluded_total",
-            "Events dropped by exclude_at_match or include_at_match rules.",
-            &m.events_excluded,
-        ),
-        (
-            "lines_joined_total",
-            "Lines appended to a multi-line event.",
-            &m.lines_joined,
-        ),
-        (
-            "files_deleted_total",
-            "Rotated files deleted once fully accepted (delete_after_ship).",
-            &m.files_deleted,
-        ),
-        (
-            "rotated_bytes_given_up_total",
-            "Unread bytes of rotated or deleted files given up at tail.rotate_wait_ms.",
-            &m.rotated_bytes_given_up,
-        ),
-        (
-            "batches_built_total",
-            "Batches handed to the sender.",
-            &m.batches_built,
-        ),
-        (
-            "batches_sent_total",
-            "Requests the intake accepted.",
-            &m.batches_sent,
-        ),
-        (
-            "batches_split_total",
-            "Batches split in halves after a 400 or 413.",
-            &m.batches_split,
-        ),
-        (
-            "events_sent_total",
-            "Events the intake accepted.",
-            &m.events_sent,
-        ),
-        (
-            "line_bytes_sent_total",
-            "Raw line bytes in accepted events.",
-            &m.line_bytes_sent,
-        ),
-        (
-            "bytes_sent_uncompressed_total",
-            "Accepted request bodies before compression.",
-            &m.bytes_sent_uncompressed,
-        ),
-        (
-            "bytes_sent_compressed_total",
-            "Accepted request bodies as sent.",
-            &m.bytes_sent_compressed,
-        ),
-        (
-            "checkpoint_write_errors_total",
-            "Checkpoint writes that failed.",
-            &m.checkpoint_write_errors,
-        ),
-        (
-            "shutdown_unshipped_bytes_total",
-            "File bytes not accepted when a shutdown drain ended at its deadline.",
-            &m.shutdown_unshipped_bytes,
-        ),
-    ] {
-        family(name, "counter", help, &[("", get(counter))]);
+        let labels = series
+            .label
+            .map(|(name, value)| format!("{{{name}=\"{value}\"}}"))
+            .unwrap_or_default();
+        series.family.write_sample(&mut out, &labels, value);
     }
-    family(
-        "retries_total",
-        "counter",
-        "Failed attempts that will be retried, by reason.",
-        &[
-            ("{reason=\"network\"}", get(&m.retries_network)),
-            ("{reason=\"throttled\"}", get(&m.retries_throttled)),
-            ("{reason=\"server_error\"}", get(&m.retries_server_error)),
-            ("{reason=\"key_rejected\"}", get(&m.retries_key_rejected)),
-            (
-                "{reason=\"unexpected_status\"}",
-                get(&m.retries_unexpected_status),
-            ),
-        ],
-    );
-    family(
-        "events_dropped_total",
-        "counter",
-        "Events dropped, by reason.",
-        &[
-            ("{reason=\"invalid\"}", get(&m.events_dropped_invalid)),
-            ("{reason=\"too_large\"}", get(&m.events_dropped_too_large)),
-            (
-                "{reason=\"unencodable\"}",
-                get(&m.events_dropped_unencodable),
-            ),
-        ],
-    );
-    for (name, help, gauge) in [
-        ("files_open", "Files open now.", &m.files_open),
-        (
-            "api_key_rejected",
-            "1 while the intake rejects the API key.",
-            &m.api_key_rejected,
-        ),
-        (
-            "api_key_missing",
-            "1 while the API key file is missing or empty.",
-            &m.api_key_missing,
-        ),
-        (
-            "request_concurrency_limit",
-            "Requests allowed in flight now.",
-            &m.request_concurrency_limit,
-        ),
-    ] {
-        family(name, "gauge", help, &[("", get(gauge))]);
-    }
-    let rules = m.rule_counters();
-    let _ = writeln!(
-        out,
-        "# HELP sidelog_processing_rule_matches_total Matches of each processing rule."
-    );
-    let _ = writeln!(out, "# TYPE sidelog_processing_rule_matches_total counter");
-    for r in &rules {
-        let _ = writeln!(
-            out,
-            "sidelog_processing_rule_matches_total{{input=\"{}\",rule=\"{}\",type=\"{}\"}} {}",
+    RULE_MATCHES.write_header(&mut out);
+    for r in &m.rule_counters() {
+        let labels = format!(
+            "{{input=\"{}\",rule=\"{}\",type=\"{}\"}}",
             r.input,
             escape_label(&r.name),
-            r.kind,
-            r.matches.load(Ordering::Relaxed)
+            r.kind
         );
+        RULE_MATCHES.write_sample(&mut out, &labels, r.matches.get());
     }
     let (files, _) = state.view();
-    let _ = writeln!(out, "# HELP sidelog_files_watched Files being tailed.");
-    let _ = writeln!(out, "# TYPE sidelog_files_watched gauge");
-    let _ = writeln!(out, "sidelog_files_watched {}", files.len());
-    let _ = writeln!(
-        out,
-        "# HELP sidelog_seconds_since_last_accepted Seconds since the intake last accepted a batch (absent before the first)."
-    );
-    let _ = writeln!(out, "# TYPE sidelog_seconds_since_last_accepted gauge");
+    FILES_WATCHED.write_header(&mut out);
+    FILES_WATCHED.write_sample(&mut out, "", files.len());
+    SECONDS_SINCE_LAST_ACCEPTED.write_header(&mut out);
     if let Some(secs) = seconds_since_last_accepted(m) {
-        let _ = writeln!(out, "sidelog_seconds_since_last_accepted {secs:.3}");
+        SECONDS_SINCE_LAST_ACCEPTED.write_sample(&mut out, "", format!("{secs:.3}"));
     }
-    let _ = writeln!(
-        out,
-        "# HELP sidelog_file_lag_bytes Bytes of a file not yet accepted by the intake."
-    );
-    let _ = writeln!(out, "# TYPE sidelog_file_lag_bytes gauge");
+    FILE_LAG.write_header(&mut out);
     for f in &files {
-        let _ = writeln!(
-            out,
-            "sidelog_file_lag_bytes{{path=\"{}\"}} {}",
-            escape_label(&f.path),
-            f.lag()
-        );
+        let labels = format!("{{path=\"{}\"}}", escape_label(&f.path));
+        FILE_LAG.write_sample(&mut out, &labels, f.lag());
     }
     out
 }
@@ -500,7 +314,7 @@ mod tests {
         let state = AdminState::new(Arc::new(Metrics::default()));
         let tracker = Arc::new(Tracker::new());
         state.attach(tracker.clone(), "http://x".into());
-        Metrics::add(&state.metrics.retries_network, 3);
+        state.metrics.retries_network.add(3);
         tracker.register(
             1,
             crate::tail::identity::DevIno { dev: 1, ino: 2 },
@@ -529,7 +343,7 @@ mod tests {
         let s = status(&state);
         assert!(s.ready);
         assert_eq!(s.files[0].lag(), 90);
-        Metrics::add(&state.metrics.api_key_rejected, 1);
+        state.metrics.api_key_rejected.set(1);
         assert!(!status(&state).ready);
     }
 }

@@ -161,7 +161,7 @@ pub async fn write_as_accepted(
                 durable_due.get_or_insert(last_durable + durable_every);
             }
             Ok(Err(e)) => {
-                Metrics::add(&metrics.checkpoint_write_errors, 1);
+                metrics.checkpoint_write_errors.inc();
                 tracker.mark_dirty();
                 crate::warn_limited!(error = %e, "checkpoint write failed; will retry");
                 // Do not spin on a full disk: try again after the interval.

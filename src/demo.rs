@@ -190,7 +190,7 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
             _ = shutdown.cancelled() => break,
         }
         let shipped = intake.event_count();
-        let bytes = Metrics::get(&metrics.line_bytes_sent);
+        let bytes = metrics.line_bytes_sent.get();
         let w = written.load(Ordering::Relaxed);
         println!(
             "{:>4}s  written {:>9} lines  shipped {:>9} lines  {:>7} lines/s  {:>6.2} MB/s  lag {:>6} lines",

@@ -1,107 +1,224 @@
-//! Counters shared by every stage: one named field per internal event, so logs, the demo's
-//! progress line and the Prometheus endpoint ([`crate::admin`]) all report the same numbers.
+//! Metrics shared by every stage. Each metric is declared once, in [`metrics!`] below (field,
+//! kind, Prometheus name, label, help), and that one declaration makes both the field the code
+//! updates and the lines [`crate::admin`] serves; families whose series are only known at run
+//! time (a rule's matches, a file's lag) are declared as [`Family`] constants here too. A
+//! [`Counter`] only grows ([`Counter::add`]); a [`Gauge`] is set ([`Gauge::set`]).
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
-        /// Process-wide counters; every field only ever grows unless documented as a gauge.
+/// A value that only grows.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that is set to what it is now.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    #[inline]
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// Sets the value and returns the one before.
+    #[inline]
+    pub fn replace(&self, v: u64) -> u64 {
+        self.0.swap(v, Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub fn up(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn down(&self) {
+        // Never below zero, whatever the order of updates.
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(1))
+            });
+    }
+
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A Prometheus metric family: every series of it shares name, kind and help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family {
+    /// Without the `sidelog_` prefix.
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub help: &'static str,
+}
+
+impl Family {
+    /// The `# HELP` and `# TYPE` lines.
+    pub fn write_header(&self, out: &mut String) {
+        let _ = writeln!(out, "# HELP sidelog_{} {}", self.name, self.help);
+        let _ = writeln!(out, "# TYPE sidelog_{} {}", self.name, self.kind);
+    }
+
+    /// One sample line; `labels` already formatted (`{a="b"}`) or empty.
+    pub fn write_sample(&self, out: &mut String, labels: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(out, "sidelog_{}{labels} {value}", self.name);
+    }
+}
+
+/// One series of [`Metrics`], as declared.
+#[derive(Debug, Clone, Copy)]
+pub struct Series {
+    pub family: Family,
+    /// `(name, value)` of its one label, if it has one.
+    pub label: Option<(&'static str, &'static str)>,
+}
+
+const fn kind_name(counter: bool) -> &'static str {
+    if counter { "counter" } else { "gauge" }
+}
+
+macro_rules! is_counter {
+    (Counter) => {
+        true
+    };
+    (Gauge) => {
+        false
+    };
+}
+
+macro_rules! metrics {
+    ($(
+        $(#[$doc:meta])*
+        $field:ident: $kind:ident = $name:literal $({ $lname:literal = $lvalue:literal })?, $help:literal;
+    )*) => {
+        /// Process-wide metrics, one field per series.
         #[derive(Debug, Default)]
         pub struct Metrics {
-            $($(#[$doc])* pub $name: AtomicU64,)*
+            $($(#[$doc])* pub $field: $kind,)*
+            /// Unix milliseconds of the last accepted batch (exported as seconds since).
+            pub last_accepted_unix_ms: Gauge,
             /// Matches of each processing rule, registered when inputs are set up.
             rules: std::sync::Mutex<Vec<RuleCounter>>,
         }
 
         impl Metrics {
-            /// Name and value of every counter, for printing.
-            pub fn values(&self) -> Vec<(&'static str, u64)> {
-                vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
+            /// Every declared series with its value now, in declaration order.
+            pub fn series(&self) -> Vec<(Series, u64)> {
+                vec![$(
+                    (
+                        Series {
+                            family: Family {
+                                name: $name,
+                                kind: kind_name(is_counter!($kind)),
+                                help: $help,
+                            },
+                            label: None $(.or(Some(($lname, $lvalue))))?,
+                        },
+                        self.$field.get(),
+                    ),
+                )*]
             }
         }
     };
 }
 
-counters! {
-    /// Lines framed (a long line cut in pieces counts once per piece).
-    lines_read,
-    /// File bytes consumed by the reader.
-    bytes_read,
-    /// Empty lines skipped.
-    lines_skipped_empty,
-    /// Lines with invalid UTF-8, shipped with U+FFFD replacements.
-    lines_invalid_utf8,
-    /// Extra events made by cutting lines too long for one event.
-    lines_split,
-    /// Files opened for reading.
-    files_opened,
-    /// Files closed after being read to their end.
-    files_closed,
-    /// Gauge: files currently open.
-    files_open,
-    /// Truncations detected (reading restarted at 0).
-    files_truncated,
-    /// Files read to their end closed to stay under `tail.max_open_files` (reopened on growth).
-    files_evicted,
-    /// Files that were renamed away or deleted while closed under `tail.max_open_files` and
-    /// could not be found again: lines written after their last read may be lost.
-    files_gone_while_closed,
-    /// Files not read because they were older than `ignore_older_secs` when found.
-    files_ignored_old,
-    /// Rotated files deleted after every line was accepted (`delete_after_ship`).
-    files_deleted,
-    /// Unread bytes of rotated or deleted files given up at `tail.rotate_wait_ms`.
-    rotated_bytes_given_up,
-    /// Batches handed to the sender.
-    batches_built,
-    /// Batches and events the intake accepted.
-    batches_sent,
-    events_sent,
-    /// Raw line bytes in accepted events.
-    line_bytes_sent,
-    /// Request bodies accepted, before and after compression.
-    bytes_sent_uncompressed,
-    bytes_sent_compressed,
-    /// Failed attempts that will be retried, in all and by reason.
-    retries,
-    /// ... the request failed or timed out (no answer).
-    retries_network,
-    /// ... 408 or 429.
-    retries_throttled,
-    /// ... 5xx.
-    retries_server_error,
-    /// ... 401 or 403: the key was re-read.
-    retries_key_rejected,
-    /// ... any other status, kept on disk until the intake takes it.
-    retries_unexpected_status,
-    /// Batches split in halves after a 400 or 413.
-    batches_split,
-    /// Events dropped, in all and by reason.
-    events_dropped,
-    /// ... the intake answered 400 to the event alone.
-    events_dropped_invalid,
-    /// ... the intake answered 413 to the event alone.
-    events_dropped_too_large,
-    /// ... the batch could not be compressed.
-    events_dropped_unencodable,
-    /// Gauge: 1 while the intake rejects the API key (401/403).
-    api_key_rejected,
-    /// Gauge: 1 while the API key file is missing or empty (waiting for the Secret).
-    api_key_missing,
-    /// Gauge: requests allowed in flight now (moves in adaptive mode).
-    request_concurrency_limit,
-    /// Events dropped by `exclude_at_match` or `include_at_match` rules.
-    events_excluded,
-    /// Lines appended to a multi-line event (not counted as events of their own).
-    lines_joined,
-    /// Checkpoint writes that failed.
-    checkpoint_write_errors,
-    /// File bytes not accepted by the intake when a drain ended (at its deadline, or cut
-    /// short by a second signal): lost once the Pod's volume is deleted.
-    shutdown_unshipped_bytes,
-    /// Unix milliseconds of the last accepted batch (gauge).
-    last_accepted_unix_ms,
+metrics! {
+    lines_read: Counter = "lines_read_total", "Lines framed (a long line counts once per piece).";
+    bytes_read: Counter = "bytes_read_total", "File bytes consumed by the reader.";
+    lines_skipped_empty: Counter = "lines_skipped_empty_total", "Empty lines skipped.";
+    lines_invalid_utf8: Counter = "lines_invalid_utf8_total", "Lines shipped with invalid UTF-8 replaced.";
+    lines_split: Counter = "lines_split_total", "Extra events made by cutting lines too long for one event.";
+    files_opened: Counter = "files_opened_total", "Files opened for reading.";
+    files_closed: Counter = "files_closed_total", "Files closed after being read to their end.";
+    files_truncated: Counter = "files_truncated_total", "Truncations detected (reading restarted at 0).";
+    files_evicted: Counter = "files_evicted_total", "Files closed to stay under tail.max_open_files (reopened when they grow).";
+    /// Lines written after their last read may be lost for these.
+    files_gone_while_closed: Counter = "files_gone_while_closed_total", "Files renamed or deleted while closed under tail.max_open_files and not found again.";
+    files_ignored_old: Counter = "files_ignored_old_total", "Files not read because of ignore_older_secs.";
+    files_deleted: Counter = "files_deleted_total", "Rotated files deleted once fully accepted (delete_after_ship).";
+    rotated_bytes_given_up: Counter = "rotated_bytes_given_up_total", "Unread bytes of rotated or deleted files given up at tail.rotate_wait_ms.";
+    events_excluded: Counter = "events_excluded_total", "Events dropped by exclude_at_match or include_at_match rules.";
+    lines_joined: Counter = "lines_joined_total", "Lines appended to a multi-line event.";
+    batches_built: Counter = "batches_built_total", "Batches handed to the sender.";
+    batches_sent: Counter = "batches_sent_total", "Requests the intake accepted.";
+    batches_split: Counter = "batches_split_total", "Batches split in halves after a 400 or 413.";
+    events_sent: Counter = "events_sent_total", "Events the intake accepted.";
+    line_bytes_sent: Counter = "line_bytes_sent_total", "Raw line bytes in accepted events.";
+    bytes_sent_uncompressed: Counter = "bytes_sent_uncompressed_total", "Accepted request bodies before compression.";
+    bytes_sent_compressed: Counter = "bytes_sent_compressed_total", "Accepted request bodies as sent.";
+    checkpoint_write_errors: Counter = "checkpoint_write_errors_total", "Checkpoint writes that failed (retried).";
+    /// Lost once the Pod's volume is deleted.
+    shutdown_unshipped_bytes: Counter = "shutdown_unshipped_bytes_total", "File bytes not accepted when a shutdown drain ended at its deadline or at a second signal.";
+    retries_network: Counter = "retries_total" { "reason" = "network" }, "Failed attempts that will be retried, by reason.";
+    retries_throttled: Counter = "retries_total" { "reason" = "throttled" }, "Failed attempts that will be retried, by reason.";
+    retries_server_error: Counter = "retries_total" { "reason" = "server_error" }, "Failed attempts that will be retried, by reason.";
+    retries_key_rejected: Counter = "retries_total" { "reason" = "key_rejected" }, "Failed attempts that will be retried, by reason.";
+    retries_unexpected_status: Counter = "retries_total" { "reason" = "unexpected_status" }, "Failed attempts that will be retried, by reason.";
+    events_dropped_invalid: Counter = "events_dropped_total" { "reason" = "invalid" }, "Events dropped, by reason.";
+    events_dropped_too_large: Counter = "events_dropped_total" { "reason" = "too_large" }, "Events dropped, by reason.";
+    events_dropped_unencodable: Counter = "events_dropped_total" { "reason" = "unencodable" }, "Events dropped, by reason.";
+    files_open: Gauge = "files_open", "Files open now.";
+    api_key_rejected: Gauge = "api_key_rejected", "1 while the intake rejects the API key.";
+    api_key_missing: Gauge = "api_key_missing", "1 while the API key file is missing or empty.";
+    request_concurrency_limit: Gauge = "request_concurrency_limit", "Requests allowed in flight now.";
 }
+
+/// Families whose series are known only at run time, rendered by [`crate::admin`].
+pub const BUILD_INFO: Family = Family {
+    name: "build_info",
+    kind: "gauge",
+    help: "Always 1; the version is a label.",
+};
+pub const RULE_MATCHES: Family = Family {
+    name: "processing_rule_matches_total",
+    kind: "counter",
+    help: "Matches of each processing rule.",
+};
+pub const FILES_WATCHED: Family = Family {
+    name: "files_watched",
+    kind: "gauge",
+    help: "Files being tailed.",
+};
+pub const SECONDS_SINCE_LAST_ACCEPTED: Family = Family {
+    name: "seconds_since_last_accepted",
+    kind: "gauge",
+    help: "Seconds since the intake last accepted a batch (absent before the first).",
+};
+pub const FILE_LAG: Family = Family {
+    name: "file_lag_bytes",
+    kind: "gauge",
+    help: "Bytes of a file not yet accepted by the intake.",
+};
+/// The run-time families, in the order they are served.
+pub const DYNAMIC_FAMILIES: &[Family] = &[
+    BUILD_INFO,
+    RULE_MATCHES,
+    FILES_WATCHED,
+    SECONDS_SINCE_LAST_ACCEPTED,
+    FILE_LAG,
+];
 
 /// The match count of one processing rule.
 #[derive(Debug, Clone)]
@@ -109,7 +226,7 @@ pub struct RuleCounter {
     pub input: usize,
     pub name: String,
     pub kind: &'static str,
-    pub matches: std::sync::Arc<AtomicU64>,
+    pub matches: std::sync::Arc<Counter>,
 }
 
 impl Metrics {
@@ -121,9 +238,7 @@ impl Metrics {
             .iter_mut()
             .find(|r| r.input == counter.input && r.name == counter.name)
         {
-            counter
-                .matches
-                .fetch_add(old.matches.load(Ordering::Relaxed), Ordering::Relaxed);
+            counter.matches.add(old.matches.get());
             *old = counter;
         } else {
             rules.push(counter);
@@ -135,13 +250,75 @@ impl Metrics {
         crate::lock(&self.rules).clone()
     }
 
-    #[inline]
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
+    /// Failed attempts that will be retried, all reasons together.
+    pub fn retries_total(&self) -> u64 {
+        self.retries_network.get()
+            + self.retries_throttled.get()
+            + self.retries_server_error.get()
+            + self.retries_key_rejected.get()
+            + self.retries_unexpected_status.get()
     }
 
-    #[inline]
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// Events dropped, all reasons together.
+    pub fn events_dropped_total(&self) -> u64 {
+        self.events_dropped_invalid.get()
+            + self.events_dropped_too_large.get()
+            + self.events_dropped_unencodable.get()
+    }
+}
+
+/// Every family sidelog exports, by name (for tests of dashboards and alerts).
+pub fn exported_families() -> Vec<Family> {
+    let mut out: Vec<Family> = Vec::new();
+    for (series, _) in Metrics::default().series() {
+        if !out.iter().any(|f| f.name == series.family.name) {
+            out.push(series.family);
+        }
+    }
+    out.extend_from_slice(DYNAMIC_FAMILIES);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_of_one_family_agree_on_kind_and_help() {
+        let series = Metrics::default().series();
+        for (a, _) in &series {
+            for (b, _) in &series {
+                if a.family.name == b.family.name {
+                    assert_eq!(a.family, b.family, "{}", a.family.name);
+                    assert_eq!(a.label.is_some(), b.label.is_some(), "{}", a.family.name);
+                }
+            }
+            let counter = a.family.kind == "counter";
+            assert_eq!(
+                counter,
+                a.family.name.ends_with("_total"),
+                "{}",
+                a.family.name
+            );
+        }
+    }
+
+    #[test]
+    fn gauges_never_go_below_zero_and_counters_add() {
+        let m = Metrics::default();
+        m.files_open.down();
+        assert_eq!(m.files_open.get(), 0);
+        m.files_open.up();
+        assert_eq!(m.files_open.get(), 1);
+        m.retries_network.inc();
+        m.retries_throttled.add(2);
+        assert_eq!(m.retries_total(), 3);
+        let names: Vec<&str> = exported_families().iter().map(|f| f.name).collect();
+        assert!(names.contains(&"retries_total") && names.contains(&"file_lag_bytes"));
+        assert_eq!(
+            names.iter().filter(|n| **n == "retries_total").count(),
+            1,
+            "one family per name"
+        );
     }
 }

@@ -10,13 +10,12 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use regex::bytes::{Regex, RegexBuilder};
 
 use crate::config::{Input, RuleKind};
-use crate::metrics::{Metrics, RuleCounter};
+use crate::metrics::{Counter, Metrics, RuleCounter};
 
 /// Compiled patterns may not grow beyond this (a config error, not an allocation storm).
 const MAX_PATTERN_BYTES: usize = 4 << 20;
@@ -35,7 +34,7 @@ struct Rule {
     kind: RuleKind,
     re: Regex,
     placeholder: Vec<u8>,
-    matches: Arc<AtomicU64>,
+    matches: Arc<Counter>,
 }
 
 /// How lines group into events.
@@ -261,7 +260,7 @@ impl Processor {
                     format!("rule {:?}: pattern must not be empty", r.name),
                 ));
             }
-            let matches = Arc::new(AtomicU64::new(0));
+            let matches = Arc::new(Counter::default());
             if let Some(m) = metrics {
                 m.register_rule(RuleCounter {
                     input: index,
@@ -362,14 +361,14 @@ impl Processor {
             match rule.kind {
                 RuleKind::ExcludeAtMatch => {
                     if rule.re.is_match(&text) {
-                        rule.matches.fetch_add(1, Ordering::Relaxed);
+                        rule.matches.inc();
                         self.count_excluded();
                         return None;
                     }
                 }
                 RuleKind::IncludeAtMatch => {
                     if rule.re.is_match(&text) {
-                        rule.matches.fetch_add(1, Ordering::Relaxed);
+                        rule.matches.inc();
                     } else {
                         self.count_excluded();
                         return None;
@@ -384,7 +383,7 @@ impl Processor {
                             rule.placeholder.as_slice()
                         });
                     if found > 0 {
-                        rule.matches.fetch_add(found, Ordering::Relaxed);
+                        rule.matches.add(found);
                         text = Cow::Owned(masked.into_owned());
                     }
                 }
@@ -404,7 +403,7 @@ impl Processor {
 
     fn count_excluded(&self) {
         if let Some(m) = &self.excluded {
-            Metrics::add(&m.events_excluded, 1);
+            m.events_excluded.inc();
         }
     }
 }
@@ -632,13 +631,13 @@ mod tests {
         let counts: Vec<(String, u64)> = metrics
             .rule_counters()
             .iter()
-            .map(|c| (c.name.clone(), c.matches.load(Ordering::Relaxed)))
+            .map(|c| (c.name.clone(), c.matches.get()))
             .collect();
         assert_eq!(
             counts,
             vec![("cards".into(), 1), ("health".into(), 1), ("api".into(), 2)]
         );
-        assert_eq!(Metrics::get(&metrics.events_excluded), 2);
+        assert_eq!(metrics.events_excluded.get(), 2);
     }
 
     #[test]

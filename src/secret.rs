@@ -8,7 +8,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -164,13 +163,13 @@ impl KeySource {
         loop {
             match KeySource::load(path) {
                 Ok(keys) => {
-                    metrics.api_key_missing.store(0, Ordering::Relaxed);
+                    metrics.api_key_missing.set(0);
                     return Ok(keys);
                 }
                 Err(e @ (SecretError::Unreadable { .. } | SecretError::Empty { .. }))
                     if tokio::time::Instant::now() < deadline =>
                 {
-                    metrics.api_key_missing.store(1, Ordering::Relaxed);
+                    metrics.api_key_missing.set(1);
                     if !announced {
                         announced = true;
                         tracing::warn!(error = %e, wait_secs = wait.as_secs(), "waiting for the API key file (datadog.api_key_wait_secs)");

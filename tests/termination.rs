@@ -376,5 +376,9 @@ fn trailing_skipped_lines_are_not_reported_as_unshipped() {
     assert!(h.terminate().success(), "{}", h.stderr());
     let log = h.stderr();
     assert!(!log.contains("left unshipped"), "{log}");
-    assert_lines(&h.messages(), &["one".into(), "two".into()], "trailing empty lines");
+    assert_lines(
+        &h.messages(),
+        &["one".into(), "two".into()],
+        "trailing empty lines",
+    );
 }

@@ -203,8 +203,7 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
         Some(Err(e)) => {
             tracing::error!(error = %e, events, "cannot compress batch; its events are dropped");
             let m = &ctx.metrics;
-            Metrics::add(&m.events_dropped, events as u64);
-            Metrics::add(&m.events_dropped_unencodable, events as u64);
+            m.events_dropped_unencodable.add(events as u64);
             ctx.tracker.ack(&marks);
             return;
         }
@@ -223,10 +222,8 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
     if sent.is_some() {
         // Every event was accepted or, alone, refused for good: the lines are done with.
         ctx.tracker.ack(&marks);
-        Metrics::add(&ctx.metrics.line_bytes_sent, line_bytes);
-        ctx.metrics
-            .last_accepted_unix_ms
-            .store(crate::tail::now_ms(), std::sync::atomic::Ordering::Relaxed);
+        ctx.metrics.line_bytes_sent.add(line_bytes);
+        ctx.metrics.last_accepted_unix_ms.set(crate::tail::now_ms());
     }
     drop(window);
 }
@@ -292,7 +289,7 @@ async fn deliver_batch(
             drop_refused(ctx, &raw, ranges.get(part.start).cloned(), status, &detail);
             continue;
         }
-        Metrics::add(&ctx.metrics.batches_split, 1);
+        ctx.metrics.batches_split.inc();
         tracing::debug!(
             status,
             events = part.len(),
@@ -358,10 +355,10 @@ async fn send_part(
 }
 
 fn count_sent(m: &Metrics, events: usize, raw_len: usize, sent_len: usize) {
-    Metrics::add(&m.batches_sent, 1);
-    Metrics::add(&m.events_sent, events as u64);
-    Metrics::add(&m.bytes_sent_uncompressed, raw_len as u64);
-    Metrics::add(&m.bytes_sent_compressed, sent_len as u64);
+    m.batches_sent.inc();
+    m.events_sent.add(events as u64);
+    m.bytes_sent_uncompressed.add(raw_len as u64);
+    m.bytes_sent_compressed.add(sent_len as u64);
 }
 
 /// The intake refused one event on its own: a logged, counted decision. The log names the
@@ -374,12 +371,11 @@ fn drop_refused(
     detail: &str,
 ) {
     let m = &ctx.metrics;
-    Metrics::add(&m.events_dropped, 1);
     let reason = if status == 413 {
-        Metrics::add(&m.events_dropped_too_large, 1);
+        m.events_dropped_too_large.inc();
         "too large"
     } else {
-        Metrics::add(&m.events_dropped_invalid, 1);
+        m.events_dropped_invalid.inc();
         "invalid"
     };
     let (file, bytes) = match event {

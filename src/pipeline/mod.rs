@@ -130,12 +130,8 @@ async fn run(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     // Gauges describe this run (a reload starts a new one).
-    metrics
-        .files_open
-        .store(0, std::sync::atomic::Ordering::Relaxed);
-    metrics
-        .api_key_rejected
-        .store(0, std::sync::atomic::Ordering::Relaxed);
+    metrics.files_open.set(0);
+    metrics.api_key_rejected.set(0);
     let tracker = Arc::new(Tracker::new());
     if let Some(admin) = &admin {
         admin.attach(tracker.clone(), config.datadog.logs_url());
@@ -363,7 +359,7 @@ async fn finish(
             Ok(())
         }
         Ok(Err(e)) => {
-            Metrics::add(&metrics.checkpoint_write_errors, 1);
+            metrics.checkpoint_write_errors.inc();
             Err(e.into())
         }
         Err(e) => Err(e.into()),
@@ -392,7 +388,7 @@ fn report_unshipped(tracker: &Tracker, metrics: &Metrics, drained: bool) {
         );
         return;
     }
-    Metrics::add(&metrics.shutdown_unshipped_bytes, total);
+    metrics.shutdown_unshipped_bytes.add(total);
     for p in left.iter().take(UNSHIPPED_FILES_LOGGED) {
         tracing::warn!(path = %p.path, unshipped_bytes = p.lag(), "left unshipped at shutdown");
     }
@@ -468,13 +464,13 @@ mod tests {
     fn a_drain_cut_short_counts_what_was_not_accepted() {
         let metrics = Metrics::default();
         report_unshipped(&tracker_with_lag(), &metrics, true);
-        assert_eq!(Metrics::get(&metrics.shutdown_unshipped_bytes), 200);
+        assert_eq!(metrics.shutdown_unshipped_bytes.get(), 200);
     }
 
     #[test]
     fn an_immediate_stop_leaves_the_rest_for_the_next_start_uncounted() {
         let metrics = Metrics::default();
         report_unshipped(&tracker_with_lag(), &metrics, false);
-        assert_eq!(Metrics::get(&metrics.shutdown_unshipped_bytes), 0);
+        assert_eq!(metrics.shutdown_unshipped_bytes.get(), 0);
     }
 }

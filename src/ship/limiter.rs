@@ -78,9 +78,7 @@ impl Limiter {
                 }))),
             ),
         };
-        metrics
-            .request_concurrency_limit
-            .store(start as u64, std::sync::atomic::Ordering::Relaxed);
+        metrics.request_concurrency_limit.set(start as u64);
         Limiter {
             slots: Arc::new(Semaphore::new(start)),
             adaptive,
@@ -130,9 +128,7 @@ impl Limiter {
         }
         if a.limit != before {
             tracing::debug!(from = before, to = a.limit, "adaptive request concurrency");
-            self.metrics
-                .request_concurrency_limit
-                .store(a.limit as u64, std::sync::atomic::Ordering::Relaxed);
+            self.metrics.request_concurrency_limit.set(a.limit as u64);
         }
     }
 }
@@ -159,7 +155,7 @@ mod tests {
     fn adaptive_limit_grows_on_quick_answers_and_halves_on_congestion() {
         let metrics = Arc::new(Metrics::default());
         let l = Limiter::new(RequestConcurrency::Adaptive, 8, metrics.clone());
-        let limit = || Metrics::get(&metrics.request_concurrency_limit);
+        let limit = || metrics.request_concurrency_limit.get();
         assert_eq!(limit(), 1);
         for _ in 0..100 {
             l.observe(Outcome::Success(Duration::from_millis(10)));

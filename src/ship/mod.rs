@@ -160,7 +160,6 @@ impl Sender {
                 } => (reason, retry_after),
             };
             attempt = attempt.saturating_add(1);
-            Metrics::add(&self.metrics.retries, 1);
             // The intake's own wait is honoured even beyond retry_max_ms (retrying earlier
             // only earns more refusals), up to a bound against nonsense values.
             let wait = pass.failed(retry_after.map(|d| d.min(MAX_RETRY_AFTER)));
@@ -188,12 +187,7 @@ impl Sender {
     }
 
     fn key_accepted(&self) {
-        if self
-            .metrics
-            .api_key_rejected
-            .swap(0, std::sync::atomic::Ordering::Relaxed)
-            != 0
-        {
+        if self.metrics.api_key_rejected.replace(0) != 0 {
             tracing::info!(origin = %self.keys.origin(), "the intake accepts the API key again");
         }
     }
@@ -214,7 +208,7 @@ impl Sender {
             Ok(resp) => resp,
             Err(e) => {
                 self.limiter.observe(Outcome::Congested);
-                Metrics::add(&self.metrics.retries_network, 1);
+                self.metrics.retries_network.inc();
                 return Attempt::retry(format!("request failed: {}", error_chain(&e)), None);
             }
         };
@@ -229,14 +223,14 @@ impl Sender {
             Answer::Throttled | Answer::ServerError => {
                 self.limiter.observe(Outcome::Congested);
                 if classify(status) == Answer::Throttled {
-                    Metrics::add(&m.retries_throttled, 1);
+                    m.retries_throttled.inc();
                 } else {
-                    Metrics::add(&m.retries_server_error, 1);
+                    m.retries_server_error.inc();
                 }
                 Attempt::retry(format!("intake answered {status}"), retry_after)
             }
             Answer::KeyRejected => {
-                Metrics::add(&m.retries_key_rejected, 1);
+                m.retries_key_rejected.inc();
                 self.key_rejected(status);
                 Attempt::retry(
                     format!(
@@ -254,7 +248,7 @@ impl Sender {
                 }
             }
             Answer::Unexpected => {
-                Metrics::add(&m.retries_unexpected_status, 1);
+                m.retries_unexpected_status.inc();
                 let text = resp.text().await.unwrap_or_default();
                 if attempt == 0 || attempt.is_power_of_two() {
                     tracing::error!(%status, body = %truncate(&text, 300), url = %self.url, "unexpected answer from the intake; keeping the data on disk and retrying (check datadog.endpoint)");
@@ -266,12 +260,7 @@ impl Sender {
 
     /// 401/403: says so once, and re-reads the key in case the Secret was rotated.
     fn key_rejected(&self, status: StatusCode) {
-        if self
-            .metrics
-            .api_key_rejected
-            .swap(1, std::sync::atomic::Ordering::Relaxed)
-            == 0
-        {
+        if self.metrics.api_key_rejected.replace(1) == 0 {
             tracing::error!(origin = %self.keys.origin(), %status, "the intake rejects the API key; keeping the data on disk and retrying (not ready)");
         }
         match self.keys.reload() {

@@ -30,7 +30,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -489,7 +488,8 @@ impl Tailer {
                 .as_ref()
                 .and_then(|f| f.metadata().ok())
                 .map_or(s.last_size, |m| m.len());
-            self.tracker.observe(s.id, s.read_pos, size, s.skipped_tail());
+            self.tracker
+                .observe(s.id, s.read_pos, size, s.skipped_tail());
         }
     }
 
@@ -497,7 +497,7 @@ impl Tailer {
     /// sender is gone.
     fn send_ready(&mut self) -> bool {
         for batch in self.ready.drain(..) {
-            Metrics::add(&self.metrics.batches_built, 1);
+            self.metrics.batches_built.inc();
             if self.out.blocking_send(batch).is_err() {
                 return false;
             }
@@ -651,7 +651,7 @@ impl Tailer {
                 .is_some_and(|elapsed| elapsed > age)
         {
             tracing::info!(path = %path.display(), "not reading file last modified before ignore_older_secs");
-            Metrics::add(&self.metrics.files_ignored_old, 1);
+            self.metrics.files_ignored_old.inc();
             self.ignored.insert(dev_ino, meta.len());
             return Some(dev_ino);
         }
@@ -764,8 +764,8 @@ impl Tailer {
         self.by_dev_ino.insert(dev_ino, key);
         self.by_path.insert(path.to_path_buf(), key);
         self.open_files += 1;
-        Metrics::add(&self.metrics.files_opened, 1);
-        self.metrics.files_open.fetch_add(1, Ordering::Relaxed);
+        self.metrics.files_opened.inc();
+        self.metrics.files_open.up();
         tracing::info!(path = %path.display(), offset = start, "tailing file");
         let now = Instant::now();
         self.streams.insert(
@@ -819,8 +819,8 @@ impl Tailer {
             tracing::debug!(path = %s.path.display(), "closed to stay under tail.max_open_files");
         }
         self.open_files -= 1;
-        Metrics::add(&self.metrics.files_evicted, 1);
-        self.metrics.files_open.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.files_evicted.inc();
+        self.metrics.files_open.down();
         true
     }
 
@@ -885,7 +885,7 @@ impl Tailer {
         }
         s.file = Some(file);
         self.open_files += 1;
-        self.metrics.files_open.fetch_add(1, Ordering::Relaxed);
+        self.metrics.files_open.up();
         Reopened::Yes
     }
 
@@ -900,7 +900,7 @@ impl Tailer {
             read_to = s.read_pos,
             "file renamed away or deleted while closed under tail.max_open_files; lines written after its last read cannot be read (raise tail.max_open_files)"
         );
-        Metrics::add(&self.metrics.files_gone_while_closed, 1);
+        self.metrics.files_gone_while_closed.inc();
         self.forget(&s);
         // The name may lead to a new file now.
         if let Some(i) = self.inputs.iter().position(|i| i.matcher.matches(&s.path)) {
@@ -1147,20 +1147,18 @@ impl Tailer {
                 s.covered = end;
             }
         });
-        Metrics::add(&self.metrics.lines_joined, joined);
+        self.metrics.lines_joined.add(joined);
         s.read_pos += consumed as u64;
         self.tracker
             .observe(s.id, s.read_pos, size, s.skipped_tail());
         let after = builder.stats;
         let m = &self.metrics;
-        Metrics::add(&m.lines_read, lines);
-        Metrics::add(&m.bytes_read, consumed as u64);
-        Metrics::add(&m.lines_skipped_empty, skipped);
-        Metrics::add(
-            &m.lines_invalid_utf8,
-            after.invalid_utf8 - before.invalid_utf8,
-        );
-        Metrics::add(&m.lines_split, after.split_pieces - before.split_pieces);
+        m.lines_read.add(lines);
+        m.bytes_read.add(consumed as u64);
+        m.lines_skipped_empty.add(skipped);
+        m.lines_invalid_utf8
+            .add(after.invalid_utf8 - before.invalid_utf8);
+        m.lines_split.add(after.split_pieces - before.split_pieces);
         let full_read = n == self.buf.len();
         if consumed == 0 && full_read {
             // A line longer than the buffer: grow, up to what framing needs to progress.
@@ -1188,7 +1186,7 @@ impl Tailer {
             return;
         };
         crate::warn_limited!(path = %s.path.display(), at = s.read_pos, "file truncated; reading it again from its start");
-        Metrics::add(&self.metrics.files_truncated, 1);
+        self.metrics.files_truncated.inc();
         self.tracker.close(s.id, s.covered);
         let fingerprint = s
             .file
@@ -1236,7 +1234,7 @@ impl Tailer {
                         unread_bytes = unread,
                         "giving up the unread end of a rotated or deleted file (tail.rotate_wait_ms)"
                     );
-                    Metrics::add(&self.metrics.rotated_bytes_given_up, unread);
+                    self.metrics.rotated_bytes_given_up.add(unread);
                 }
                 done.push(*key);
             }
@@ -1248,9 +1246,9 @@ impl Tailer {
             };
             if s.file.is_some() {
                 self.open_files -= 1;
-                self.metrics.files_open.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.files_open.down();
             }
-            Metrics::add(&self.metrics.files_closed, 1);
+            self.metrics.files_closed.inc();
             self.forget(&s);
         }
     }
@@ -1344,7 +1342,7 @@ impl Tailer {
             match std::fs::remove_file(&found) {
                 Ok(()) => {
                     tracing::info!(path = %found.display(), "deleted rotated file: every line of it was accepted");
-                    Metrics::add(&self.metrics.files_deleted, 1);
+                    self.metrics.files_deleted.inc();
                 }
                 Err(e) => {
                     tracing::warn!(path = %found.display(), error = %e, "cannot delete rotated file (delete_after_ship needs the volume mounted read-write)")
