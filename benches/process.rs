@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sidelog::config::{Input, MultilineConfig, ProcessingRule, RuleKind};
+use sidelog::config::{Input, MultilineSettings, Preset, RuleKind, RuleSettings};
 use sidelog::process::{Grouping, LineAction, Processor, json_attributes};
 use sidelog::tail::frame::frame;
 
@@ -23,20 +23,20 @@ fn lines(data: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-fn processor(rules: Vec<ProcessingRule>, multiline: Option<MultilineConfig>) -> Processor {
+fn processor(rules: Vec<RuleSettings>, multiline: Option<MultilineSettings>) -> Processor {
     let input = Input {
         log_processing_rules: rules,
         multiline,
         ..Input::default()
     };
-    match Processor::new(&input, 0, None) {
+    match Processor::new(&input.processing(), 0, None) {
         Ok(Some(p)) => p,
         _ => panic!("bench processor"),
     }
 }
 
-fn rule(kind: RuleKind, pattern: &str) -> ProcessingRule {
-    ProcessingRule {
+fn rule(kind: RuleKind, pattern: &str) -> RuleSettings {
+    RuleSettings {
         kind,
         name: "bench".into(),
         pattern: pattern.into(),
@@ -89,12 +89,12 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    for preset in ["auto", "java"] {
+    for preset in [Preset::Auto, Preset::Java] {
         let p = processor(
             Vec::new(),
-            Some(MultilineConfig {
-                preset: preset.into(),
-                ..MultilineConfig::default()
+            Some(MultilineSettings {
+                preset: Some(preset),
+                ..MultilineSettings::default()
             }),
         );
         let Some(ml) = p.multiline.as_ref() else {

@@ -138,8 +138,8 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
         tags: vec!["team:demo".into()],
         ..Input::default()
     });
-    config.datadog.endpoint = intake.endpoint();
-    config.datadog.api_key_file = key_file;
+    config.datadog.endpoint = Some(intake.endpoint().parse()?);
+    config.datadog.api_key_file = Some(key_file);
     config.datadog.tags = vec!["env:demo".into()];
     // The writer has stopped when the drain begins: no need to wait for late lines.
     config.shutdown_quiet_ms = 200;

@@ -17,6 +17,7 @@ pub mod encode;
 pub mod intake;
 pub mod log_limit;
 pub mod metrics;
+pub mod optional;
 pub mod pipeline;
 pub mod process;
 pub mod secret;

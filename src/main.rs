@@ -290,10 +290,10 @@ fn main() -> ExitCode {
             let url = match (url, config) {
                 (Some(u), _) => u,
                 (None, Some(path)) => match load(&path) {
-                    Ok(c) if !c.metrics_listen.is_empty() => {
-                        let addr = c.metrics_listen.replace("0.0.0.0", "127.0.0.1");
-                        format!("http://{addr}")
-                    }
+                    Ok(Config {
+                        metrics_listen: Some(addr),
+                        ..
+                    }) => format!("http://{}", reachable(addr)),
                     Ok(_) => {
                         eprintln!(
                             "sidelog: {} has no metrics_listen; the admin endpoint is off",
@@ -443,6 +443,20 @@ fn bench(mode: BenchMode) -> ExitCode {
     }
 }
 
+/// Where a client on this host reaches a server listening on `addr` (an unspecified address
+/// listens on every interface, loopback included).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
 async fn status(url: String) -> anyhow::Result<()> {
     use anyhow::Context;
     let url = format!("{}/status", url.trim_end_matches('/'));
@@ -473,7 +487,7 @@ fn run(path: PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let log_level = init_logging(&config.log_level, config.log_format);
+    let log_level = init_logging(config.log_level.as_str(), config.log_format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "sidelog starting");
     let runtime = match runtime() {
         Ok(rt) => rt,
@@ -505,11 +519,7 @@ async fn ship(path: PathBuf, mut config: Config, log_level: LogLevel) -> anyhow:
     let admin = sidelog::admin::AdminState::new(metrics.clone());
     let admin_stop = CancellationToken::new();
     let _admin_stop = admin_stop.clone().drop_guard();
-    if !config.metrics_listen.is_empty() {
-        let addr: SocketAddr = config
-            .metrics_listen
-            .parse()
-            .with_context(|| format!("metrics_listen {:?}", config.metrics_listen))?;
+    if let Some(addr) = config.metrics_listen {
         let bound = sidelog::admin::serve(addr, admin.clone(), admin_stop)
             .await
             .with_context(|| format!("cannot listen on metrics_listen {addr}"))?;
@@ -572,7 +582,7 @@ async fn ship(path: PathBuf, mut config: Config, log_level: LogLevel) -> anyhow:
         if new.log_format != config.log_format {
             tracing::warn!("a change of log_format takes effect at the next start");
         }
-        log_level.set(&new.log_level);
+        log_level.set(new.log_level);
         config = new;
     }
 }
@@ -582,7 +592,7 @@ fn check(path: PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let key = match sidelog::secret::KeySource::load(&config.datadog.api_key_file) {
+    let key = match sidelog::secret::KeySource::load(config.datadog.api_key_file.as_deref()) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("sidelog: datadog.api_key_file: {e}");
@@ -606,10 +616,11 @@ struct LogLevel(
 );
 
 impl LogLevel {
-    fn set(&self, level: &str) {
+    fn set(&self, level: sidelog::config::LogLevel) {
         if let Some(handle) = &self.0
             && std::env::var_os("RUST_LOG").is_none()
-            && let Err(e) = handle.reload(EnvFilter::new(format!("warn,sidelog={level}")))
+            && let Err(e) =
+                handle.reload(EnvFilter::new(format!("warn,sidelog={}", level.as_str())))
         {
             tracing::warn!(error = %e, "cannot change the log level");
         }

@@ -120,14 +120,15 @@ pub struct KeySource {
 }
 
 impl KeySource {
-    /// Loads the key from `path`, or from `DD_API_KEY` when `path` is empty.
-    pub fn load(path: &Path) -> Result<Arc<KeySource>, SecretError> {
-        let (path, key) = if path.as_os_str().is_empty() {
-            let raw = std::env::var(API_KEY_ENV).map_err(|_| SecretError::Missing)?;
-            let key = ApiKey::parse(&raw, API_KEY_ENV)?.ok_or(SecretError::Missing)?;
-            (None, key)
-        } else {
-            (Some(path.to_path_buf()), read_key_file(path)?)
+    /// Loads the key from `path`, or from `DD_API_KEY` without one.
+    pub fn load(path: Option<&Path>) -> Result<Arc<KeySource>, SecretError> {
+        let (path, key) = match path {
+            None => {
+                let raw = std::env::var(API_KEY_ENV).map_err(|_| SecretError::Missing)?;
+                let key = ApiKey::parse(&raw, API_KEY_ENV)?.ok_or(SecretError::Missing)?;
+                (None, key)
+            }
+            Some(path) => (Some(path.to_path_buf()), read_key_file(path)?),
         };
         Ok(Arc::new(KeySource {
             path,
@@ -154,7 +155,7 @@ impl KeySource {
     /// (a Secret can be mounted after the container starts). While waiting, the
     /// `api_key_missing` gauge is 1, so readiness says why.
     pub async fn load_waiting(
-        path: &Path,
+        path: Option<&Path>,
         wait: Duration,
         metrics: &Metrics,
     ) -> Result<Arc<KeySource>, SecretError> {
@@ -300,7 +301,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("key");
         std::fs::write(&path, "one").expect("write");
-        let source = KeySource::load(&path).expect("load");
+        let source = KeySource::load(Some(&path)).expect("load");
         std::fs::write(&path, "two\n").expect("write");
         assert!(source.reload().expect("reload"));
         assert!(source.current().matches(b"two"));

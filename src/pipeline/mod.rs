@@ -157,7 +157,7 @@ async fn load_key(
     signal: &mut ShutdownSignal,
 ) -> anyhow::Result<Option<Arc<KeySource>>> {
     let wait = Duration::from_secs(config.datadog.api_key_wait_secs);
-    let load = KeySource::load_waiting(&config.datadog.api_key_file, wait, metrics);
+    let load = KeySource::load_waiting(config.datadog.api_key_file.as_deref(), wait, metrics);
     tokio::pin!(load);
     loop {
         tokio::select! {
@@ -215,7 +215,7 @@ fn start_stages(
         wake.clone(),
         helpers.clone(),
     ));
-    if let Some(path) = config.exit_file() {
+    if let Some(path) = config.exit_when_file.clone() {
         tokio::spawn(watch_exit_file(path, shutdown.clone(), helpers.clone()));
     }
     let writer = tokio::spawn(checkpoint::write_as_accepted(

@@ -78,19 +78,19 @@ impl Sender {
             .connect_timeout(Duration::from_millis(d.request_timeout_ms.min(10_000)))
             .pool_idle_timeout(Duration::from_secs(50))
             .user_agent(SIDELOG_USER_AGENT);
-        if !d.proxy.is_empty() {
-            let proxy = reqwest::Proxy::all(&d.proxy).map_err(|e| ShipError::Proxy {
-                url: d.proxy.clone(),
+        if let Some(url) = &d.proxy {
+            let proxy = reqwest::Proxy::all(url.clone()).map_err(|e| ShipError::Proxy {
+                url: url.to_string(),
                 reason: e.to_string(),
             })?;
             builder = builder.proxy(proxy);
         }
-        if !d.ca_file.as_os_str().is_empty() {
+        if let Some(ca_file) = &d.ca_file {
             let ca_err = |reason: String| ShipError::CaFile {
-                path: d.ca_file.display().to_string(),
+                path: ca_file.display().to_string(),
                 reason,
             };
-            let pem = std::fs::read(&d.ca_file).map_err(|e| ca_err(e.to_string()))?;
+            let pem = std::fs::read(ca_file).map_err(|e| ca_err(e.to_string()))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| ca_err(format!("not PEM certificates: {e}")))?;
             if certs.is_empty() {

@@ -299,11 +299,11 @@ enum Reopened {
 
 impl Tailer {
     pub fn new(config: &Config, links: TailerLinks) -> Result<Tailer, TailError> {
-        let hostname = if config.datadog.hostname.is_empty() {
-            default_hostname()
-        } else {
-            config.datadog.hostname.clone()
-        };
+        let hostname = config
+            .datadog
+            .hostname
+            .clone()
+            .unwrap_or_else(default_hostname);
         let mut inputs = Vec::new();
         for (i, input) in config.inputs.iter().enumerate() {
             let matcher = Matcher::new(&input.include, &input.exclude)
@@ -323,7 +323,7 @@ impl Tailer {
                 ignore_older: (input.ignore_older_secs > 0)
                     .then(|| Duration::from_secs(input.ignore_older_secs)),
                 delete_after_ship: input.delete_after_ship,
-                processor: Processor::new(input, i, Some(&links.metrics))
+                processor: Processor::new(&input.processing(), i, Some(&links.metrics))
                     .map_err(|source| TailError::Process { source })?,
                 status: input.status.clone(),
                 service: input.service.clone(),

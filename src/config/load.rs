@@ -1,0 +1,283 @@
+//! Loading: the file (TOML, or YAML by extension), `SIDELOG_*` environment overrides, and
+//! `${VAR}` interpolation, then one typed parse and the validation. Also the list of every
+//! key, which the documentation checks use.
+//!
+//! Interpolation comes before the typed parse, so `metrics_listen = "${POD_IP}:9500"` is an
+//! address by the time it is parsed as one.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::{
+    Config, ConfigError, ENV_NOT_KEYS, ENV_PREFIX, ENV_SEPARATOR, Input, LIST_KEYS,
+    MultilineSettings, RuleKind, RuleSettings,
+};
+
+impl Config {
+    /// Loads a config file (format from its extension: `.toml`, `.yaml`, `.yml`), applies
+    /// `SIDELOG_*` environment overrides, and validates the result.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(path, &env)
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                reason: "no such file".into(),
+            });
+        }
+        let mut tree = merged_tree(path, env)?;
+        let vars: std::collections::HashMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut errors = Vec::new();
+        interpolate_value(&mut tree, "", &vars, &mut errors);
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid(errors));
+        }
+        let config = typed(&tree)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The file with the environment's overrides on top, still untyped (values from the
+/// environment are text).
+fn merged_tree(path: &Path, env: &[(String, String)]) -> Result<toml::Value, ConfigError> {
+    let mut builder = config::Config::builder().add_source(config::File::from(path));
+    for (name, value) in env {
+        let Some((key, value)) = env_override(name, value)? else {
+            continue;
+        };
+        builder = builder
+            .set_override(key.clone(), value)
+            .map_err(|e| ConfigError::Key {
+                key: key.clone(),
+                reason: format!("from environment variable {name}: {e}"),
+            })?;
+    }
+    let raw = builder.build().map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    serde_path_to_error::deserialize(raw).map_err(key_error)
+}
+
+/// Parses the tree into the typed configuration. It goes through the `config` crate again,
+/// which turns text into the numbers and booleans the keys want (environment overrides are
+/// text), and names the key of the first value that does not fit.
+fn typed(tree: &toml::Value) -> Result<Config, ConfigError> {
+    let text = toml::to_string(tree).map_err(|e| ConfigError::Key {
+        key: "(top level)".into(),
+        reason: e.to_string(),
+    })?;
+    let raw = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .build()
+        .map_err(|e| ConfigError::Key {
+            key: "(top level)".into(),
+            reason: e.to_string(),
+        })?;
+    serde_path_to_error::deserialize(raw).map_err(key_error)
+}
+
+fn key_error(e: serde_path_to_error::Error<config::ConfigError>) -> ConfigError {
+    let key = e.path().to_string();
+    ConfigError::Key {
+        key: if key == "." {
+            "(top level)".into()
+        } else {
+            key
+        },
+        reason: e.into_inner().to_string(),
+    }
+}
+
+fn interpolate_value(
+    value: &mut toml::Value,
+    key: &str,
+    vars: &std::collections::HashMap<&str, &str>,
+    errors: &mut Vec<String>,
+) {
+    match value {
+        toml::Value::String(s) if s.contains('$') => match interpolate(s, vars) {
+            Ok(done) => *s = done,
+            Err(reason) => errors.push(format!("{key}: {reason}")),
+        },
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate_value(item, &format!("{key}[{i}]"), vars, errors);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (k, v) in table.iter_mut() {
+                let path = if key.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{key}.{k}")
+                };
+                interpolate_value(v, &path, vars, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `${VAR}`, `${VAR:-default}` (default when unset or empty) and `$$` in one string.
+pub fn interpolate(
+    text: &str,
+    vars: &std::collections::HashMap<&str, &str>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+            continue;
+        }
+        let Some(inner) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(close) = inner.find('}') else {
+            return Err(format!("unclosed ${{ in {text:?}"));
+        };
+        let expr = &inner[..close];
+        let (name, default) = match expr.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (expr, None),
+        };
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("${{{expr}}} does not name an environment variable"));
+        }
+        // As in the shell: `${VAR}` takes an empty value as it is, `${VAR:-d}` replaces it.
+        let value = vars
+            .get(name)
+            .filter(|v| default.is_none() || !v.is_empty());
+        match (value, default) {
+            (Some(v), _) => out.push_str(v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set (write ${{{name}:-default}} for a default)"
+                ));
+            }
+        }
+        rest = &inner[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Turns `SIDELOG_DATADOG__ENDPOINT=x` into `("datadog.endpoint", "x")` and
+/// `SIDELOG_INPUTS__0__TAGS=a,b` into `("inputs[0].tags", ["a", "b"])`.
+fn env_override(name: &str, value: &str) -> Result<Option<(String, config::Value)>, ConfigError> {
+    let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+        return Ok(None);
+    };
+    if ENV_NOT_KEYS.contains(&name) {
+        return Ok(None);
+    }
+    let mut key = String::new();
+    let mut last = String::new();
+    for segment in rest.split(ENV_SEPARATOR) {
+        let segment = segment.to_ascii_lowercase();
+        if segment.is_empty() {
+            return Err(ConfigError::Key {
+                key: name.into(),
+                reason: "empty segment in environment override name".into(),
+            });
+        }
+        if segment.bytes().all(|b| b.is_ascii_digit()) {
+            if key.is_empty() {
+                return Err(ConfigError::Key {
+                    key: name.into(),
+                    reason: "environment override cannot start with an index".into(),
+                });
+            }
+            key.push('[');
+            key.push_str(&segment);
+            key.push(']');
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(&segment);
+            last = segment;
+        }
+    }
+    let value = if LIST_KEYS.contains(&last.as_str()) {
+        let items: Vec<config::Value> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| config::Value::from(s.to_string()))
+            .collect();
+        config::Value::from(items)
+    } else {
+        config::Value::from(value.to_string())
+    };
+    Ok(Some((key, value)))
+}
+
+/// Every key path that exists, for documentation checks.
+pub fn all_keys() -> BTreeSet<String> {
+    // Optional tables and lists of tables are filled in so their keys are listed too.
+    let input = Input {
+        multiline: Some(MultilineSettings::default()),
+        log_processing_rules: vec![RuleSettings {
+            kind: RuleKind::MaskSequences,
+            name: String::new(),
+            pattern: String::new(),
+            replace_placeholder: String::new(),
+        }],
+        ..Input::default()
+    };
+    let value = toml::Value::try_from(Config {
+        inputs: vec![input],
+        ..Config::default()
+    })
+    .unwrap_or(toml::Value::Table(Default::default()));
+    keys_in(&value)
+}
+
+/// The key paths present in a parsed config file (array-of-tables entries merged).
+pub fn keys_in(value: &toml::Value) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    collect_keys("", value, &mut keys);
+    keys
+}
+
+fn collect_keys(prefix: &str, value: &toml::Value, keys: &mut BTreeSet<String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (k, v) in table {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                collect_keys(&path, v, keys);
+            }
+        }
+        toml::Value::Array(items) if items.iter().all(|v| v.is_table()) && !items.is_empty() => {
+            for item in items {
+                collect_keys(prefix, item, keys);
+            }
+        }
+        _ => {
+            keys.insert(prefix.to_string());
+        }
+    }
+}
