@@ -23,6 +23,12 @@ use crate::metrics::Metrics;
 use crate::tail::identity::{DevIno, Fingerprint};
 
 pub const CHECKPOINT_FILE: &str = "checkpoints.json";
+
+/// The shortest time between two checkpoint writes. At everyday rates batches are further
+/// apart, so each accepted batch is written at once; at full speed (hundreds of batches a
+/// second) one write a batch would cost 5% of throughput (measured: 1 GB at 155 MB/s, 11.1
+/// instead of 10.5 CPU-s/GB), while this caps it at 20 writes a second.
+pub const WRITE_SPACING: Duration = Duration::from_millis(50);
 const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -125,10 +131,11 @@ pub fn store(data_dir: &Path, entries: &[Entry], durable: bool) -> Result<(), Ch
 }
 
 /// Writes the checkpoints after every change (an accepted batch, a file opened or closed),
-/// one write at a time: changes that come during a write are taken by the next one, so a
-/// kill -9 repeats at most the batches in flight and those accepted during one write. At most
-/// every `durable_every` (and only when something changed) a write is made durable too (see
-/// [`store`]). Ends with `stop`; the caller writes the last checkpoints itself.
+/// one write at a time and at most one per [`WRITE_SPACING`]: changes that come meanwhile
+/// are taken by the next write, so a kill -9 repeats at most the batches in flight and those
+/// accepted in the last `WRITE_SPACING`. At most every `durable_every` (and only when
+/// something changed) a write is made durable too (see [`store`]). Ends with `stop`; the
+/// caller writes the last checkpoints itself.
 pub async fn write_as_accepted(
     dir: PathBuf,
     tracker: Arc<Tracker>,
@@ -139,7 +146,14 @@ pub async fn write_as_accepted(
     let mut last_durable = Instant::now();
     // A durable write still owed for changes written without one.
     let mut durable_due: Option<Instant> = None;
+    let mut last_write: Option<Instant> = None;
     loop {
+        if let Some(at) = last_write {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at + WRITE_SPACING) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
         let durable = tokio::select! {
             _ = tracker.changed() => last_durable.elapsed() >= durable_every,
             _ = sleep_until(durable_due) => {
@@ -151,6 +165,7 @@ pub async fn write_as_accepted(
         let Some(entries) = tracker.snapshot_if_dirty() else {
             continue;
         };
+        last_write = Some(Instant::now());
         let dir = dir.clone();
         match tokio::task::spawn_blocking(move || store(&dir, &entries, durable)).await {
             Ok(Ok(())) if durable => {
