@@ -4,7 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sidelog::encode::{BatchBuilder, EventFields, EventTemplate, LinePiece};
+use sidelog::encode::{BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece, StreamId};
 use sidelog::tail::frame::frame;
 
 struct Counting;
@@ -59,10 +59,12 @@ fn main() {
             builder.append_line(
                 &template,
                 1_764_000_000_000,
-                1,
-                f.text_start as u64,
-                f.text_start as u64,
-                f.end as u64,
+                EventRange {
+                    stream: StreamId(1),
+                    start: f.text_start as u64,
+                    text_offset: f.text_start as u64,
+                    end: f.end as u64,
+                },
                 LinePiece {
                     text: &data[f.text_start..f.text_start + f.text_len],
                     valid_utf8: true,

@@ -5,7 +5,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sidelog::config::Compression;
-use sidelog::encode::{BatchBuilder, EventFields, EventTemplate, LinePiece, escape_str};
+use sidelog::encode::{
+    BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece, StreamId, escape_str,
+};
 use sidelog::tail::frame::frame;
 
 /// About 1 MiB of mixed access-log and JSON lines, ~200 bytes each.
@@ -64,10 +66,12 @@ fn bench(c: &mut Criterion) {
                 builder.append_line(
                     &t,
                     1_764_000_000_000,
-                    1,
-                    f.text_start as u64,
-                    f.text_start as u64,
-                    f.end as u64,
+                    EventRange {
+                        stream: StreamId(1),
+                        start: f.text_start as u64,
+                        text_offset: f.text_start as u64,
+                        end: f.end as u64,
+                    },
                     LinePiece {
                         text: &data[f.text_start..f.text_start + f.text_len],
                         valid_utf8: true,
@@ -94,10 +98,12 @@ fn bench(c: &mut Criterion) {
         builder.append_line(
             &t,
             1_764_000_000_000,
-            1,
-            0,
-            0,
-            0,
+            EventRange {
+                stream: StreamId(1),
+                start: 0,
+                text_offset: 0,
+                end: 0,
+            },
             LinePiece {
                 text: &data[f.text_start..f.text_start + f.text_len],
                 valid_utf8: true,

@@ -181,7 +181,7 @@ fn not_ready(m: &Metrics) -> Option<String> {
 
 fn seconds_since_last_accepted(m: &Metrics) -> Option<f64> {
     let last = m.last_accepted_unix_ms.get();
-    (last > 0).then(|| crate::tail::now_ms().saturating_sub(last) as f64 / 1000.0)
+    (last > 0).then(|| crate::clock::now_ms().saturating_sub(last) as f64 / 1000.0)
 }
 
 pub fn status(state: &AdminState) -> Status {
@@ -316,13 +316,13 @@ mod tests {
         state.attach(tracker.clone(), "http://x".into());
         state.metrics.retries_network.add(3);
         tracker.register(
-            1,
+            crate::encode::StreamId(1),
             crate::tail::identity::DevIno { dev: 1, ino: 2 },
             crate::tail::identity::Fingerprint { len: 0, hash: 0 },
             std::path::Path::new("/var/log/a \"b\".log"),
             10,
         );
-        tracker.observe(1, 40, 100, 0);
+        tracker.observe(crate::encode::StreamId(1), 40, 100, 0);
         let text = prometheus(&state);
         assert!(
             text.contains("sidelog_retries_total{reason=\"network\"} 3"),

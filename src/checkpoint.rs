@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::encode::Mark;
+use crate::encode::{Mark, StreamId};
 use crate::metrics::Metrics;
 use crate::tail::identity::{DevIno, Fingerprint};
 
@@ -84,10 +84,7 @@ pub fn load(data_dir: &Path) -> Result<Vec<Entry>, CheckpointError> {
 /// Moves an unusable checkpoint file aside so the next write starts clean; returns where to.
 pub fn move_aside(data_dir: &Path) -> io::Result<PathBuf> {
     let from = data_dir.join(CHECKPOINT_FILE);
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = crate::clock::now_ms() / 1000;
     let to = data_dir.join(format!("{CHECKPOINT_FILE}.corrupt-{secs}"));
     fs::rename(&from, &to)?;
     Ok(to)
@@ -244,7 +241,7 @@ impl FileProgress {
 
 #[derive(Default)]
 struct Inner {
-    streams: HashMap<u64, Stream>,
+    streams: HashMap<StreamId, Stream>,
     /// Checkpoints loaded at startup whose file has not been opened yet (it may wait for a
     /// descriptor); written back unchanged so a restart does not forget them.
     carried: HashMap<DevIno, Entry>,
@@ -307,7 +304,7 @@ impl Tracker {
     /// A stream starts at `start` (its checkpoint, or 0, or its size for `read_from = end`).
     pub fn register(
         &self,
-        stream: u64,
+        stream: StreamId,
         id: DevIno,
         fingerprint: Fingerprint,
         path: &Path,
@@ -340,7 +337,7 @@ impl Tracker {
 
     /// The reader's view of a stream: how far it has read, how large the file is, and how
     /// many bytes at the end of what it read need no event.
-    pub fn observe(&self, stream: u64, read: u64, size: u64, skipped: u64) {
+    pub fn observe(&self, stream: StreamId, read: u64, size: u64, skipped: u64) {
         if let Some(s) = self.lock().streams.get_mut(&stream) {
             s.read = read;
             s.size = size;
@@ -367,13 +364,13 @@ impl Tracker {
         out
     }
 
-    pub fn update_fingerprint(&self, stream: u64, fingerprint: Fingerprint) {
+    pub fn update_fingerprint(&self, stream: StreamId, fingerprint: Fingerprint) {
         if let Some(s) = self.lock().streams.get_mut(&stream) {
             s.fingerprint = fingerprint;
         }
     }
 
-    pub fn update_path(&self, stream: u64, path: &Path) {
+    pub fn update_path(&self, stream: StreamId, path: &Path) {
         let mut inner = self.lock();
         if let Some(s) = inner.streams.get_mut(&stream) {
             s.path = path.display().to_string();
@@ -383,7 +380,7 @@ impl Tracker {
     }
 
     /// The reader will send nothing more of `stream` beyond `last`.
-    pub fn close(&self, stream: u64, last: u64) {
+    pub fn close(&self, stream: StreamId, last: u64) {
         let mut inner = self.lock();
         if let Some(s) = inner.streams.get_mut(&stream) {
             s.closed_at = Some(last);
@@ -419,12 +416,12 @@ impl Tracker {
     }
 
     /// Whether a closed stream has been accepted to its last byte (and forgotten).
-    pub fn is_settled(&self, stream: u64) -> bool {
+    pub fn is_settled(&self, stream: StreamId) -> bool {
         !self.lock().streams.contains_key(&stream)
     }
 
     /// The accepted position of a stream.
-    pub fn position(&self, stream: u64) -> Option<u64> {
+    pub fn position(&self, stream: StreamId) -> Option<u64> {
         self.lock().streams.get(&stream).map(|s| s.done)
     }
 
@@ -489,27 +486,37 @@ mod tests {
     }
 
     fn mark(stream: u64, start: u64, end: u64) -> Mark {
-        Mark { stream, start, end }
+        Mark {
+            stream: StreamId(stream),
+            start,
+            end,
+        }
     }
 
     #[test]
     fn position_never_jumps_a_hole() {
         let t = Tracker::new();
         let id = DevIno { dev: 1, ino: 2 };
-        t.register(1, id, fp(), Path::new("/a"), 100);
+        t.register(StreamId(1), id, fp(), Path::new("/a"), 100);
         t.ack(&[mark(1, 150, 200)]);
-        assert_eq!(t.position(1), Some(100));
+        assert_eq!(t.position(StreamId(1)), Some(100));
         t.ack(&[mark(1, 200, 260)]);
-        assert_eq!(t.position(1), Some(100));
+        assert_eq!(t.position(StreamId(1)), Some(100));
         t.ack(&[mark(1, 100, 150)]);
-        assert_eq!(t.position(1), Some(260));
+        assert_eq!(t.position(StreamId(1)), Some(260));
     }
 
     #[test]
     fn closed_stream_is_forgotten_once_accepted() {
         let t = Tracker::new();
-        t.register(1, DevIno { dev: 1, ino: 2 }, fp(), Path::new("/a"), 0);
-        t.close(1, 10);
+        t.register(
+            StreamId(1),
+            DevIno { dev: 1, ino: 2 },
+            fp(),
+            Path::new("/a"),
+            0,
+        );
+        t.close(StreamId(1), 10);
         assert_eq!(t.snapshot().len(), 1);
         t.ack(&[mark(1, 0, 10)]);
         assert!(t.snapshot().is_empty());
@@ -528,7 +535,13 @@ mod tests {
         t.carry(vec![entry(1), entry(2), entry(3)]);
         assert_eq!(t.snapshot().len(), 3);
         assert_eq!(t.claim(DevIno { dev: 1, ino: 2 }), Some(entry(2)));
-        t.register(9, DevIno { dev: 1, ino: 2 }, fp(), Path::new("/f2"), 5);
+        t.register(
+            StreamId(9),
+            DevIno { dev: 1, ino: 2 },
+            fp(),
+            Path::new("/f2"),
+            5,
+        );
         assert_eq!(t.snapshot().len(), 3);
         t.forget_carried_except(&[DevIno { dev: 1, ino: 1 }].into_iter().collect());
         let left: Vec<u64> = t.snapshot().iter().map(|e| e.inode).collect();
@@ -540,7 +553,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         assert!(load(dir.path()).expect("empty").is_empty());
         let t = Tracker::new();
-        t.register(1, DevIno { dev: 1, ino: 2 }, fp(), Path::new("/a"), 42);
+        t.register(
+            StreamId(1),
+            DevIno { dev: 1, ino: 2 },
+            fp(),
+            Path::new("/a"),
+            42,
+        );
         store(dir.path(), &t.snapshot(), true).expect("store");
         let back = load(dir.path()).expect("load");
         assert_eq!(back.len(), 1);

@@ -59,11 +59,6 @@ impl EventTemplate {
             after_timestamp,
         }
     }
-
-    /// Bytes of an event beyond its escaped message (timestamp counted at its widest).
-    pub fn overhead(&self) -> usize {
-        EVENT_PREFIX.len() + self.after_message.len() + 20 + self.after_timestamp.len()
-    }
 }
 
 /// 0: copy as is; `u`: write `\u00XX`; otherwise the letter after the backslash.
@@ -169,11 +164,26 @@ pub fn escape_lossy(out: &mut Vec<u8>, s: &[u8], known_valid: bool) -> bool {
     true
 }
 
+/// One opening of a file's content: the file bytes of events are counted per stream, and a
+/// truncation starts a new one. The checkpoint tracker knows streams by this id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(pub u64);
+
 /// The file bytes one event accounts for: `[start, end)` of stream `stream`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mark {
-    pub stream: u64,
+    pub stream: StreamId,
     pub start: u64,
+    pub end: u64,
+}
+
+/// Where an event's bytes are in its file: `[start, end)` of `stream` are covered by it (skipped
+/// lines before it included), and its text begins at `text_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRange {
+    pub stream: StreamId,
+    pub start: u64,
+    pub text_offset: u64,
     pub end: u64,
 }
 
@@ -203,6 +213,7 @@ impl Batch {
 }
 
 /// One line (or piece of a line) handed to the encoder.
+#[derive(Debug, Clone, Copy)]
 pub struct LinePiece<'a> {
     /// The message bytes, line ending removed.
     pub text: &'a [u8],
@@ -253,10 +264,6 @@ impl BatchBuilder {
         self.opened
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.current.events == 0
-    }
-
     /// Hands back a body buffer for reuse, so steady state allocates no batch memory.
     pub fn recycle(&mut self, mut buf: Vec<u8>) {
         if self.spare.len() < 2 && buf.capacity() <= self.max_bytes + 64 * 1024 {
@@ -283,127 +290,153 @@ impl BatchBuilder {
         Some(batch)
     }
 
-    /// Appends one line as one or more events covering file range `[start, end)` of `stream`.
-    /// `text_offset` is where `piece.text` begins in the file. Full batches are passed to `emit`.
-    #[allow(clippy::too_many_arguments)]
+    /// Appends one line as one or more events covering `range`. Full batches are passed to
+    /// `emit`.
     pub fn append_line(
         &mut self,
         template: &EventTemplate,
         timestamp_ms: u64,
-        stream: u64,
-        start: u64,
-        text_offset: u64,
-        end: u64,
+        range: EventRange,
         piece: LinePiece<'_>,
         emit: &mut dyn FnMut(Batch),
     ) {
         loop {
-            let b = &mut self.current;
-            if b.body.is_empty() {
-                b.body.reserve(self.max_bytes.min(1 << 20));
-                b.body.push(b'[');
-            }
-            let rollback = b.body.len();
-            if b.events > 0 {
-                b.body.push(b',');
-            }
-            let event_start = b.body.len();
-            b.body.extend_from_slice(EVENT_PREFIX);
-            if piece.cut_before {
-                b.body.extend_from_slice(TRUNCATED_MARKER);
-            }
-            if escape_lossy(&mut b.body, piece.text, piece.valid_utf8) {
-                self.stats.invalid_utf8 += 1;
-            }
-            if piece.cut_after {
-                b.body.extend_from_slice(TRUNCATED_MARKER);
-            }
-            match piece.status {
-                None => b.body.extend_from_slice(&template.after_message),
-                Some(status) => {
-                    b.body.extend_from_slice(br#"","status":""#);
-                    escape_str(&mut b.body, status.as_bytes());
-                    b.body.extend_from_slice(br#"","timestamp":"#);
+            match self.try_append(template, timestamp_ms, range, &piece) {
+                Appended::Yes => {
+                    if self.current.events >= self.max_events
+                        && let Some(full) = self.take()
+                    {
+                        emit(full);
+                    }
+                    return;
+                }
+                Appended::BatchFull => {
+                    // It fits an empty batch: send this one and start the next.
+                    if let Some(full) = self.take() {
+                        emit(full);
+                    }
+                }
+                Appended::TooLarge => {
+                    return self.append_in_pieces(template, timestamp_ms, range, piece, emit);
                 }
             }
-            b.body
-                .extend_from_slice(itoa::Buffer::new().format(timestamp_ms).as_bytes());
-            b.body.extend_from_slice(&template.after_timestamp);
-            let event_len = b.body.len() - event_start;
-            // +1 for the closing bracket added when the batch is sealed.
-            let fits_batch = b.body.len() < self.max_bytes;
-            if fits_batch && event_len <= self.max_event_bytes {
-                b.events += 1;
-                b.line_bytes += piece.text.len() as u64;
-                b.add_mark(Mark { stream, start, end });
-                self.stats.events += 1;
-                if self.opened.is_none() {
-                    self.opened = Some(Instant::now());
-                }
-                if b.events >= self.max_events
-                    && let Some(full) = self.take()
-                {
-                    emit(full);
-                }
-                return;
+        }
+    }
+
+    /// Writes one event into the open batch, or leaves the batch as it was when it does not
+    /// fit there.
+    fn try_append(
+        &mut self,
+        template: &EventTemplate,
+        timestamp_ms: u64,
+        range: EventRange,
+        piece: &LinePiece<'_>,
+    ) -> Appended {
+        let b = &mut self.current;
+        if b.body.is_empty() {
+            b.body.reserve(self.max_bytes.min(1 << 20));
+            b.body.push(b'[');
+        }
+        let rollback = b.body.len();
+        if b.events > 0 {
+            b.body.push(b',');
+        }
+        let event_start = b.body.len();
+        b.body.extend_from_slice(EVENT_PREFIX);
+        if piece.cut_before {
+            b.body.extend_from_slice(TRUNCATED_MARKER);
+        }
+        if escape_lossy(&mut b.body, piece.text, piece.valid_utf8) {
+            self.stats.invalid_utf8 += 1;
+        }
+        if piece.cut_after {
+            b.body.extend_from_slice(TRUNCATED_MARKER);
+        }
+        match piece.status {
+            None => b.body.extend_from_slice(&template.after_message),
+            Some(status) => {
+                b.body.extend_from_slice(br#"","status":""#);
+                escape_str(&mut b.body, status.as_bytes());
+                b.body.extend_from_slice(br#"","timestamp":"#);
             }
-            b.body.truncate(rollback);
-            if b.events > 0 && event_len <= self.max_event_bytes {
-                // It fits an empty batch: send this one and start the next.
-                if let Some(full) = self.take() {
-                    emit(full);
-                }
-                continue;
-            }
-            // Too large for any event (escaping can grow a line up to six times): cut it.
-            let cut = split_point(piece.text, piece.text.len() / 2);
-            if cut == 0 || cut == piece.text.len() {
-                // Cannot happen for max_event_bytes >= 64 KiB; never loop forever regardless.
-                tracing::error!(
-                    bytes = piece.text.len(),
-                    "event cannot fit any batch; dropped"
-                );
-                b.body.truncate(rollback);
-                return;
-            }
-            self.stats.split_pieces += 1;
-            let (head, tail) = piece.text.split_at(cut);
-            let mid = text_offset + cut as u64;
-            self.append_line(
-                template,
-                timestamp_ms,
-                stream,
-                start,
-                text_offset,
-                mid,
-                LinePiece {
-                    text: head,
-                    valid_utf8: piece.valid_utf8,
-                    cut_before: piece.cut_before,
-                    cut_after: true,
-                    status: piece.status,
-                },
-                emit,
-            );
-            self.append_line(
-                template,
-                timestamp_ms,
-                stream,
-                mid,
-                mid,
-                end,
-                LinePiece {
-                    text: tail,
-                    valid_utf8: piece.valid_utf8,
-                    cut_before: true,
-                    cut_after: piece.cut_after,
-                    status: piece.status,
-                },
-                emit,
+        }
+        b.body
+            .extend_from_slice(itoa::Buffer::new().format(timestamp_ms).as_bytes());
+        b.body.extend_from_slice(&template.after_timestamp);
+        let event_len = b.body.len() - event_start;
+        // +1 for the closing bracket added when the batch is sealed.
+        let fits_batch = b.body.len() < self.max_bytes;
+        let fits_event = event_len <= self.max_event_bytes;
+        if fits_batch && fits_event {
+            b.events += 1;
+            b.line_bytes += piece.text.len() as u64;
+            b.add_mark(Mark {
+                stream: range.stream,
+                start: range.start,
+                end: range.end,
+            });
+            self.stats.events += 1;
+            self.opened.get_or_insert_with(Instant::now);
+            return Appended::Yes;
+        }
+        b.body.truncate(rollback);
+        if b.events > 0 && fits_event {
+            Appended::BatchFull
+        } else {
+            Appended::TooLarge
+        }
+    }
+
+    /// A line too large for any event (escaping can grow a line up to six times) is cut in
+    /// two at a character boundary, each piece marked where it was cut.
+    fn append_in_pieces(
+        &mut self,
+        template: &EventTemplate,
+        timestamp_ms: u64,
+        range: EventRange,
+        piece: LinePiece<'_>,
+        emit: &mut dyn FnMut(Batch),
+    ) {
+        let cut = split_point(piece.text, piece.text.len() / 2);
+        if cut == 0 || cut == piece.text.len() {
+            // Cannot happen for max_event_bytes >= 64 KiB; never loop forever regardless.
+            tracing::error!(
+                bytes = piece.text.len(),
+                "event cannot fit any batch; dropped"
             );
             return;
         }
+        self.stats.split_pieces += 1;
+        let (head, tail) = piece.text.split_at(cut);
+        let mid = range.text_offset + cut as u64;
+        let first = EventRange { end: mid, ..range };
+        let second = EventRange {
+            start: mid,
+            text_offset: mid,
+            ..range
+        };
+        let head = LinePiece {
+            text: head,
+            cut_after: true,
+            ..piece
+        };
+        let tail = LinePiece {
+            text: tail,
+            cut_before: true,
+            ..piece
+        };
+        self.append_line(template, timestamp_ms, first, head, emit);
+        self.append_line(template, timestamp_ms, second, tail, emit);
     }
+}
+
+/// What became of an attempt to write an event into the open batch.
+enum Appended {
+    Yes,
+    /// Not in this batch, but it fits an empty one.
+    BatchFull,
+    /// Too large for any batch as one event.
+    TooLarge,
 }
 
 /// The byte ranges of the events in a batch body this module encoded. Each event starts with
@@ -482,10 +515,12 @@ mod tests {
             b.append_line(
                 &t,
                 1_700_000_000_000,
-                7,
-                pos,
-                pos,
-                end,
+                EventRange {
+                    stream: StreamId(7),
+                    start: pos,
+                    text_offset: pos,
+                    end,
+                },
                 LinePiece {
                     text: line,
                     valid_utf8: false,

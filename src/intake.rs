@@ -581,10 +581,7 @@ async fn process(
     if let Some(verify) = &state.verify {
         // Benchmark sink: a full JSON parse here would take CPU from the shipper under test on
         // the same cores. The tests run the intake without `verify` and parse every event.
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let now_us = crate::clock::now_us();
         let events = lock(verify).record_body(&raw, now_us);
         return accepted(state, events, raw.len());
     }

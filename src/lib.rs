@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod bench;
 pub mod checkpoint;
+pub mod clock;
 pub mod compress;
 pub mod config;
 pub mod demo;

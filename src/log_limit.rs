@@ -26,7 +26,7 @@ impl LogLimit {
     /// `Some(n)` when this occurrence should be logged, `n` being how many were held back
     /// since the last one logged; `None` when it should not.
     pub fn check(&self) -> Option<u64> {
-        self.check_at(crate::tail::now_ms())
+        self.check_at(crate::clock::now_ms())
     }
 
     fn check_at(&self, now: u64) -> Option<u64> {

@@ -169,10 +169,7 @@ pub fn generate_lines(opts: GenerateOptions, stop: CancellationToken) -> anyhow:
             continue;
         }
         buf.clear();
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let now_us = crate::clock::now_us();
         while written < due {
             bench_line(
                 &mut buf,

@@ -112,10 +112,7 @@ fn write_paced(
         if let Some(wait) = due_at.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let now_us = crate::clock::now_us();
         // This tick's lines, one append per file.
         let lines = due.saturating_sub(total);
         for (f, file) in files.iter_mut().enumerate() {

@@ -93,12 +93,7 @@ pub async fn latency(rate: u64, seconds: u64, files: usize, timeout_ms: u64) -> 
         .collect::<Result<_, _>>()?;
     let mut rng = fastrand::Rng::with_seed(3);
     let mut seqs = vec![0u64; files];
-    let now_us = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0)
-    };
+    let now_us = crate::clock::now_us;
     let mut buf = Vec::new();
     bench_line(&mut buf, &mut rng, 0, 0, 200, 0);
     handles[0].write_all(&buf)?;

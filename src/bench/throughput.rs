@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::Compression;
-use crate::encode::{Batch, BatchBuilder, EventFields, EventTemplate, LinePiece};
+use crate::encode::{
+    Batch, BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece, StreamId,
+};
 use crate::tail::frame::frame;
 
 #[derive(Debug, Clone)]
@@ -100,10 +102,12 @@ fn ceiling(
                         builder.append_line(
                             &templates[f],
                             1_764_000_000_000,
-                            f as u64,
-                            (start + fr.text_start) as u64,
-                            (start + fr.text_start) as u64,
-                            (start + fr.end) as u64,
+                            EventRange {
+                                stream: StreamId(f as u64),
+                                start: (start + fr.text_start) as u64,
+                                text_offset: (start + fr.text_start) as u64,
+                                end: (start + fr.end) as u64,
+                            },
                             LinePiece {
                                 text: &buf[fr.text_start..fr.text_start + fr.text_len],
                                 valid_utf8: valid,

@@ -223,7 +223,9 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
         // Every event was accepted or, alone, refused for good: the lines are done with.
         ctx.tracker.ack(&marks);
         ctx.metrics.line_bytes_sent.add(line_bytes);
-        ctx.metrics.last_accepted_unix_ms.set(crate::tail::now_ms());
+        ctx.metrics
+            .last_accepted_unix_ms
+            .set(crate::clock::now_ms());
     }
     drop(window);
 }

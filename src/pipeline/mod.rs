@@ -423,36 +423,36 @@ fn load_checkpoints(data_dir: &Path) -> Vec<checkpoint::Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::Mark;
+    use crate::encode::{Mark, StreamId};
     use crate::tail::identity::{DevIno, Fingerprint};
 
     fn tracker_with_lag() -> Tracker {
         let t = Tracker::new();
         let fp = Fingerprint { len: 4, hash: 1 };
         t.register(
-            1,
+            StreamId(1),
             DevIno { dev: 1, ino: 1 },
             fp,
             Path::new("/logs/a.log"),
             0,
         );
         t.register(
-            2,
+            StreamId(2),
             DevIno { dev: 1, ino: 2 },
             fp,
             Path::new("/logs/b.log"),
             0,
         );
-        t.observe(1, 300, 300, 0);
-        t.observe(2, 50, 500, 0);
+        t.observe(StreamId(1), 300, 300, 0);
+        t.observe(StreamId(2), 50, 500, 0);
         t.ack(&[
             Mark {
-                stream: 1,
+                stream: StreamId(1),
                 start: 0,
                 end: 100,
             },
             Mark {
-                stream: 2,
+                stream: StreamId(2),
                 start: 0,
                 end: 500,
             },

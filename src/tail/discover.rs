@@ -1,15 +1,21 @@
-//! Discovery: which files an input's globs match, and which directories to watch for them.
+//! Discovery: which files an input's globs match, and the watches on the directories where
+//! they appear.
 //!
 //! Each include glob is split into a root directory (its leading components without glob
 //! characters) and a depth. Scans walk only the roots, to that depth, following symlinks but
-//! never the same directory twice, so a symlink loop cannot hang a scan.
+//! never the same directory twice, so a symlink loop cannot hang a scan. Each root is watched
+//! (inotify): file events ring the reader's [`Wake`] with the path they name, and a lost
+//! event is made up for by the periodic rescan.
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use notify::{EventKind, RecursiveMode, Watcher};
 
+use super::wake::Wake;
 use crate::tail::identity::DevIno;
 
 /// Deepest walk under a root for globs with `**`.
@@ -156,6 +162,82 @@ impl Matcher {
             } else if is_dir && depth > 1 {
                 self.walk(&path, depth - 1, seen, out);
             }
+        }
+    }
+}
+
+/// The directory watches of every input's roots.
+pub(crate) struct Watches {
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: HashSet<PathBuf>,
+}
+
+impl Watches {
+    /// Starts the file-event watcher; without one, new lines are found by rescans only.
+    pub(crate) fn start(wake: Arc<Wake>) -> Watches {
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            on_event(&wake, res)
+        });
+        let watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch files; new lines are found by rescans only");
+                None
+            }
+        };
+        Watches {
+            watcher,
+            watched: HashSet::new(),
+        }
+    }
+
+    /// Watches every root that exists and is not watched yet (a root may appear later).
+    pub(crate) fn ensure<'a>(&mut self, roots: impl Iterator<Item = &'a Root>) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        for root in roots {
+            if self.watched.contains(&root.dir) || !root.dir.is_dir() {
+                continue;
+            }
+            let mode = if root.depth > 1 {
+                RecursiveMode::Recursive
+            } else {
+                RecursiveMode::NonRecursive
+            };
+            match watcher.watch(&root.dir, mode) {
+                Ok(()) => {
+                    tracing::debug!(dir = %root.dir.display(), "watching");
+                    self.watched.insert(root.dir.clone());
+                }
+                Err(e) => {
+                    crate::warn_limited!(dir = %root.dir.display(), error = %e, "cannot watch directory; new lines there are found by rescans")
+                }
+            }
+        }
+    }
+}
+
+fn on_event(wake: &Wake, res: notify::Result<notify::Event>) {
+    match res {
+        Ok(event) => {
+            if event.need_rescan() {
+                wake.rescan();
+            }
+            match event.kind {
+                // Our own reads show up as access events; they say nothing new.
+                EventKind::Access(_) => {}
+                EventKind::Create(notify::event::CreateKind::Folder) => wake.rescan(),
+                _ => {
+                    for p in event.paths {
+                        wake.path(p);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            crate::warn_limited!(error = %e, "file watch error; rescanning");
+            wake.rescan();
         }
     }
 }

@@ -1,0 +1,271 @@
+//! The rest of a file's life after it was found: descriptors taken back and given again under
+//! `tail.max_open_files`, files without a name closed once read to their end and quiet (or
+//! given up at `tail.rotate_wait_ms`, counted), multi-line events sent when they time out,
+//! and rotated files deleted once every line of them was accepted (`delete_after_ship`).
+
+use std::time::Instant;
+
+use super::emit::Sink;
+use super::reader::find_in_dir;
+use super::table::{FileKey, Tailed, Waiting};
+use super::{PendingDelete, Tailer};
+
+/// Why a file without a name is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// Read to its end and quiet for `tail.rotated_linger_ms`.
+    ReadToEnd,
+    /// Held for `tail.rotate_wait_ms`.
+    GivenUp,
+}
+
+impl Tailer {
+    /// Makes sure file `key` has a descriptor before a read. False when it has none now
+    /// (it waits for one, or it is gone); at shutdown no descriptor is taken.
+    pub(super) fn has_descriptor(&mut self, key: FileKey, stopping: bool) -> bool {
+        let Some(t) = self.table.get(key) else {
+            return false;
+        };
+        if t.reader.is_open() {
+            return true;
+        }
+        if stopping {
+            return false;
+        }
+        if !self.table.has_room() && !self.evict(Some(key)) {
+            if let Some(t) = self.table.get_mut(key) {
+                t.active = false;
+            }
+            self.table.wait_reopen(key);
+            return false;
+        }
+        if self.table.reopen(key) {
+            self.metrics.files_open.up();
+            return true;
+        }
+        self.forget_gone(key);
+        false
+    }
+
+    /// Closes the least recently read file that may give its descriptor back.
+    pub(super) fn evict(&mut self, except: Option<FileKey>) -> bool {
+        let Some(path) = self.table.evict_one(except) else {
+            return false;
+        };
+        tracing::debug!(path = %path.display(), "closed to stay under tail.max_open_files");
+        self.metrics.files_evicted.inc();
+        self.metrics.files_open.down();
+        true
+    }
+
+    /// Opens what waits for a descriptor, as far as descriptors allow.
+    pub(super) fn serve_waiting(&mut self) {
+        while let Some(w) = self.table.next_waiting() {
+            let reopen = matches!(w, Waiting::Reopen(_));
+            if !reopen && !self.table.has_room() && !self.evict(None) {
+                return;
+            }
+            match self.table.take_waiting() {
+                Some(Waiting::New {
+                    path,
+                    input,
+                    startup,
+                }) => {
+                    if std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                        self.open_new(&path, input, startup);
+                    }
+                }
+                Some(Waiting::Reopen(key)) => {
+                    if let Some(t) = self.table.get_mut(key) {
+                        t.active = true;
+                    }
+                    self.read_file(key, false);
+                    if self.table.get(key).is_some_and(|t| !t.reader.is_open()) {
+                        // Still no descriptor (the read queued it again).
+                        return;
+                    }
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// A closed file could not be found again: whatever was written to it after its last
+    /// read is out of reach.
+    fn forget_gone(&mut self, key: FileKey) {
+        let Some(t) = self.table.remove(key) else {
+            return;
+        };
+        tracing::warn!(
+            path = %t.reader.path().display(),
+            read_to = t.reader.pos(),
+            "file renamed away or deleted while closed under tail.max_open_files; lines written after its last read cannot be read (raise tail.max_open_files)"
+        );
+        self.metrics.files_gone_while_closed.inc();
+        self.tracker.close(t.stream, t.covered);
+        // The name may lead to a new file now.
+        let path = t.reader.path().to_path_buf();
+        if let Some(i) = self.inputs.iter().position(|i| i.matcher.matches(&path)) {
+            self.consider(&path, i, false);
+        }
+    }
+
+    /// Closes files that left their name once they are read to their end and quiet, or once
+    /// `tail.rotate_wait_ms` has passed (counting what is given up).
+    pub(super) fn close_orphans(&mut self) {
+        let done: Vec<(FileKey, Closing)> = self
+            .table
+            .iter()
+            .filter_map(|(k, t)| self.orphan_done(t).map(|c| (k, c)))
+            .collect();
+        for (key, closing) in done {
+            self.flush_group(key);
+            let Some(t) = self.table.remove(key) else {
+                continue;
+            };
+            if t.reader.is_open() {
+                self.metrics.files_open.down();
+            }
+            self.metrics.files_closed.inc();
+            self.tracker.close(t.stream, t.covered);
+            if closing == Closing::ReadToEnd && self.inputs[t.input].delete_after_ship {
+                self.pending_deletes.push(PendingDelete {
+                    stream: t.stream,
+                    id: t.reader.id(),
+                    fingerprint: t.reader.fingerprint(),
+                    path: t.reader.path().to_path_buf(),
+                });
+            }
+        }
+    }
+
+    /// Whether a file without a name can be closed now: read to its end and quiet, or held
+    /// for `tail.rotate_wait_ms` (what is left unread is given up, logged and counted).
+    fn orphan_done(&self, t: &Tailed) -> Option<Closing> {
+        let orphaned_at = t.reader.orphaned_at()?;
+        let drained = !t.active && t.reader.pos() >= t.reader.size();
+        if drained && t.reader.quiet_for(self.timing.linger) {
+            tracing::info!(path = %t.reader.path().display(), "closing file read to its end");
+            return Some(Closing::ReadToEnd);
+        }
+        let wait = self.timing.rotate_wait?;
+        if orphaned_at.elapsed() < wait {
+            return None;
+        }
+        let unread = t.reader.size().saturating_sub(t.reader.pos());
+        if unread > 0 {
+            tracing::warn!(
+                path = %t.reader.path().display(),
+                unread_bytes = unread,
+                "giving up the unread end of a rotated or deleted file (tail.rotate_wait_ms)"
+            );
+            self.metrics.rotated_bytes_given_up.add(unread);
+        }
+        Some(Closing::GivenUp)
+    }
+
+    /// When the earliest multi-line event waiting for more lines is due.
+    pub(super) fn next_group_deadline(&self) -> Option<Instant> {
+        self.table
+            .files()
+            .filter_map(|t| {
+                let last = t.grouping.as_ref()?.last?;
+                let ml = self.inputs[t.input]
+                    .processor
+                    .as_ref()?
+                    .multiline
+                    .as_ref()?;
+                Some(last + ml.timeout)
+            })
+            .min()
+    }
+
+    /// Sends multi-line events that waited `timeout_ms` without a new line (all of them with
+    /// `force`, at shutdown).
+    pub(super) fn flush_groups(&mut self, force: bool) {
+        let now = Instant::now();
+        let due: Vec<FileKey> = self
+            .table
+            .iter()
+            .filter(|(_, t)| {
+                let Some(last) = t.grouping.as_ref().and_then(|g| g.last) else {
+                    return false;
+                };
+                force
+                    || self.inputs[t.input]
+                        .processor
+                        .as_ref()
+                        .and_then(|p| p.multiline.as_ref())
+                        .is_some_and(|ml| now >= last + ml.timeout)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in due {
+            self.flush_group(key);
+        }
+    }
+
+    /// Sends the multi-line event a file is assembling, if any.
+    pub(super) fn flush_group(&mut self, key: FileKey) {
+        let Some(t) = self.table.get_mut(key) else {
+            return;
+        };
+        let Tailed {
+            grouping: Some(g),
+            template,
+            stream,
+            covered,
+            input,
+            ..
+        } = t
+        else {
+            return;
+        };
+        let mut sink = Sink {
+            events: &mut self.events,
+            template,
+            stream: *stream,
+            processor: self.inputs[*input].processor.as_ref(),
+        };
+        sink.flush(g, covered);
+    }
+
+    /// Deletes rotated files (`delete_after_ship`) once the intake accepted every line of
+    /// them, so the volume stays under its size limit. A file with any byte not accepted yet
+    /// stays; a file given up at `rotate_wait_ms` is never queued here.
+    pub(super) fn delete_shipped(&mut self) {
+        if self.pending_deletes.is_empty() {
+            return;
+        }
+        let tracker = &self.tracker;
+        let (settled, waiting): (Vec<_>, Vec<_>) = self
+            .pending_deletes
+            .drain(..)
+            .partition(|p| tracker.is_settled(p.stream));
+        self.pending_deletes = waiting;
+        for p in settled {
+            self.delete_rotated(p);
+        }
+    }
+
+    fn delete_rotated(&self, p: PendingDelete) {
+        // Deleted by someone else already: nothing to do. Renamed: find it by identity.
+        let Some((found, file)) = find_in_dir(&p.path, p.id, p.fingerprint) else {
+            return;
+        };
+        drop(file);
+        if self.inputs.iter().any(|i| i.matcher.matches(&found)) {
+            // Renamed to a name the globs match: it is tailed again, not rotated away.
+            return;
+        }
+        match std::fs::remove_file(&found) {
+            Ok(()) => {
+                tracing::info!(path = %found.display(), "deleted rotated file: every line of it was accepted");
+                self.metrics.files_deleted.inc();
+            }
+            Err(e) => {
+                tracing::warn!(path = %found.display(), error = %e, "cannot delete rotated file (delete_after_ship needs the volume mounted read-write)")
+            }
+        }
+    }
+}

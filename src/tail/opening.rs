@@ -1,0 +1,239 @@
+//! Files found: rescans of the globs and file events, deciding for each path whether it is a
+//! file already tailed (perhaps under a new name), a new one to open (from its checkpoint or
+//! by `read_from`), one to leave alone (`ignore_older_secs`, unreadable), or one that must
+//! wait for a descriptor.
+
+use std::collections::HashSet;
+use std::io;
+use std::path::Path;
+
+use super::Tailer;
+use super::identity::DevIno;
+use super::reader::{FileReader, resume_position};
+use super::table::{FileKey, Tailed};
+use crate::config::ReadFrom;
+use crate::encode::{EventFields, EventTemplate};
+use crate::process::Grouping;
+
+impl Tailer {
+    /// Finds new files, notices files whose name no longer leads to them, and checks the
+    /// sizes of known files in case a file event was lost.
+    pub(super) fn rescan(&mut self, startup: bool) {
+        self.watches
+            .ensure(self.inputs.iter().flat_map(|i| i.matcher.roots.iter()));
+        let mut found = Vec::new();
+        let mut seen = HashSet::new();
+        for i in 0..self.inputs.len() {
+            found.clear();
+            self.inputs[i].matcher.scan(&mut found);
+            for path in std::mem::take(&mut found) {
+                if let Some(id) = self.consider(&path, i, startup) {
+                    seen.insert(id);
+                }
+            }
+        }
+        for (_, t) in self.table.iter_mut() {
+            if !t.reader.is_orphan() && !seen.contains(&t.reader.id()) {
+                // Renamed out of the globs, or deleted: read what is left, then close. A closed
+                // file is looked for under its new name when it is reopened.
+                t.reader.leave_name();
+                tracing::debug!(path = %t.reader.path().display(), "file left its name; draining");
+            }
+            if t.reader.is_open() || t.reader.is_orphan() {
+                t.active = true;
+            }
+        }
+        self.tracker.forget_carried_except(&seen);
+    }
+
+    /// A file event named `path`.
+    pub(super) fn on_path(&mut self, path: &Path) {
+        if let Some(key) = self.table.by_path(path)
+            && let Some(t) = self.table.get_mut(key)
+        {
+            t.active = true;
+            if !t.reader.is_orphan() && !t.reader.named_by(path) {
+                t.reader.leave_name();
+                self.table.unname(path, key);
+                tracing::debug!(path = %path.display(), "file left its name; draining");
+            }
+        }
+        if let Some(i) = self.inputs.iter().position(|i| i.matcher.matches(path)) {
+            self.consider(path, i, false);
+        }
+    }
+
+    /// Starts tailing `path` unless its file is already tailed; returns the file's identity
+    /// when it exists (tailed, waiting for a descriptor, ignored or unreadable).
+    pub(super) fn consider(&mut self, path: &Path, input: usize, startup: bool) -> Option<DevIno> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return None,
+            Err(e) => {
+                if e.kind() != io::ErrorKind::NotFound {
+                    self.report_unreadable(path, &e);
+                }
+                return None;
+            }
+        };
+        let id = DevIno::of(&meta);
+        if let Some(key) = self.table.by_id(id) {
+            self.found_again(key, path, meta.len());
+            return Some(id);
+        }
+        if let Some(old) = self.table.by_path(path)
+            && let Some(t) = self.table.get_mut(old)
+            && !t.reader.is_orphan()
+        {
+            // The name now leads to another file: the old one was rotated away.
+            t.reader.leave_name();
+            t.active = true;
+        }
+        if self.ignore(path, input, id, &meta) || self.table.waiting_for(path) {
+            return Some(id);
+        }
+        if !self.table.has_room() && !self.evict(None) {
+            tracing::debug!(path = %path.display(), "waiting for a descriptor (tail.max_open_files)");
+            self.table.wait_new(path, input, startup);
+            return Some(id);
+        }
+        self.open_new(path, input, startup);
+        Some(id)
+    }
+
+    /// Whether a file is left alone: older than `ignore_older_secs` when found, or not grown
+    /// since.
+    fn ignore(&mut self, path: &Path, input: usize, id: DevIno, meta: &std::fs::Metadata) -> bool {
+        if let Some(age) = self.inputs[input].ignore_older
+            && !self.ignored.contains_key(&id)
+            && meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|elapsed| elapsed > age)
+        {
+            tracing::info!(path = %path.display(), "not reading file last modified before ignore_older_secs");
+            self.metrics.files_ignored_old.inc();
+            self.ignored.insert(id, meta.len());
+            return true;
+        }
+        self.ignored
+            .get(&id)
+            .is_some_and(|&size| meta.len() == size)
+    }
+
+    /// A tailed file was found (again) under `path`, `size` bytes long.
+    fn found_again(&mut self, key: FileKey, path: &Path, size: u64) {
+        let Some(t) = self.table.get_mut(key) else {
+            return;
+        };
+        let old = t.reader.path().to_path_buf();
+        if old != path && !t.reader.named_by(&old) {
+            // Renamed to another name the globs match: follow it.
+            t.reader.renamed(path.to_path_buf(), false);
+            self.tracker.update_path(t.stream, path);
+            self.table.unname(&old, key);
+        }
+        let Some(t) = self.table.get_mut(key) else {
+            return;
+        };
+        if t.reader.path() == path {
+            t.reader.named();
+            self.table.name(path, key);
+        }
+        let Some(t) = self.table.get_mut(key) else {
+            return;
+        };
+        // A closed file is reopened only when it changed; an open one costs one fstat.
+        if t.reader.is_open() || size != t.reader.size() {
+            t.active = true;
+        }
+    }
+
+    /// Opens a file not tailed yet, from its checkpoint or by the start policy.
+    pub(super) fn open_new(&mut self, path: &Path, input: usize, startup: bool) {
+        let mut reader = match FileReader::open(path) {
+            Ok(r) => r,
+            Err(e) => return self.report_unreadable(path, &e),
+        };
+        let id = reader.id();
+        if self.table.by_id(id).is_some() {
+            return;
+        }
+        self.unreadable.remove(path);
+        let start = self.start_position(&reader, input, startup);
+        reader.start_at(start);
+        let stream = self.new_stream();
+        self.tracker
+            .register(stream, id, reader.fingerprint(), path, start);
+        self.metrics.files_opened.inc();
+        self.metrics.files_open.up();
+        tracing::info!(path = %path.display(), offset = start, "tailing file");
+        let grouping = self.inputs[input]
+            .processor
+            .as_ref()
+            .and_then(|p| p.multiline.as_ref())
+            .map(|_| Grouping::default());
+        let template = self.template(input, path);
+        self.table.insert(Tailed {
+            reader,
+            stream,
+            input,
+            template,
+            covered: start,
+            active: true,
+            grouping,
+        });
+    }
+
+    /// Where reading starts: the checkpoint of this file, what was skipped of it under
+    /// `ignore_older_secs`, or `read_from`.
+    fn start_position(&mut self, reader: &FileReader, input: usize, startup: bool) -> u64 {
+        let id = reader.id();
+        let size = reader.size();
+        let ignored_at = self.ignored.remove(&id);
+        if let Some(entry) = self.tracker.claim(id) {
+            let Some(file) = reader.file() else {
+                return 0;
+            };
+            let (at, why) = resume_position(entry.fingerprint, entry.offset, file, size);
+            if at == entry.offset {
+                tracing::debug!(path = %reader.path().display(), offset = at, "{why}");
+            } else {
+                tracing::info!(path = %reader.path().display(), "{why}");
+            }
+            return at;
+        }
+        match ignored_at {
+            Some(at) if at <= size => at,
+            _ if startup && self.inputs[input].read_from == ReadFrom::End => size,
+            _ => 0,
+        }
+    }
+
+    pub(super) fn template(&self, input: usize, path: &Path) -> EventTemplate {
+        let i = &self.inputs[input];
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tags = if i.tags.is_empty() {
+            format!("filename:{name}")
+        } else {
+            format!("{},filename:{name}", i.tags)
+        };
+        EventTemplate::new(&EventFields {
+            status: &i.status,
+            hostname: &self.hostname,
+            service: &i.service,
+            source: &i.source,
+            tags: &tags,
+        })
+    }
+
+    fn report_unreadable(&mut self, path: &Path, e: &io::Error) {
+        if self.unreadable.insert(path.to_path_buf()) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read file; skipping it until it becomes readable");
+        }
+    }
+}
