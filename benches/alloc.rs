@@ -36,12 +36,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn main() {
-    let mut data = Vec::new();
-    let mut seq = 0;
-    while data.len() < 4 << 20 {
-        sidelog::demo::sample_line(&mut data, 0, seq);
-        seq += 1;
-    }
+    let data = sidelog::sample::corpus(4 << 20);
     let template = EventTemplate::new(&EventFields {
         status: "info",
         hostname: "host",

@@ -12,7 +12,7 @@ use sidelog::tail::frame::frame;
 
 /// About 1 MiB of mixed access-log and JSON lines, ~200 bytes each.
 fn sample() -> Vec<u8> {
-    sidelog::demo::sample_lines(1 << 20)
+    sidelog::sample::corpus(1 << 20)
 }
 
 fn template() -> EventTemplate {

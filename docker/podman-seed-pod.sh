@@ -16,7 +16,8 @@
 #   mappings, and it runs probes through a shell inside the container, which a scratch image
 #   does not have (the probes' endpoints are tested by tests/admin.rs);
 # - the image is built FROM scratch around a static binary built here (no base image can be
-#   pulled).
+#   pulled): the Pod's binary as the image has it (the shipper alone, `dist` profile), and a
+#   second image with the development tools for the intake container.
 # Native sidecars (pod-native-sidecar.yaml) are not played: podman 4.3 has no init-container
 # restartPolicy. Resource limits are not enforced with the cgroupfs manager here.
 set -euo pipefail
@@ -55,15 +56,26 @@ printf '[containers]\ndefault_ulimits = []\n' > "$work/containers.conf"
 export CONTAINERS_CONF="$work/containers.conf"
 podman --version
 
-echo "== image (FROM scratch, static binary)"
+echo "== images (FROM scratch, static binaries)"
 target="$(rustc -vV | sed -n 's/^host: //p')"
+# The Pod's binary, as docker/Dockerfile builds it; and one with the development tools, for
+# the intake container only.
+(cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" \
+  cargo build --profile dist --no-default-features --locked --target "$target" --quiet)
 (cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" \
   cargo build --release --locked --target "$target" --quiet)
-mkdir "$work/image"
-cp "$root/target/$target/release/sidelog" "$work/image/sidelog"
-cp "$root/docker/Dockerfile.scratch" "$work/image/"
-pm build --quiet -f "$work/image/Dockerfile.scratch" -t sidelog:0.1.0 "$work/image" >/dev/null
+build_image() {
+  mkdir "$work/$2"
+  cp "$1" "$work/$2/sidelog"
+  cp "$root/docker/Dockerfile.scratch" "$work/$2/"
+  pm build --quiet -f "$work/$2/Dockerfile.scratch" -t "$2:0.1.0" "$work/$2" >/dev/null
+}
+build_image "$root/target/$target/dist/sidelog" sidelog
+build_image "$root/target/$target/release/sidelog" sidelog-devtools
 pm images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep sidelog
+if pm run --rm --network none sidelog:0.1.0 intake --help >/dev/null 2>&1; then
+  echo "the Pod's image must not carry the built-in intake"; exit 1
+fi
 
 echo "== the Pod"
 secret="$work/secret"
@@ -104,7 +116,7 @@ for e in sidelog["env"]:
 sidelog["env"].append({"name": "SIDELOG_DATADOG__ENDPOINT", "value": "http://127.0.0.1:8080"})
 spec["containers"].append({
     "name": "intake",
-    "image": "sidelog:0.1.0",
+    "image": "sidelog-devtools:0.1.0",
     "args": ["intake", "--listen", "127.0.0.1:8080", "--api-key-file",
              "/etc/intake/api-key", "--out", "/out/events.jsonl"],
     "volumeMounts": [

@@ -3,24 +3,24 @@
 //!
 //! Stages, each in its own module: [`tail`] (discovery, reading, framing, file identity),
 //! [`encode`] (events and batches), [`compress`], [`ship`] (HTTP and retries), [`checkpoint`]
-//! (accepted positions), [`secret`] (the API key), wired together by [`pipeline`]. [`intake`]
-//! is a built-in Datadog-compatible intake for the demo and the tests; [`admin`] serves metrics,
-//! health and status.
+//! (accepted positions), [`secret`] (the API key), wired together by [`pipeline`] and brought
+//! down by [`shutdown`]; [`admin`] serves metrics, health and status. The built-in intake, the
+//! benchmarks and the demo are `devtools` (a feature the image leaves out).
 
 pub mod admin;
-pub mod bench;
 pub mod checkpoint;
 pub mod clock;
 pub mod compress;
 pub mod config;
-pub mod demo;
+#[cfg(feature = "devtools")]
+pub mod devtools;
 pub mod encode;
-pub mod intake;
 pub mod log_limit;
 pub mod metrics;
 pub mod optional;
 pub mod pipeline;
 pub mod process;
+pub mod sample;
 pub mod secret;
 pub mod ship;
 pub mod shutdown;

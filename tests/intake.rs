@@ -2,7 +2,7 @@
 
 use sidelog::compress::compress;
 use sidelog::config::Compression;
-use sidelog::intake::{Intake, IntakeOptions};
+use sidelog::devtools::intake::{Intake, IntakeOptions};
 
 fn events(n: usize, size: usize) -> Vec<u8> {
     let msg = "x".repeat(size);

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use sidelog::intake::Faults;
+use sidelog::devtools::intake::Faults;
 
 const T: Duration = Duration::from_secs(120);
 

@@ -11,62 +11,23 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
+use super::intake::{Intake, IntakeOptions};
 use crate::config::{Config, Input};
-use crate::intake::{Intake, IntakeOptions};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, StopMode};
 
+/// `sidelog demo`'s options.
+#[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
-    /// Stop after this many seconds; run until Ctrl-C when `None`.
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
     pub seconds: Option<u64>,
     /// Lines written per second, over all files.
+    #[arg(long, default_value_t = 20_000)]
     pub rate: u64,
+    /// Number of log files written.
+    #[arg(long, default_value_t = 2)]
     pub files: usize,
-}
-
-/// At least `bytes` of [`sample_line`]s, for benchmarks.
-pub fn sample_lines(bytes: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes + 512);
-    let mut seq = 0;
-    while out.len() < bytes {
-        sample_line(&mut out, 0, seq);
-        seq += 1;
-    }
-    out
-}
-
-/// A plausible log line: access-log style or JSON, about 150-250 bytes.
-pub fn sample_line(out: &mut Vec<u8>, file: usize, seq: u64) {
-    const PATHS: [&str; 4] = [
-        "/api/v1/users",
-        "/api/v1/orders?page=2",
-        "/healthz",
-        "/static/app.js",
-    ];
-    let path = PATHS[(seq % 4) as usize];
-    if seq.is_multiple_of(3) {
-        let _ = write!(
-            out,
-            r#"{{"level":"info","ts":"2026-11-25T10:00:00.{:03}Z","msg":"request served","path":"{}","status":200,"duration_ms":{},"file":{},"seq":{}}}"#,
-            seq % 1000,
-            path,
-            seq % 97,
-            file,
-            seq
-        );
-    } else {
-        let _ = write!(
-            out,
-            r#"10.0.{}.{} - - [25/Nov/2026:10:00:00 +0000] "GET {} HTTP/1.1" 200 {} "-" "Mozilla/5.0 (X11; Linux x86_64)" file={} seq={}"#,
-            file,
-            seq % 250,
-            path,
-            512 + seq % 4096,
-            file,
-            seq
-        );
-    }
-    out.push(b'\n');
 }
 
 fn write_lines(
@@ -89,6 +50,7 @@ fn write_lines(
     let start = Instant::now();
     let mut seq = 0u64;
     let mut buf = Vec::with_capacity(64 * 1024);
+    let mut rng = fastrand::Rng::with_seed(7);
     while !stop.load(Ordering::Relaxed) {
         let due = (start.elapsed().as_secs_f64() * opts_rate as f64) as u64;
         if seq >= due {
@@ -100,7 +62,7 @@ fn write_lines(
             let mut n = 0;
             let mut s = seq + i as u64;
             while s < due && n < 10_000 {
-                sample_line(&mut buf, i, s);
+                crate::sample::line(&mut buf, &mut rng, i, s / files as u64, 256, 0);
                 s += files as u64;
                 n += 1;
             }

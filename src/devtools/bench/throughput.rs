@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::config::Compression;
@@ -17,23 +16,36 @@ use crate::encode::{
 };
 use crate::tail::frame::frame;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ThroughputOptions {
+    /// Megabytes of log lines to generate.
+    #[arg(long, default_value_t = 1024)]
     pub mb: u64,
+    #[arg(long, default_value_t = 4)]
     pub files: usize,
+    /// Approximate bytes per line, newline included.
+    #[arg(long, default_value_t = 256)]
     pub line_bytes: usize,
+    #[arg(long, value_enum, default_value_t = Compression::Gzip)]
     pub compression: Compression,
+    #[arg(long, default_value_t = 6)]
     pub level: i32,
-    /// `datadog.request_concurrency`: a number or `adaptive`.
+    /// Requests in flight: a number or "adaptive" (the shipper's default).
+    #[arg(long, default_value = "adaptive")]
     pub request_concurrency: crate::config::RequestConcurrency,
-    /// Delay the intake adds to every answer, to stand for a distant intake.
+    /// Delay the intake adds to every answer (a distant intake).
+    #[arg(long, default_value_t = 0)]
     pub intake_latency_ms: u64,
-    /// Ship with one `mask_sequences` rule (card numbers), to measure what a rule costs.
+    /// Ship with one mask_sequences rule (card numbers) to measure a rule's cost.
+    #[arg(long)]
     pub mask: bool,
+    #[arg(long, default_value_t = 4_500_000)]
     pub max_bytes: usize,
-    /// Threads for the ceiling; default: the cores sidelog compresses on.
+    /// Threads for the ceiling (default: number of cores).
+    #[arg(long)]
     pub threads: Option<usize>,
-    /// Where to write the files (a temporary directory by default).
+    /// Directory for the generated files (default: a temporary one).
+    #[arg(long)]
     pub dir: Option<PathBuf>,
 }
 
@@ -150,7 +162,9 @@ fn bench_template(path: &Path) -> EventTemplate {
     })
 }
 
-pub async fn throughput(opts: ThroughputOptions, _stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn throughput(mut opts: ThroughputOptions) -> anyhow::Result<()> {
+    opts.files = opts.files.max(1);
+    opts.line_bytes = opts.line_bytes.max(64);
     let (_tmp, dir) = temp_or(&opts.dir)?;
     let logs = dir.join("logs");
     let _ = fs::remove_dir_all(&logs);

@@ -41,7 +41,7 @@ pub struct IntakeOptions {
     pub out: Option<PathBuf>,
     /// Keep every accepted event in memory (tests).
     pub keep_events: bool,
-    /// Benchmark sink: check benchmark lines (see [`crate::bench`]) for loss, duplicates and
+    /// Benchmark sink: check benchmark lines (see [`crate::sample`]) for loss, duplicates and
     /// latency, finding events by their start instead of parsing the JSON (so the sink takes
     /// little CPU from the shipper it measures). Events are neither kept nor written to `out`.
     pub verify: bool,
@@ -150,7 +150,7 @@ pub struct Verifier {
 }
 
 /// Length of the benchmark line prefix.
-pub const VERIFY_PREFIX_LEN: usize = 31;
+const VERIFY_PREFIX_LEN: usize = crate::sample::PREFIX_LEN;
 
 /// How every event sidelog encodes begins. A JSON string cannot hold an unescaped `"`, so
 /// this sequence marks event starts exactly, without parsing the JSON.
@@ -674,6 +674,84 @@ fn accepted(state: &IntakeState, events: usize, bytes: usize) -> Response<Full<B
     state.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     state.accepted_requests.fetch_add(1, Ordering::Relaxed);
     reply(StatusCode::ACCEPTED, "{}")
+}
+
+/// `sidelog intake`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IntakeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Require this API key (the file is re-read for every request).
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
+    /// Append every accepted event to this file, one JSON object per line.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Benchmark sink: check benchmark lines for loss, duplicates and latency (see
+    /// `GET /stats`) without parsing the JSON; events are not written to --out.
+    #[arg(long)]
+    verify: bool,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    faults: FaultArgs,
+}
+
+/// Faults the built-in intake injects, to see how a shipper copes.
+#[derive(Debug, Clone, clap::Args)]
+struct FaultArgs {
+    /// Answer every request with this status (e.g. 503).
+    #[arg(long, value_name = "STATUS")]
+    fail_status: Option<u16>,
+    /// Send `Retry-After: SECONDS` with 429 and 503 answers.
+    #[arg(long, value_name = "SECONDS")]
+    retry_after: Option<u64>,
+    /// Answer this fraction of requests (0 to 1) with 500.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Drop this fraction of connections (0 to 1) without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    reset_rate: f64,
+    /// Wait this long before every answer.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    latency_ms: u64,
+    /// Answer 400 to a batch holding an event that contains this text.
+    #[arg(long, value_name = "TEXT")]
+    poison: Option<String>,
+    /// Answer 413 to bodies above this many uncompressed bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+}
+
+impl IntakeArgs {
+    pub fn into_options(self) -> IntakeOptions {
+        let f = self.faults;
+        IntakeOptions {
+            listen: Some(self.listen),
+            api_key_file: self.api_key_file,
+            out: self.out,
+            keep_events: false,
+            verify: self.verify,
+            faults: Faults {
+                status: f.fail_status,
+                retry_after_secs: f.retry_after,
+                error_rate: f.error_rate.clamp(0.0, 1.0),
+                reset_rate: f.reset_rate.clamp(0.0, 1.0),
+                latency: Duration::from_millis(f.latency_ms),
+                poison: f.poison,
+                max_body_bytes: f.max_body_bytes,
+            },
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
+        }
+    }
 }
 
 /// Runs the intake as a command: prints a running count each second until Ctrl-C / SIGTERM.

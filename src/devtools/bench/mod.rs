@@ -7,185 +7,55 @@
 //! - `idle`: CPU and memory of a shipper watching files that do not change.
 //! - `latency`: write-to-intake latency at a steady line rate.
 //!
-//! Benchmark lines start with `FF:SSSSSSSSSS:UUUUUUUUUUUUUUUU ` (file, sequence number, write
-//! time in Unix microseconds) so the intake can check them; the rest looks like access-log and
-//! JSON lines with realistic variety, so compression works as hard as on real logs.
+//! The lines are [`crate::sample`] lines, whose prefix the verifying intake checks.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio_util::sync::CancellationToken;
 
-use crate::intake::VERIFY_PREFIX_LEN;
+use crate::sample;
 
 mod pod;
 mod steady;
 mod throughput;
 
-pub use pod::{CrashOptions, DrainOptions, OutageOptions, crash, drain, outage};
-pub use steady::{idle, latency};
-pub use throughput::{ThroughputOptions, throughput};
+pub use pod::{CrashOptions, DrainOptions, OutageOptions};
+pub use steady::{IdleOptions, LatencyOptions};
+pub use throughput::ThroughputOptions;
 
-const WORDS: &[&str] = &[
-    "user",
-    "order",
-    "payment",
-    "session",
-    "cache",
-    "miss",
-    "hit",
-    "retry",
-    "upstream",
-    "timeout",
-    "connection",
-    "pool",
-    "request",
-    "handled",
-    "completed",
-    "started",
-    "queue",
-    "worker",
-    "shard",
-    "replica",
-    "token",
-    "refresh",
-    "account",
-    "profile",
-    "search",
-    "index",
-    "inventory",
-    "checkout",
-    "cart",
-    "invoice",
-    "shipping",
-    "latency",
-    "region",
-    "eu-west-1",
-    "us-east-1",
-    "debug",
-    "trace_id",
-    "span_id",
-    "GET",
-    "POST",
-    "PUT",
-    "DELETE",
-    "ok",
-    "error",
-];
-
-/// Appends one benchmark line of about `target` bytes (newline included).
-pub fn bench_line(
-    out: &mut Vec<u8>,
-    rng: &mut fastrand::Rng,
-    file: usize,
-    seq: u64,
-    target: usize,
-    write_us: u64,
-) {
-    let start = out.len();
-    let _ = write!(out, "{:02}:{:010}:{:016} ", file % 100, seq, write_us);
-    if rng.bool() {
-        let _ = write!(
-            out,
-            r#"10.{}.{}.{} - - [25/Nov/2026:10:{:02}:{:02} +0000] "{} /api/v1/{}/{} HTTP/1.1" {} {} "-" "Mozilla/5.0 (X11; Linux x86_64) rv:{}" rt={}.{:03}"#,
-            rng.u8(..),
-            rng.u8(..),
-            rng.u8(..),
-            rng.u8(..60),
-            rng.u8(..60),
-            WORDS[38 + rng.usize(..4)],
-            WORDS[rng.usize(..WORDS.len())],
-            rng.u32(..1_000_000),
-            [200, 200, 200, 201, 204, 301, 404, 500][rng.usize(..8)],
-            rng.u32(..100_000),
-            100 + rng.u8(..30),
-            rng.u8(..5),
-            rng.u16(..1000),
-        );
-    } else {
-        let _ = write!(
-            out,
-            r#"{{"level":"{}","ts":"2026-11-25T10:{:02}:{:02}.{:06}Z","msg":"{} {} {}","trace_id":"{:016x}","user_id":{},"duration_ms":{}}}"#,
-            ["info", "info", "info", "warn", "error", "debug"][rng.usize(..6)],
-            rng.u8(..60),
-            rng.u8(..60),
-            rng.u32(..1_000_000),
-            WORDS[rng.usize(..WORDS.len())],
-            WORDS[rng.usize(..WORDS.len())],
-            WORDS[rng.usize(..WORDS.len())],
-            rng.u64(..),
-            rng.u32(..10_000_000),
-            rng.u16(..5000),
-        );
-    }
-    // Pad with words up to the target size, as real lines carry more fields.
-    while out.len() - start + 1 < target {
-        out.push(b' ');
-        out.extend_from_slice(WORDS[rng.usize(..WORDS.len())].as_bytes());
-    }
-    out.truncate(start + target.max(VERIFY_PREFIX_LEN + 1) - 1);
-    out.push(b'\n');
+/// `sidelog bench ...`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Ship generated files to a separate intake; compare with the encode+compress ceiling.
+    Throughput(ThroughputOptions),
+    /// CPU and memory of a shipper watching files that do not change.
+    Idle(IdleOptions),
+    /// The intake down for a while under a steady stream: requests during the outage, and
+    /// how soon sending resumes after it (default retry settings).
+    Outage(OutageOptions),
+    /// A backlog written while the intake refuses; the intake heals as SIGTERM arrives: is
+    /// everything shipped before the exit, and how long does it take.
+    Drain(DrainOptions),
+    /// kill -9 halfway through a fast stream, then a restart: how much is sent twice.
+    Crash(CrashOptions),
+    /// Write-to-intake latency at a steady rate.
+    Latency(LatencyOptions),
 }
 
-/// What `sidelog generate` writes.
-#[derive(Debug, Clone)]
-pub struct GenerateOptions {
-    pub out: PathBuf,
-    /// Lines per second; 0 for as fast as possible.
-    pub rate: u64,
-    pub lines: Option<u64>,
-    pub seconds: Option<u64>,
-    pub line_bytes: usize,
-    /// Sequence number of the first line.
-    pub first: u64,
-}
-
-/// Appends numbered sample lines to a file at a steady rate until a limit or `stop`; prints
-/// how many it wrote. Lines carry the prefix the verifying intake checks.
-pub fn generate_lines(opts: GenerateOptions, stop: CancellationToken) -> anyhow::Result<()> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&opts.out)
-        .with_context(|| format!("cannot open {}", opts.out.display()))?;
-    let mut rng = fastrand::Rng::with_seed(opts.first ^ 0x5eed);
-    let start = Instant::now();
-    let mut buf = Vec::with_capacity(1 << 20);
-    let mut written = 0u64;
-    let limit = opts.lines.unwrap_or(u64::MAX);
-    let deadline = opts.seconds.map(|s| start + Duration::from_secs(s));
-    while written < limit && !stop.is_cancelled() && deadline.is_none_or(|d| Instant::now() < d) {
-        let due = if opts.rate == 0 {
-            limit.min(written + 4096)
-        } else {
-            limit.min((start.elapsed().as_secs_f64() * opts.rate as f64) as u64 + 1)
-        };
-        if due <= written {
-            std::thread::sleep(Duration::from_millis(5));
-            continue;
-        }
-        buf.clear();
-        let now_us = crate::clock::now_us();
-        while written < due {
-            bench_line(
-                &mut buf,
-                &mut rng,
-                0,
-                opts.first + written,
-                opts.line_bytes,
-                now_us,
-            );
-            written += 1;
-        }
-        file.write_all(&buf)
-            .with_context(|| format!("cannot write {}", opts.out.display()))?;
+/// Runs one benchmark.
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Throughput(o) => throughput::throughput(o).await,
+        BenchCommand::Idle(o) => steady::idle(o).await,
+        BenchCommand::Outage(o) => pod::outage(o).await,
+        BenchCommand::Drain(o) => pod::drain(o).await,
+        BenchCommand::Crash(o) => pod::crash(o).await,
+        BenchCommand::Latency(o) => steady::latency(o).await,
     }
-    println!("{written} lines written to {}", opts.out.display());
-    Ok(())
 }
 
 /// Writes about `mb` MB of lines round-robin into `files` files; returns (paths, lines, bytes).
@@ -213,7 +83,7 @@ fn generate(
     while bytes < target {
         let f = (lines % files as u64) as usize;
         buf.clear();
-        bench_line(&mut buf, &mut rng, f, seqs[f], line_bytes, 0);
+        sample::line(&mut buf, &mut rng, f, seqs[f], line_bytes, 0);
         seqs[f] += 1;
         writers[f].write_all(&buf)?;
         lines += 1;
@@ -458,22 +328,5 @@ fn concurrency_value(c: crate::config::RequestConcurrency) -> String {
     match c {
         crate::config::RequestConcurrency::Fixed(n) => n.to_string(),
         crate::config::RequestConcurrency::Adaptive => "\"adaptive\"".into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bench_lines_have_the_verify_prefix_and_size() {
-        let mut rng = fastrand::Rng::with_seed(1);
-        for target in [64, 256, 1000] {
-            let mut out = Vec::new();
-            bench_line(&mut out, &mut rng, 3, 12345, target, 99);
-            assert_eq!(out.len(), target, "{}", String::from_utf8_lossy(&out));
-            assert!(out.starts_with(b"03:0000012345:0000000000000099 "));
-            assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
-        }
     }
 }

@@ -8,7 +8,29 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-pub async fn idle(files: usize, seconds: u64) -> anyhow::Result<()> {
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdleOptions {
+    #[arg(long, default_value_t = 20)]
+    pub files: usize,
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LatencyOptions {
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u64,
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    #[arg(long, default_value_t = 4)]
+    pub files: usize,
+    #[arg(long, default_value_t = 1000)]
+    pub timeout_ms: u64,
+}
+
+pub async fn idle(opts: IdleOptions) -> anyhow::Result<()> {
+    let IdleOptions { files, seconds } = opts;
+    let files = files.max(1);
     let (_tmp, dir) = temp_or(&None)?;
     let logs = dir.join("logs");
     fs::create_dir_all(&logs)?;
@@ -17,7 +39,7 @@ pub async fn idle(files: usize, seconds: u64) -> anyhow::Result<()> {
     for f in 0..files {
         buf.clear();
         for seq in 0..10 {
-            bench_line(
+            sample::line(
                 &mut buf,
                 &mut rng,
                 f % 100,
@@ -66,7 +88,14 @@ pub async fn idle(files: usize, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn latency(rate: u64, seconds: u64, files: usize, timeout_ms: u64) -> anyhow::Result<()> {
+pub async fn latency(opts: LatencyOptions) -> anyhow::Result<()> {
+    let LatencyOptions {
+        rate,
+        seconds,
+        files,
+        timeout_ms,
+    } = opts;
+    let (rate, files) = (rate.max(1), files.max(1));
     let (_tmp, dir) = temp_or(&None)?;
     let logs = dir.join("logs");
     fs::create_dir_all(&logs)?;
@@ -95,7 +124,7 @@ pub async fn latency(rate: u64, seconds: u64, files: usize, timeout_ms: u64) -> 
     let mut seqs = vec![0u64; files];
     let now_us = crate::clock::now_us;
     let mut buf = Vec::new();
-    bench_line(&mut buf, &mut rng, 0, 0, 200, 0);
+    sample::line(&mut buf, &mut rng, 0, 0, 200, 0);
     handles[0].write_all(&buf)?;
     seqs[0] = 1;
     wait_arrived(
@@ -115,7 +144,7 @@ pub async fn latency(rate: u64, seconds: u64, files: usize, timeout_ms: u64) -> 
         while written < due {
             let f = (written % files as u64) as usize;
             buf.clear();
-            bench_line(&mut buf, &mut rng, f, seqs[f], 200, now_us());
+            sample::line(&mut buf, &mut rng, f, seqs[f], 200, now_us());
             seqs[f] += 1;
             handles[f].write_all(&buf)?;
             written += 1;

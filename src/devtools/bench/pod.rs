@@ -14,27 +14,40 @@ use anyhow::{Context, bail};
 
 use super::*;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct OutageOptions {
+    #[arg(long, default_value_t = 10_000)]
     pub rate: u64,
+    #[arg(long, default_value_t = 4)]
     pub files: usize,
+    /// Length of the outage.
+    #[arg(long, default_value_t = 20)]
     pub down_secs: u64,
-    /// Answer 429 with this `Retry-After` instead of 503.
+    /// Answer 429 with this Retry-After instead of 503.
+    #[arg(long)]
     pub retry_after: Option<u64>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DrainOptions {
+    #[arg(long, default_value_t = 100)]
     pub mb: u64,
+    #[arg(long, default_value_t = 4)]
     pub files: usize,
+    #[arg(long, default_value_t = 256)]
     pub line_bytes: usize,
+    /// shutdown_timeout_ms of the shipper.
+    #[arg(long, default_value_t = 20_000)]
     pub timeout_ms: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct CrashOptions {
+    #[arg(long, default_value_t = 20_000)]
     pub rate: u64,
+    #[arg(long, default_value_t = 4)]
     pub files: usize,
+    #[arg(long, default_value_t = 20)]
     pub seconds: u64,
 }
 
@@ -119,7 +132,7 @@ fn write_paced(
             buf.clear();
             let share = lines / n as u64 + u64::from((f as u64) < lines % n as u64);
             for _ in 0..share {
-                bench_line(&mut buf, &mut rng, f, seqs[f], line_bytes, now_us);
+                sample::line(&mut buf, &mut rng, f, seqs[f], line_bytes, now_us);
                 seqs[f] += 1;
             }
             if !buf.is_empty() {
@@ -158,7 +171,7 @@ pub async fn outage(opts: OutageOptions) -> anyhow::Result<()> {
     let (_tmp, dir) = temp_or(&None)?;
     let logs = dir.join("logs");
     fs::create_dir_all(&logs)?;
-    let paths = log_paths(&logs, "outage", opts.files);
+    let paths = log_paths(&logs, "outage", opts.files.max(1));
     let (mut intake, url) = start_intake(0)?;
     let config = write_config(&dir, &format!("{}/*.log", logs.display()), &url, "")?;
     let log = dir.join("shipper.log");
@@ -258,7 +271,7 @@ pub async fn drain(opts: DrainOptions) -> anyhow::Result<()> {
     )?;
     let log = dir.join("shipper.log");
     let mut shipper = start_shipper(&config, &log)?;
-    let (_, lines, bytes) = generate(&logs, opts.mb, opts.files, opts.line_bytes)?;
+    let (_, lines, bytes) = generate(&logs, opts.mb, opts.files.max(1), opts.line_bytes.max(64))?;
     println!(
         "sidelog bench drain: {:.1} MB ({lines} lines) in {} files written while the intake answers 503; then it heals as SIGTERM arrives (shutdown_timeout_ms {})",
         bytes as f64 / 1e6,
@@ -294,7 +307,7 @@ pub async fn crash(opts: CrashOptions) -> anyhow::Result<()> {
     let (_tmp, dir) = temp_or(&None)?;
     let logs = dir.join("logs");
     fs::create_dir_all(&logs)?;
-    let paths = log_paths(&logs, "crash", opts.files);
+    let paths = log_paths(&logs, "crash", opts.files.max(1));
     let (mut intake, url) = start_intake(0)?;
     let config = write_config(&dir, &format!("{}/*.log", logs.display()), &url, "")?;
     let log = dir.join("shipper.log");

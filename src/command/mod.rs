@@ -1,0 +1,9 @@
+//! The commands of the `sidelog` binary, over the library: the shipper's (`run`, `check`,
+//! `status`, `generate`) and, with the `devtools` feature, the development tools'.
+
+#[cfg(feature = "devtools")]
+pub mod dev;
+pub mod generate;
+pub mod logging;
+pub mod run;
+pub mod runtime;
