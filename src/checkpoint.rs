@@ -37,8 +37,13 @@ pub enum CheckpointError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read checkpoints from {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("checkpoint file {path} is corrupt: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    #[error("checkpoint file {path} is corrupt: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("checkpoint file {path} has an unknown format version {version}")]
+    UnknownVersion { path: PathBuf, version: u32 },
 }
 
 /// One file's accepted position, as stored.
@@ -68,14 +73,14 @@ pub fn load(data_dir: &Path) -> Result<Vec<Entry>, CheckpointError> {
         Err(source) => return Err(CheckpointError::Read { path, source }),
     };
     let file: CheckpointFile =
-        serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
+        serde_json::from_slice(&bytes).map_err(|source| CheckpointError::Corrupt {
             path: path.clone(),
-            reason: e.to_string(),
+            source,
         })?;
     if file.version != FORMAT_VERSION {
-        return Err(CheckpointError::Corrupt {
+        return Err(CheckpointError::UnknownVersion {
             path,
-            reason: format!("unknown format version {}", file.version),
+            version: file.version,
         });
     }
     Ok(file.files)
@@ -194,7 +199,7 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-struct Stream {
+struct StreamAcks {
     id: DevIno,
     fingerprint: Fingerprint,
     path: String,
@@ -241,7 +246,7 @@ impl FileProgress {
 
 #[derive(Default)]
 struct Inner {
-    streams: HashMap<StreamId, Stream>,
+    streams: HashMap<StreamId, StreamAcks>,
     /// Checkpoints loaded at startup whose file has not been opened yet (it may wait for a
     /// descriptor); written back unchanged so a restart does not forget them.
     carried: HashMap<DevIno, Entry>,
@@ -318,7 +323,7 @@ impl Tracker {
         }
         inner.streams.insert(
             stream,
-            Stream {
+            StreamAcks {
                 id,
                 fingerprint,
                 path: path.display().to_string(),
@@ -453,7 +458,7 @@ impl Tracker {
     }
 }
 
-impl Stream {
+impl StreamAcks {
     fn finished(&self) -> bool {
         self.closed_at.is_some_and(|last| self.done >= last)
     }

@@ -8,22 +8,22 @@
 //! benchmarks and the demo are `devtools` (a feature the image leaves out).
 
 pub mod admin;
-pub mod checkpoint;
+mod checkpoint;
 pub mod clock;
 pub mod compress;
 pub mod config;
 #[cfg(feature = "devtools")]
 pub mod devtools;
 pub mod encode;
-pub mod log_limit;
+mod log_limit;
 pub mod metrics;
-pub mod optional;
+mod optional;
 pub mod pipeline;
 pub mod process;
 pub mod sample;
 pub mod secret;
-pub mod ship;
-pub mod shutdown;
+mod ship;
+mod shutdown;
 pub mod tail;
 
 /// Locks a mutex, carrying on with its data when another thread panicked while holding it:

@@ -24,8 +24,11 @@ pub const API_KEY_ENV: &str = "DD_API_KEY";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("cannot read API key file {path}: {reason}")]
-    Unreadable { path: PathBuf, reason: String },
+    #[error("cannot read API key file {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("API key file {path} is empty")]
     Empty { path: PathBuf },
     #[error("no API key: set datadog.api_key_file or the {API_KEY_ENV} environment variable")]
@@ -104,9 +107,9 @@ impl fmt::Display for ApiKey {
 
 /// Reads a key file, trimming whitespace; an empty file is an error naming the path.
 pub fn read_key_file(path: &Path) -> Result<ApiKey, SecretError> {
-    let raw = std::fs::read_to_string(path).map_err(|e| SecretError::Unreadable {
+    let raw = std::fs::read_to_string(path).map_err(|source| SecretError::Unreadable {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })?;
     ApiKey::parse(&raw, &path.display().to_string())?.ok_or_else(|| SecretError::Empty {
         path: path.to_path_buf(),

@@ -83,10 +83,6 @@ impl Shutdown {
         }
     }
 
-    pub fn phase(&self) -> Phase {
-        self.tx.borrow().phase
-    }
-
     /// Whether a drain was asked for at some point.
     pub fn drained(&self) -> bool {
         self.tx.borrow().drained

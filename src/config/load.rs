@@ -24,9 +24,8 @@ impl Config {
     /// As [`Config::load`], with the environment given explicitly (for tests).
     pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Config, ConfigError> {
         if !path.is_file() {
-            return Err(ConfigError::Read {
+            return Err(ConfigError::NoFile {
                 path: path.to_path_buf(),
-                reason: "no such file".into(),
             });
         }
         let mut tree = merged_tree(path, env)?;
@@ -58,9 +57,9 @@ fn merged_tree(path: &Path, env: &[(String, String)]) -> Result<toml::Value, Con
                 reason: format!("from environment variable {name}: {e}"),
             })?;
     }
-    let raw = builder.build().map_err(|e| ConfigError::Read {
+    let raw = builder.build().map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })?;
     serde_path_to_error::deserialize(raw).map_err(key_error)
 }

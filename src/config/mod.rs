@@ -35,8 +35,13 @@ pub const INTAKE_MAX_EVENT_BYTES: usize = 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
+    #[error("cannot read config file {path}: no such file")]
+    NoFile { path: PathBuf },
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: config::ConfigError,
+    },
     #[error("config key `{key}`: {reason}")]
     Key { key: String, reason: String },
     #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]

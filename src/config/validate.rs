@@ -40,109 +40,48 @@ impl Config {
 
     /// Every numeric key with its value and allowed range.
     fn ranges(&self) -> Vec<(String, u64, u64, u64)> {
-        let d = &self.datadog;
-        let mut out: Vec<(String, u64, u64, u64)> = [
-            ("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 600_000),
-            ("shutdown_quiet_ms", self.shutdown_quiet_ms, 0, 600_000),
-            (
-                "checkpoint_interval_ms",
-                self.checkpoint_interval_ms,
-                10,
-                60_000,
-            ),
-            (
-                "tail.rescan_interval_ms",
-                self.tail.rescan_interval_ms,
-                100,
-                3_600_000,
-            ),
-            (
-                "tail.read_buffer_bytes",
-                self.tail.read_buffer_bytes as u64,
-                4096,
-                16 << 20,
-            ),
-            (
-                "tail.max_open_files",
-                self.tail.max_open_files as u64,
-                8,
-                1_000_000,
-            ),
-            (
-                "tail.rotated_linger_ms",
-                self.tail.rotated_linger_ms,
-                0,
-                86_400_000,
-            ),
-            (
-                "tail.rotate_wait_ms",
-                self.tail.rotate_wait_ms,
-                0,
-                604_800_000,
-            ),
-            (
-                "batch.max_events",
-                self.batch.max_events as u64,
-                1,
-                INTAKE_MAX_EVENTS as u64,
-            ),
-            (
-                "batch.max_bytes",
-                self.batch.max_bytes as u64,
-                64 * 1024,
-                INTAKE_MAX_BODY_BYTES as u64,
-            ),
-            ("batch.timeout_ms", self.batch.timeout_ms, 1, 600_000),
-            (
-                "datadog.request_timeout_ms",
-                d.request_timeout_ms,
-                100,
-                600_000,
-            ),
-            (
-                "datadog.compression_threads",
-                d.compression_threads as u64,
-                0,
-                64,
-            ),
-            (
-                "datadog.request_concurrency_max",
-                d.request_concurrency_max as u64,
-                1,
-                64,
-            ),
-            ("datadog.retry_initial_ms", d.retry_initial_ms, 1, 600_000),
-            ("datadog.retry_max_ms", d.retry_max_ms, 1, 3_600_000),
-        ]
-        .into_iter()
-        .map(|(k, v, lo, hi)| (k.to_string(), v, lo, hi))
-        .collect();
-        if let RequestConcurrency::Fixed(n) = d.request_concurrency {
-            out.push(("datadog.request_concurrency".into(), n as u64, 1, 64));
+        let mut out = self.fixed_ranges();
+        if let RequestConcurrency::Fixed(n) = self.datadog.request_concurrency {
+            out.push(range("datadog.request_concurrency", n as u64, 1, 64));
         }
         for (i, input) in self.inputs.iter().enumerate() {
+            let key = |k: &str| format!("inputs[{i}].{k}");
             out.push((
-                format!("inputs[{i}].max_line_bytes"),
+                key("max_line_bytes"),
                 input.max_line_bytes as u64,
                 1024,
                 900_000,
             ));
             if let Some(ml) = &input.multiline {
-                out.push((
-                    format!("inputs[{i}].multiline.timeout_ms"),
-                    ml.timeout_ms,
-                    1,
-                    600_000,
-                ));
-                out.push((
-                    format!("inputs[{i}].multiline.max_bytes"),
-                    ml.max_bytes as u64,
-                    0,
-                    900_000,
-                ));
+                out.push((key("multiline.timeout_ms"), ml.timeout_ms, 1, 600_000));
+                out.push((key("multiline.max_bytes"), ml.max_bytes as u64, 0, 900_000));
             }
         }
         out
+    }
+
+    /// The keys that exist once whatever the inputs.
+    #[rustfmt::skip]
+    fn fixed_ranges(&self) -> Vec<(String, u64, u64, u64)> {
+        let (d, t, b) = (&self.datadog, &self.tail, &self.batch);
+        vec![
+            range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 600_000),
+            range("shutdown_quiet_ms", self.shutdown_quiet_ms, 0, 600_000),
+            range("checkpoint_interval_ms", self.checkpoint_interval_ms, 10, 60_000),
+            range("tail.rescan_interval_ms", t.rescan_interval_ms, 100, 3_600_000),
+            range("tail.read_buffer_bytes", t.read_buffer_bytes as u64, 4096, 16 << 20),
+            range("tail.max_open_files", t.max_open_files as u64, 8, 1_000_000),
+            range("tail.rotated_linger_ms", t.rotated_linger_ms, 0, 86_400_000),
+            range("tail.rotate_wait_ms", t.rotate_wait_ms, 0, 604_800_000),
+            range("batch.max_events", b.max_events as u64, 1, INTAKE_MAX_EVENTS as u64),
+            range("batch.max_bytes", b.max_bytes as u64, 64 * 1024, INTAKE_MAX_BODY_BYTES as u64),
+            range("batch.timeout_ms", b.timeout_ms, 1, 600_000),
+            range("datadog.request_timeout_ms", d.request_timeout_ms, 100, 600_000),
+            range("datadog.compression_threads", d.compression_threads as u64, 0, 64),
+            range("datadog.request_concurrency_max", d.request_concurrency_max as u64, 1, 64),
+            range("datadog.retry_initial_ms", d.retry_initial_ms, 1, 600_000),
+            range("datadog.retry_max_ms", d.retry_max_ms, 1, 3_600_000),
+        ]
     }
 
     /// The `[datadog]` rules that are more than a range.
@@ -183,6 +122,10 @@ impl Config {
             ));
         }
     }
+}
+
+fn range(key: &str, value: u64, lo: u64, hi: u64) -> (String, u64, u64, u64) {
+    (key.to_string(), value, lo, hi)
 }
 
 /// One `[[inputs]]` table: its globs, status, processing and tags.

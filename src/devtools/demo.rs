@@ -1,17 +1,15 @@
 //! `sidelog demo`: the built-in intake, a sample log writer and the shipper in one process,
 //! on temporary directories, with a live progress line. Needs no Datadog account.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use super::intake::{Intake, IntakeOptions};
+use super::writer::PacedLines;
 use crate::config::{Config, Input};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, StopMode};
@@ -30,71 +28,17 @@ pub struct DemoOptions {
     pub files: usize,
 }
 
-fn write_lines(
-    dir: &Path,
-    opts_rate: u64,
-    files: usize,
-    stop: &AtomicBool,
-    written: &AtomicU64,
-    written_bytes: &AtomicU64,
-) -> std::io::Result<()> {
-    let mut handles = Vec::new();
-    for i in 0..files {
-        handles.push(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(format!("app-{i}.log")))?,
-        );
-    }
-    let start = Instant::now();
-    let mut seq = 0u64;
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut rng = fastrand::Rng::with_seed(7);
-    while !stop.load(Ordering::Relaxed) {
-        let due = (start.elapsed().as_secs_f64() * opts_rate as f64) as u64;
-        if seq >= due {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        }
-        for (i, f) in handles.iter_mut().enumerate() {
-            buf.clear();
-            let mut n = 0;
-            let mut s = seq + i as u64;
-            while s < due && n < 10_000 {
-                crate::sample::line(&mut buf, &mut rng, i, s / files as u64, 256, 0);
-                s += files as u64;
-                n += 1;
-            }
-            f.write_all(&buf)?;
-            written.fetch_add(n, Ordering::Relaxed);
-            written_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        }
-        seq = due.div_ceil(files as u64) * files as u64;
-    }
-    Ok(())
-}
-
-pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let tmp = tempfile::Builder::new().prefix("sidelog-demo-").tempdir()?;
-    let logs = tmp.path().join("logs");
-    let data = tmp.path().join("data");
-    std::fs::create_dir_all(&logs)?;
-    let key_file = tmp.path().join("api-key");
+/// The demo's configuration: the shipper as a user runs it, on temporary directories,
+/// shipping to the built-in intake.
+fn demo_config(dir: &Path, intake: &Intake) -> anyhow::Result<Config> {
+    let key_file = dir.join("api-key");
     std::fs::write(&key_file, "demo-api-key\n")?;
-    let intake = Intake::start(IntakeOptions {
-        api_key_file: Some(key_file.clone()),
-        ..IntakeOptions::default()
-    })
-    .await
-    .context("cannot start the built-in intake")?;
-
     let mut config = Config {
-        data_dir: data,
+        data_dir: dir.join("data"),
         ..Config::default()
     };
     config.inputs.push(Input {
-        include: vec![format!("{}/*.log", logs.display())],
+        include: vec![format!("{}/*.log", dir.join("logs").display())],
         service: "demo-app".into(),
         source: "demo".into(),
         tags: vec!["team:demo".into()],
@@ -106,7 +50,20 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
     // The writer has stopped when the drain begins: no need to wait for late lines.
     config.shutdown_quiet_ms = 200;
     config.validate()?;
+    Ok(config)
+}
 
+pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new().prefix("sidelog-demo-").tempdir()?;
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let intake = Intake::start(IntakeOptions {
+        api_key_file: Some(tmp.path().join("api-key")),
+        ..IntakeOptions::default()
+    })
+    .await
+    .context("cannot start the built-in intake")?;
+    let config = demo_config(tmp.path(), &intake)?;
     println!("sidelog demo");
     println!(
         "  log files:  {}/app-*.log ({} files, {} lines/s)",
@@ -118,30 +75,45 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
         "  intake:     {} (built in, Datadog-compatible)",
         intake.endpoint()
     );
-    println!(
-        "  stop with Ctrl-C{}",
-        opts.seconds
-            .map(|s| format!(" or after {s} s"))
-            .unwrap_or_default()
-    );
-
+    let until = opts.seconds.map(|s| format!(" or after {s} s"));
+    println!("  stop with Ctrl-C{}", until.unwrap_or_default());
     let metrics = Arc::new(Metrics::default());
     let mut shipper = Pipeline::start(config, metrics.clone(), None);
-
-    let stop_writer = Arc::new(AtomicBool::new(false));
-    let written = Arc::new(AtomicU64::new(0));
-    let written_bytes = Arc::new(AtomicU64::new(0));
-    let writer = {
-        let (logs, stop, w, wb) = (
-            logs.clone(),
-            stop_writer.clone(),
-            written.clone(),
-            written_bytes.clone(),
-        );
-        let (rate, files) = (opts.rate, opts.files.max(1));
-        std::thread::spawn(move || write_lines(&logs, rate, files, &stop, &w, &wb))
+    let paths: Vec<PathBuf> = (0..opts.files.max(1))
+        .map(|i| logs.join(format!("app-{i}.log")))
+        .collect();
+    let writer = PacedLines::start(&paths, opts.rate, Duration::from_millis(10), 256)?;
+    show_progress(&opts, &intake, &metrics, &writer, &shipper, shutdown).await;
+    let bytes = writer.written_bytes();
+    let total = writer.finish()?;
+    // As at a Pod's end: every file is read to its end and shipped before the shipper exits.
+    shipper.stop(StopMode::Drain);
+    shipper.wait().await?;
+    let shipped = intake.event_count();
+    let all = if shipped == total {
+        " - every line arrived"
+    } else {
+        ""
     };
+    println!(
+        "done: {total} lines written ({:.1} MB), {shipped} events accepted by the intake{all}",
+        bytes as f64 / 1e6
+    );
+    if shipped < total {
+        anyhow::bail!("{} lines did not arrive", total - shipped);
+    }
+    Ok(())
+}
 
+/// A line a second: written, shipped, rate and lag, until the time is up or Ctrl-C.
+async fn show_progress(
+    opts: &DemoOptions,
+    intake: &Intake,
+    metrics: &Metrics,
+    writer: &PacedLines,
+    shipper: &Pipeline,
+    shutdown: CancellationToken,
+) {
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
@@ -149,52 +121,26 @@ pub async fn run(opts: DemoOptions, shutdown: CancellationToken) -> anyhow::Resu
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => return,
         }
         let shipped = intake.event_count();
         let bytes = metrics.line_bytes_sent.get();
-        let w = written.load(Ordering::Relaxed);
+        let written = writer.written();
         println!(
             "{:>4}s  written {:>9} lines  shipped {:>9} lines  {:>7} lines/s  {:>6.2} MB/s  lag {:>6} lines",
             started.elapsed().as_secs(),
-            w,
+            written,
             shipped,
             shipped - last.0,
             (bytes - last.1) as f64 / 1e6,
-            w.saturating_sub(shipped),
+            written.saturating_sub(shipped),
         );
         last = (shipped, bytes);
-        if opts
+        let time_up = opts
             .seconds
-            .is_some_and(|s| started.elapsed() >= Duration::from_secs(s))
-        {
-            break;
-        }
-        if shipper.is_finished() {
-            break;
+            .is_some_and(|s| started.elapsed() >= Duration::from_secs(s));
+        if time_up || shipper.is_finished() {
+            return;
         }
     }
-    stop_writer.store(true, Ordering::Relaxed);
-    match writer.join() {
-        Ok(r) => r.context("demo writer failed")?,
-        Err(_) => anyhow::bail!("demo writer panicked"),
-    }
-    let total = written.load(Ordering::Relaxed);
-    // As at a Pod's end: every file is read to its end and shipped before the shipper exits.
-    shipper.stop(StopMode::Drain);
-    shipper.wait().await?;
-    let shipped = intake.event_count();
-    println!(
-        "done: {total} lines written ({:.1} MB), {shipped} events accepted by the intake{}",
-        written_bytes.load(Ordering::Relaxed) as f64 / 1e6,
-        if shipped == total {
-            " - every line arrived"
-        } else {
-            ""
-        }
-    );
-    if shipped < total {
-        anyhow::bail!("{} lines did not arrive", total - shipped);
-    }
-    Ok(())
 }

@@ -94,10 +94,6 @@ impl Pipeline {
         self.shutdown.advance(Phase::Abandoning, None);
     }
 
-    pub fn phase(&self) -> Phase {
-        self.shutdown.phase()
-    }
-
     /// Whether it ended (on its own, or as asked).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()

@@ -34,10 +34,38 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 pub enum ShipError {
     #[error("cannot build HTTP client: {0}")]
     Client(#[from] reqwest::Error),
-    #[error("datadog.ca_file {path}: {reason}")]
-    CaFile { path: String, reason: String },
-    #[error("datadog.proxy {url:?}: {reason}")]
-    Proxy { url: String, reason: String },
+    #[error("datadog.ca_file {path}: {source}")]
+    CaFileRead {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("datadog.ca_file {path}: not PEM certificates: {source}")]
+    CaFileNotPem {
+        path: String,
+        source: reqwest::Error,
+    },
+    #[error("datadog.ca_file {path}: no certificate in the file")]
+    CaFileEmpty { path: String },
+    #[error("datadog.proxy {url:?}: {source}")]
+    Proxy { url: String, source: reqwest::Error },
+}
+
+/// The certificate authorities of `datadog.ca_file`.
+fn extra_roots(ca_file: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ShipError> {
+    let path = ca_file.display().to_string();
+    let pem = std::fs::read(ca_file).map_err(|source| ShipError::CaFileRead {
+        path: path.clone(),
+        source,
+    })?;
+    let certs =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ShipError::CaFileNotPem {
+            path: path.clone(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(ShipError::CaFileEmpty { path });
+    }
+    Ok(certs)
 }
 
 /// What became of a request body.
@@ -79,24 +107,14 @@ impl Sender {
             .pool_idle_timeout(Duration::from_secs(50))
             .user_agent(SIDELOG_USER_AGENT);
         if let Some(url) = &d.proxy {
-            let proxy = reqwest::Proxy::all(url.clone()).map_err(|e| ShipError::Proxy {
+            let proxy = reqwest::Proxy::all(url.clone()).map_err(|source| ShipError::Proxy {
                 url: url.to_string(),
-                reason: e.to_string(),
+                source,
             })?;
             builder = builder.proxy(proxy);
         }
         if let Some(ca_file) = &d.ca_file {
-            let ca_err = |reason: String| ShipError::CaFile {
-                path: ca_file.display().to_string(),
-                reason,
-            };
-            let pem = std::fs::read(ca_file).map_err(|e| ca_err(e.to_string()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ca_err(format!("not PEM certificates: {e}")))?;
-            if certs.is_empty() {
-                return Err(ca_err("no certificate in the file".into()));
-            }
-            for cert in certs {
+            for cert in extra_roots(ca_file)? {
                 builder = builder.add_root_certificate(cert);
             }
         }

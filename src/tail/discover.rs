@@ -22,10 +22,10 @@ use crate::tail::identity::DevIno;
 const MAX_DEPTH: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
-#[error("glob {glob:?}: {reason}")]
+#[error("glob {glob:?}: {source}")]
 pub struct GlobError {
     glob: String,
-    reason: String,
+    source: globset::Error,
 }
 
 /// A directory to walk and watch, and how deep below it matches can be.
@@ -50,15 +50,15 @@ fn glob_set(globs: &[String]) -> Result<GlobSet, GlobError> {
         let glob = GlobBuilder::new(g)
             .literal_separator(true)
             .build()
-            .map_err(|e| GlobError {
+            .map_err(|source| GlobError {
                 glob: g.clone(),
-                reason: e.to_string(),
+                source,
             })?;
         b.add(glob);
     }
-    b.build().map_err(|e| GlobError {
+    b.build().map_err(|source| GlobError {
         glob: globs.join(","),
-        reason: e.to_string(),
+        source,
     })
 }
 

@@ -18,10 +18,10 @@
 //! truncation starts a new one); batches carry the byte ranges of the streams they cover, and
 //! the checkpoint tracker advances each stream over its accepted prefix.
 
-pub mod discover;
+mod discover;
 mod emit;
 pub mod frame;
-pub mod identity;
+pub(crate) mod identity;
 mod lifecycle;
 mod opening;
 mod reader;

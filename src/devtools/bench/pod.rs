@@ -3,16 +3,14 @@
 //! `drain` (a backlog at SIGTERM: is everything shipped before exit), and `crash` (kill -9
 //! in a fast stream: how much is sent twice).
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use super::*;
+use crate::devtools::writer::PacedLines;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct OutageOptions {
@@ -49,100 +47,6 @@ pub struct CrashOptions {
     pub files: usize,
     #[arg(long, default_value_t = 20)]
     pub seconds: u64,
-}
-
-/// Writes benchmark lines like an app: `rate` lines/s over some files, one append per file
-/// every `interval`, on a thread of its own.
-pub(super) struct PacedLines {
-    stop: Arc<AtomicBool>,
-    written: Arc<AtomicU64>,
-    handle: std::thread::JoinHandle<std::io::Result<()>>,
-}
-
-impl PacedLines {
-    pub(super) fn start(
-        paths: &[PathBuf],
-        rate: u64,
-        interval: Duration,
-        line_bytes: usize,
-    ) -> anyhow::Result<PacedLines> {
-        let mut files = Vec::new();
-        for p in paths {
-            files.push(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .with_context(|| format!("cannot open {}", p.display()))?,
-            );
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let written = Arc::new(AtomicU64::new(0));
-        let (s, w) = (stop.clone(), written.clone());
-        let handle =
-            std::thread::spawn(move || write_paced(files, rate, interval, line_bytes, &s, &w));
-        Ok(PacedLines {
-            stop,
-            written,
-            handle,
-        })
-    }
-
-    pub(super) fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
-    }
-
-    /// Stops writing; returns how many lines were written.
-    pub(super) fn finish(self) -> anyhow::Result<u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        match self.handle.join() {
-            Ok(r) => r.context("writer failed")?,
-            Err(_) => bail!("writer panicked"),
-        }
-        Ok(self.written.load(Ordering::Relaxed))
-    }
-}
-
-fn write_paced(
-    mut files: Vec<fs::File>,
-    rate: u64,
-    interval: Duration,
-    line_bytes: usize,
-    stop: &AtomicBool,
-    written: &AtomicU64,
-) -> std::io::Result<()> {
-    let n = files.len().max(1);
-    let mut rng = fastrand::Rng::with_seed(11);
-    let mut seqs = vec![0u64; n];
-    let mut buf = Vec::new();
-    let start = Instant::now();
-    let mut total = 0u64;
-    let mut tick = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        tick += 1;
-        let due_at = start + interval * tick;
-        let due = (rate as f64 * (due_at - start).as_secs_f64()) as u64;
-        if let Some(wait) = due_at.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let now_us = crate::clock::now_us();
-        // This tick's lines, one append per file.
-        let lines = due.saturating_sub(total);
-        for (f, file) in files.iter_mut().enumerate() {
-            buf.clear();
-            let share = lines / n as u64 + u64::from((f as u64) < lines % n as u64);
-            for _ in 0..share {
-                sample::line(&mut buf, &mut rng, f, seqs[f], line_bytes, now_us);
-                seqs[f] += 1;
-            }
-            if !buf.is_empty() {
-                file.write_all(&buf)?;
-            }
-        }
-        total += lines;
-        written.store(total, Ordering::Relaxed);
-    }
-    Ok(())
 }
 
 /// Paths `dir/<stem>-<i>.log`.
@@ -208,21 +112,7 @@ pub async fn outage(opts: OutageOptions) -> anyhow::Result<()> {
     let during = stats(&client, &url).await?;
     set_faults(&client, &url, "{}").await?;
     let healed = Instant::now();
-    let backlog_to = writer.written();
-    let mut resumed = None;
-    let caught_up = loop {
-        let s = stats(&client, &url).await?;
-        if resumed.is_none() && num(&s, "accepted_requests") > num(&during, "accepted_requests") {
-            resumed = Some(healed.elapsed());
-        }
-        if num(&s, "distinct") >= backlog_to {
-            break healed.elapsed();
-        }
-        if healed.elapsed() > Duration::from_secs(600) {
-            bail!("the backlog did not arrive within 10 minutes of the heal");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (resumed, caught_up) = recovery(&client, &url, &during, writer.written()).await?;
     let total = writer.finish()?;
     let fin = wait_arrived(
         &client,
@@ -245,7 +135,7 @@ pub async fn outage(opts: OutageOptions) -> anyhow::Result<()> {
     );
     println!(
         "  after the heal     first request accepted after {} ms; the backlog of the outage delivered after {:.1} s",
-        resumed.map_or(0, |d| d.as_millis()),
+        resumed.as_millis(),
         caught_up.as_secs_f64()
     );
     println!(
@@ -254,6 +144,31 @@ pub async fn outage(opts: OutageOptions) -> anyhow::Result<()> {
         num(&fin, "duplicates")
     );
     Ok(())
+}
+
+/// From the heal on: how long until the first request was accepted, and until the lines
+/// written up to the heal (`backlog_to`) all arrived.
+async fn recovery(
+    client: &reqwest::Client,
+    url: &str,
+    at_heal: &serde_json::Value,
+    backlog_to: u64,
+) -> anyhow::Result<(Duration, Duration)> {
+    let healed = Instant::now();
+    let mut resumed = None;
+    loop {
+        let s = stats(client, url).await?;
+        if resumed.is_none() && num(&s, "accepted_requests") > num(at_heal, "accepted_requests") {
+            resumed = Some(healed.elapsed());
+        }
+        if num(&s, "distinct") >= backlog_to {
+            return Ok((resumed.unwrap_or_default(), healed.elapsed()));
+        }
+        if healed.elapsed() > Duration::from_secs(600) {
+            bail!("the backlog did not arrive within 10 minutes of the heal");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub async fn drain(opts: DrainOptions) -> anyhow::Result<()> {

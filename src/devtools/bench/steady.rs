@@ -1,12 +1,12 @@
 //! `sidelog bench idle` and `sidelog bench latency`: the cost of watching quiet files, and
 //! write-to-intake latency at a steady rate.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::{self, File};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::*;
+use crate::devtools::writer::PacedLines;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IdleOptions {
@@ -115,59 +115,21 @@ pub async fn latency(opts: LatencyOptions) -> anyhow::Result<()> {
     let log = dir.join("shipper.log");
     let client = reqwest::Client::new();
     let mut shipper = start_shipper(&config, &log)?;
-    // Wait until the shipper watches the files (its first line arrives).
-    let mut handles: Vec<File> = paths
-        .iter()
-        .map(|p| OpenOptions::new().append(true).open(p))
-        .collect::<Result<_, _>>()?;
-    let mut rng = fastrand::Rng::with_seed(3);
-    let mut seqs = vec![0u64; files];
-    let now_us = crate::clock::now_us;
-    let mut buf = Vec::new();
-    sample::line(&mut buf, &mut rng, 0, 0, 200, 0);
-    handles[0].write_all(&buf)?;
-    seqs[0] = 1;
-    wait_arrived(
-        &client,
-        &url,
-        1,
-        &mut shipper,
-        &log,
-        Duration::from_secs(30),
-        None,
-    )
-    .await?;
-    let start = Instant::now();
-    let mut written = 1u64;
-    while start.elapsed() < Duration::from_secs(seconds) {
-        let due = 1 + (start.elapsed().as_secs_f64() * rate as f64) as u64;
-        while written < due {
-            let f = (written % files as u64) as usize;
-            buf.clear();
-            sample::line(&mut buf, &mut rng, f, seqs[f], 200, now_us());
-            seqs[f] += 1;
-            handles[f].write_all(&buf)?;
-            written += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let s = wait_arrived(
-        &client,
-        &url,
-        written,
-        &mut shipper,
-        &log,
-        Duration::from_secs(60),
-        None,
-    )
-    .await?;
+    // Let the shipper find the (empty) files, so no line waits for its start.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writer = PacedLines::start(&paths, rate, Duration::from_millis(10), 256)?;
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    let written = writer.finish()?;
+    let timeout = Duration::from_secs(60);
+    let s = wait_arrived(&client, &url, written, &mut shipper, &log, timeout, None).await?;
     terminate(&mut shipper)?;
     terminate(&mut intake)?;
     println!(
-        "sidelog bench latency: {rate} lines/s for {seconds} s over {files} files, batch.timeout_ms = {timeout_ms}: p50 {} ms, p99 {} ms, max {} ms ({} lines, {} duplicates)",
+        "sidelog bench latency: {rate} lines/s for {seconds} s over {files} files (appends every 10 ms), batch.timeout_ms = {timeout_ms}: p50 {} ms, p99 {} ms, max {} ms; {:.1} requests/s ({} lines, {} duplicates)",
         s["latency_p50_ms"],
         s["latency_p99_ms"],
         s["latency_max_ms"],
+        s["accepted_requests"].as_u64().unwrap_or(0) as f64 / seconds.max(1) as f64,
         s["distinct"],
         s["duplicates"]
     );

@@ -63,6 +63,34 @@ fn ceiling(
     opts: &ThroughputOptions,
 ) -> anyhow::Result<CeilingResult> {
     let data: Vec<Vec<u8>> = paths.iter().map(fs::read).collect::<Result<_, _>>()?;
+    let chunks = chunks_of(&data);
+    let next = AtomicUsize::new(0);
+    let totals = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let cpu0 = own_cpu();
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut worker = CeilingWorker::new(paths, opts, &totals);
+                while let Some(&(f, start, end)) = chunks.get(next.fetch_add(1, Ordering::Relaxed))
+                {
+                    worker.encode(f, start, &data[f][start..end]);
+                }
+                worker.finish();
+            });
+        }
+    });
+    Ok(CeilingResult {
+        wall: t0.elapsed(),
+        cpu: own_cpu() - cpu0,
+        json_bytes: totals.0.load(Ordering::Relaxed) as u64,
+        compressed_bytes: totals.1.load(Ordering::Relaxed) as u64,
+    })
+}
+
+/// The files cut into reads of 256 KiB ending at a newline, as the reader reads them:
+/// (file, start, end).
+fn chunks_of(data: &[Vec<u8>]) -> Vec<(usize, usize, usize)> {
     let mut chunks = Vec::new();
     for (f, d) in data.iter().enumerate() {
         let mut start = 0;
@@ -75,77 +103,78 @@ fn ceiling(
             start = end;
         }
     }
-    let next = AtomicUsize::new(0);
-    let json = AtomicUsize::new(0);
-    let compressed = AtomicUsize::new(0);
-    let cpu0 = own_cpu();
-    let t0 = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let templates: Vec<EventTemplate> =
-                    paths.iter().map(|p| bench_template(p)).collect();
-                let mut builder = BatchBuilder::new(1000, opts.max_bytes);
-                let mut out = Vec::new();
-                let mut finish = |batch: Batch, builder: &mut BatchBuilder| {
-                    json.fetch_add(batch.body.len(), Ordering::Relaxed);
-                    if crate::compress::compress(
-                        opts.compression,
-                        opts.level,
-                        &batch.body,
-                        &mut out,
-                    )
-                    .is_ok()
-                    {
-                        compressed.fetch_add(out.len(), Ordering::Relaxed);
-                    }
-                    builder.recycle(batch.body);
-                };
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(f, start, end)) = chunks.get(i) else {
-                        break;
-                    };
-                    let buf = &data[f][start..end];
-                    let valid = simdutf8::basic::from_utf8(buf).is_ok();
-                    let mut ready = Vec::new();
-                    let mut cont = false;
-                    frame(buf, 900_000, &mut cont, false, |fr| {
-                        builder.append_line(
-                            &templates[f],
-                            1_764_000_000_000,
-                            EventRange {
-                                stream: StreamId(f as u64),
-                                start: (start + fr.text_start) as u64,
-                                text_offset: (start + fr.text_start) as u64,
-                                end: (start + fr.end) as u64,
-                            },
-                            LinePiece {
-                                text: &buf[fr.text_start..fr.text_start + fr.text_len],
-                                valid_utf8: valid,
-                                cut_before: fr.cut_before,
-                                cut_after: fr.cut_after,
-                                status: None,
-                            },
-                            &mut |b| ready.push(b),
-                        );
-                    });
-                    for b in ready {
-                        finish(b, &mut builder);
-                    }
-                }
-                if let Some(b) = builder.take() {
-                    finish(b, &mut builder);
-                }
-            });
+    chunks
+}
+
+/// One thread of the ceiling: frames, encodes and compresses chunks, counting JSON and
+/// compressed bytes into `totals`.
+struct CeilingWorker<'a> {
+    templates: Vec<EventTemplate>,
+    builder: BatchBuilder,
+    out: Vec<u8>,
+    opts: &'a ThroughputOptions,
+    totals: &'a (AtomicUsize, AtomicUsize),
+}
+
+impl<'a> CeilingWorker<'a> {
+    fn new(
+        paths: &[PathBuf],
+        opts: &'a ThroughputOptions,
+        totals: &'a (AtomicUsize, AtomicUsize),
+    ) -> CeilingWorker<'a> {
+        CeilingWorker {
+            templates: paths.iter().map(|p| bench_template(p)).collect(),
+            builder: BatchBuilder::new(1000, opts.max_bytes),
+            out: Vec::new(),
+            opts,
+            totals,
         }
-    });
-    Ok(CeilingResult {
-        wall: t0.elapsed(),
-        cpu: own_cpu() - cpu0,
-        json_bytes: json.load(Ordering::Relaxed) as u64,
-        compressed_bytes: compressed.load(Ordering::Relaxed) as u64,
-    })
+    }
+
+    fn encode(&mut self, f: usize, start: usize, buf: &[u8]) {
+        let valid = simdutf8::basic::from_utf8(buf).is_ok();
+        let mut ready = Vec::new();
+        let mut cont = false;
+        let (builder, template) = (&mut self.builder, &self.templates[f]);
+        frame(buf, 900_000, &mut cont, false, |fr| {
+            builder.append_line(
+                template,
+                1_764_000_000_000,
+                EventRange {
+                    stream: StreamId(f as u64),
+                    start: (start + fr.text_start) as u64,
+                    text_offset: (start + fr.text_start) as u64,
+                    end: (start + fr.end) as u64,
+                },
+                LinePiece {
+                    text: &buf[fr.text_start..fr.text_start + fr.text_len],
+                    valid_utf8: valid,
+                    cut_before: fr.cut_before,
+                    cut_after: fr.cut_after,
+                    status: None,
+                },
+                &mut |b| ready.push(b),
+            );
+        });
+        for b in ready {
+            self.compress(b);
+        }
+    }
+
+    fn compress(&mut self, batch: Batch) {
+        self.totals.0.fetch_add(batch.body.len(), Ordering::Relaxed);
+        let o = self.opts;
+        if crate::compress::compress(o.compression, o.level, &batch.body, &mut self.out).is_ok() {
+            self.totals.1.fetch_add(self.out.len(), Ordering::Relaxed);
+        }
+        self.builder.recycle(batch.body);
+    }
+
+    fn finish(mut self) {
+        if let Some(b) = self.builder.take() {
+            self.compress(b);
+        }
+    }
 }
 
 fn bench_template(path: &Path) -> EventTemplate {
@@ -190,30 +219,53 @@ pub async fn throughput(mut opts: ThroughputOptions) -> anyhow::Result<()> {
         bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-
     let c = ceiling(&paths, threads, &opts)?;
-    let gb = bytes as f64 / 1e9;
-    let c_mbps = bytes as f64 / 1e6 / c.wall.as_secs_f64();
-    let c_cpu_gb = c.cpu / gb;
     println!(
-        "  ceiling      {c_mbps:7.1} MB/s  {:9.0} lines/s  CPU {c_cpu_gb:5.1} s/GB   (encode + compress, {threads} threads, no I/O; JSON {:.0} MB -> {:.0} MB)",
+        "  ceiling      {:7.1} MB/s  {:9.0} lines/s  CPU {:5.1} s/GB   (encode + compress, {threads} threads, no I/O; JSON {:.0} MB -> {:.0} MB)",
+        bytes as f64 / 1e6 / c.wall.as_secs_f64(),
         lines as f64 / c.wall.as_secs_f64(),
+        c.cpu / (bytes as f64 / 1e9),
         c.json_bytes as f64 / 1e6,
         c.compressed_bytes as f64 / 1e6,
     );
+    let run = ship_all(&dir, &logs, &opts, lines).await?;
+    report(&run, &c, lines, bytes)
+}
 
+/// What shipping the generated files measured.
+struct ShipRun {
+    wall: Duration,
+    cpu: f64,
+    hwm_kb: u64,
+    intake_cpu: f64,
+    threads_cpu: Vec<(String, f64)>,
+    samples: Vec<(f64, u64)>,
+    status: std::process::ExitStatus,
+    distinct: u64,
+    duplicates: u64,
+    unrecognised: u64,
+}
+
+/// Ships the files in `logs` with a shipper of its own against a verifying intake, until
+/// every line arrived.
+async fn ship_all(
+    dir: &Path,
+    logs: &Path,
+    opts: &ThroughputOptions,
+    lines: u64,
+) -> anyhow::Result<ShipRun> {
     let (mut intake, url) = start_intake(opts.intake_latency_ms)?;
+    let codec = match opts.compression {
+        Compression::None => "none",
+        other => other.content_encoding(),
+    };
     let config = write_config_with(
-        &dir,
+        dir,
         &format!("{}/*.log", logs.display()),
         if opts.mask { MASK_RULE } else { "" },
         &url,
         &format!(
-            "compression = \"{}\"\ncompression_level = {}\nrequest_concurrency = {}\n\n[batch]\nmax_bytes = {}\n",
-            match opts.compression {
-                Compression::None => "none",
-                other => other.content_encoding(),
-            },
+            "compression = \"{codec}\"\ncompression_level = {}\nrequest_concurrency = {}\n\n[batch]\nmax_bytes = {}\n",
             opts.level,
             concurrency_value(opts.request_concurrency),
             opts.max_bytes
@@ -225,42 +277,54 @@ pub async fn throughput(mut opts: ThroughputOptions) -> anyhow::Result<()> {
     let mut samples = Vec::new();
     let mut shipper = start_shipper(&config, &log)?;
     let pid = shipper.0.id();
-    let s = wait_arrived(
-        &client,
-        &url,
-        lines,
-        &mut shipper,
-        &log,
-        Duration::from_secs(3600),
-        Some((t0, &mut samples)),
-    )
-    .await?;
+    let timeout = Duration::from_secs(3600);
+    let progress = Some((t0, &mut samples));
+    let s = wait_arrived(&client, &url, lines, &mut shipper, &log, timeout, progress).await?;
     let wall = t0.elapsed();
-    let cpu = proc_cpu(pid).unwrap_or(0.0);
-    let hwm_kb = proc_status_kb(pid, "VmHWM").unwrap_or(0);
-    let intake_cpu = proc_cpu(intake.0.id()).unwrap_or(0.0);
-    let threads_cpu = thread_cpu(pid);
+    let (cpu, hwm_kb) = (
+        proc_cpu(pid).unwrap_or(0.0),
+        proc_status_kb(pid, "VmHWM").unwrap_or(0),
+    );
+    let (intake_cpu, threads_cpu) = (proc_cpu(intake.0.id()).unwrap_or(0.0), thread_cpu(pid));
     let status = terminate(&mut shipper)?;
     let fin = stats(&client, &url).await?;
     terminate(&mut intake)?;
+    Ok(ShipRun {
+        wall,
+        cpu,
+        hwm_kb,
+        intake_cpu,
+        threads_cpu,
+        samples,
+        status,
+        distinct: s["distinct"].as_u64().unwrap_or(0),
+        duplicates: fin["duplicates"].as_u64().unwrap_or(0),
+        unrecognised: fin["unrecognised"].as_u64().unwrap_or(0),
+    })
+}
 
-    let mbps = bytes as f64 / 1e6 / wall.as_secs_f64();
-    let cpu_gb = cpu / gb;
+/// Prints the end-to-end figures next to the ceiling's; fails unless every line arrived once.
+fn report(run: &ShipRun, c: &CeilingResult, lines: u64, bytes: u64) -> anyhow::Result<()> {
+    let gb = bytes as f64 / 1e9;
+    let c_mbps = bytes as f64 / 1e6 / c.wall.as_secs_f64();
+    let mbps = bytes as f64 / 1e6 / run.wall.as_secs_f64();
+    let cpu_gb = run.cpu / gb;
     println!(
         "  end-to-end   {mbps:7.1} MB/s  {:9.0} lines/s  CPU {cpu_gb:5.1} s/GB   peak RSS {:.1} MB   ({:.1} s; intake used {:.1} CPU s)",
-        lines as f64 / wall.as_secs_f64(),
-        hwm_kb as f64 / 1024.0,
-        wall.as_secs_f64(),
-        intake_cpu,
+        lines as f64 / run.wall.as_secs_f64(),
+        run.hwm_kb as f64 / 1024.0,
+        run.wall.as_secs_f64(),
+        run.intake_cpu,
     );
-    let per_thread: Vec<String> = threads_cpu
+    let per_thread: Vec<String> = run
+        .threads_cpu
         .iter()
         .map(|(name, cpu)| format!("{name} {cpu:.1} s"))
         .collect();
     println!("  threads      {}", per_thread.join(", "));
     // Start-up and the final partial batch (which waits `batch.timeout_ms`) are fixed costs
     // of a finite run; the rate between 5% and 95% arrived is the sustained one.
-    let steady = steady_rate(&samples, lines)
+    let steady = steady_rate(&run.samples, lines)
         .map(|lines_per_s| lines_per_s * bytes as f64 / lines as f64 / 1e6);
     if let Some(steady) = steady {
         println!(
@@ -275,15 +339,13 @@ pub async fn throughput(mut opts: ThroughputOptions) -> anyhow::Result<()> {
             " ({:.0}% steady)",
             100.0 * s / c_mbps
         )),
-        cpu_gb / c_cpu_gb
+        cpu_gb / (c.cpu / gb)
     );
-    let dups = fin["duplicates"].as_u64().unwrap_or(0);
-    let distinct = s["distinct"].as_u64().unwrap_or(0);
     println!(
-        "  verified     {distinct} of {lines} lines arrived, {dups} duplicates, {} unrecognised; shipper exit {status}",
-        fin["unrecognised"]
+        "  verified     {} of {lines} lines arrived, {} duplicates, {} unrecognised; shipper exit {}",
+        run.distinct, run.duplicates, run.unrecognised, run.status
     );
-    if distinct != lines || dups != 0 || !status.success() {
+    if run.distinct != lines || run.duplicates != 0 || !run.status.success() {
         bail!("verification failed");
     }
     Ok(())

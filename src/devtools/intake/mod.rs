@@ -1,0 +1,330 @@
+//! The built-in Datadog-compatible logs intake: for the demo, for local use and for tests.
+//!
+//! It accepts `POST /api/v2/logs` (and the legacy `/v1/input`) with gzip, deflate, zstd or
+//! identity bodies and answers like the real intake: 202 `{}` when accepted, 403 for a wrong
+//! key (when a key file is given; it is re-read per request so key rotation can be tested),
+//! 413 above 5,000,000 bytes uncompressed, 400 above 1,000 events or for malformed JSON. Tests
+//! start it on `127.0.0.1:0`, read back what arrived, and can make it answer a fixed status.
+
+mod answer;
+mod cli;
+mod verify;
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::BufWriter;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::lock;
+use answer::{ConnectionDropped, handle};
+pub use cli::{IntakeArgs, run_cli};
+use verify::Verifier;
+
+/// Compressed bodies above this are refused before decompression.
+const MAX_WIRE_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone, Default)]
+pub struct IntakeOptions {
+    pub listen: Option<SocketAddr>,
+    /// When set, requests must carry the key in this file (re-read per request).
+    pub api_key_file: Option<PathBuf>,
+    /// Append each accepted event to this file as one JSON line.
+    pub out: Option<PathBuf>,
+    /// Keep every accepted event in memory (tests).
+    pub keep_events: bool,
+    /// Benchmark sink: check benchmark lines (see [`crate::sample`]) for loss, duplicates and
+    /// latency, finding events by their start instead of parsing the JSON (so the sink takes
+    /// little CPU from the shipper it measures). Events are neither kept nor written to `out`.
+    pub verify: bool,
+    /// Faults injected from the start (see [`Intake::set_faults`]).
+    pub faults: Faults,
+    /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with this PEM certificate chain and key.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of a certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One request as the intake answered it, for tests that look at timing and protocol.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub at: std::time::Instant,
+    pub status: u16,
+    pub http2: bool,
+    /// The `Host` header, or the authority of an absolute-form request (a proxy's).
+    pub host: String,
+}
+
+/// Records kept of the most recent requests.
+const REQUEST_LOG: usize = 4096;
+
+fn tls_acceptor(files: &TlsFiles) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &PathBuf, e: &dyn std::fmt::Display| {
+        std::io::Error::other(format!("{what} {}: {e}", path.display()))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| bad("certificate", &files.cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("certificate", &files.cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| bad("key", &files.key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("certificate", &files.cert, &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Faults the intake injects, to test how a shipper copes with a bad day.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Answer every request with this status.
+    pub status: Option<u16>,
+    /// `Retry-After` (seconds) sent with 429 and 503 answers.
+    pub retry_after_secs: Option<u64>,
+    /// Fraction (0 to 1) of requests answered 500.
+    pub error_rate: f64,
+    /// Fraction (0 to 1) of requests whose connection is dropped without an answer.
+    pub reset_rate: f64,
+    /// Delay before every answer.
+    pub latency: Duration,
+    /// A batch holding an event that contains this text is answered 400.
+    pub poison: Option<String>,
+    /// Bodies above this many uncompressed bytes are answered 413 (the real limit is 5 MB).
+    pub max_body_bytes: Option<usize>,
+    /// zstd bodies are answered 415, as by a receiver that cannot decode zstd.
+    pub refuse_zstd: bool,
+}
+
+/// Counters and captured events; shared with the handlers.
+#[derive(Default)]
+pub struct IntakeState {
+    pub requests: AtomicU64,
+    pub accepted_requests: AtomicU64,
+    pub events: AtomicU64,
+    /// Uncompressed body bytes of accepted requests.
+    pub bytes: AtomicU64,
+    pub rejected: AtomicU64,
+    kept: Mutex<Vec<serde_json::Value>>,
+    encodings: Mutex<BTreeMap<String, u64>>,
+    user_agents: Mutex<BTreeMap<String, u64>>,
+    faults: Mutex<Faults>,
+    recent: Mutex<std::collections::VecDeque<RequestRecord>>,
+    /// Requests dropped without an answer, answered with an injected status, or refused for
+    /// a poisoned event or an oversized body.
+    pub faults_injected: AtomicU64,
+    /// Key headers seen, by whether they matched (the tests check rotation with it).
+    pub key_rejections: AtomicU64,
+    keep_events: bool,
+    api_key_file: Option<PathBuf>,
+    out: Option<Mutex<BufWriter<File>>>,
+    verify: Option<Mutex<Verifier>>,
+}
+
+impl IntakeState {
+    /// Counters as served on `GET /stats`.
+    pub fn stats(&self) -> serde_json::Value {
+        let mut stats = serde_json::json!({
+            "requests": self.requests.load(Ordering::Relaxed),
+            "accepted_requests": self.accepted_requests.load(Ordering::Relaxed),
+            "rejected_requests": self.rejected.load(Ordering::Relaxed),
+            "events": self.events.load(Ordering::Relaxed),
+            "bytes": self.bytes.load(Ordering::Relaxed),
+        });
+        if let Some(v) = &self.verify {
+            let v = lock(v);
+            stats["distinct"] = v.distinct.into();
+            stats["duplicates"] = v.duplicates.into();
+            stats["unrecognised"] = v.unrecognised.into();
+            stats["latency_p50_ms"] = v.latency_quantile(0.5).into();
+            stats["latency_p99_ms"] = v.latency_quantile(0.99).into();
+            stats["latency_max_ms"] = v.latency_quantile(1.0).into();
+        }
+        stats
+    }
+}
+
+/// A running intake.
+pub struct Intake {
+    pub addr: SocketAddr,
+    pub state: Arc<IntakeState>,
+    tls: bool,
+    stop: CancellationToken,
+}
+
+impl Intake {
+    /// Binds and starts serving on the current Tokio runtime.
+    pub async fn start(opts: IntakeOptions) -> std::io::Result<Intake> {
+        let listen = opts
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let out = match &opts.out {
+            Some(path) => Some(Mutex::new(BufWriter::new(
+                OpenOptions::new().create(true).append(true).open(path)?,
+            ))),
+            None => None,
+        };
+        let tls = opts.tls.as_ref().map(tls_acceptor).transpose()?;
+        let state = Arc::new(IntakeState {
+            keep_events: opts.keep_events,
+            api_key_file: opts.api_key_file.clone(),
+            out,
+            verify: opts.verify.then(|| Mutex::new(Verifier::default())),
+            faults: Mutex::new(opts.faults.clone()),
+            ..IntakeState::default()
+        });
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, tls, state.clone(), stop.clone()));
+        Ok(Intake {
+            addr,
+            state,
+            tls: opts.tls.is_some(),
+            stop,
+        })
+    }
+
+    /// Base URL for `datadog.endpoint`.
+    pub fn endpoint(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The most recent requests, oldest first.
+    pub fn recent_requests(&self) -> Vec<RequestRecord> {
+        lock(&self.state.recent).iter().cloned().collect()
+    }
+
+    /// Every accepted event so far (only with `keep_events`).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        lock(&self.state.kept).clone()
+    }
+
+    pub fn event_count(&self) -> u64 {
+        self.state.events.load(Ordering::Relaxed)
+    }
+
+    /// Requests per `Content-Encoding` seen.
+    pub fn encodings(&self) -> BTreeMap<String, u64> {
+        lock(&self.state.encodings).clone()
+    }
+
+    pub fn user_agents(&self) -> BTreeMap<String, u64> {
+        lock(&self.state.user_agents).clone()
+    }
+
+    /// Answers every request with `status` (fault injection); `None` returns to normal.
+    pub fn force_status(&self, status: Option<u16>) {
+        lock(&self.state.faults).status = status;
+    }
+
+    /// Replaces the faults injected from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.state.faults) = faults;
+    }
+
+    /// Stops accepting connections.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<IntakeState>,
+    stop: CancellationToken,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "intake accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let state = state.clone();
+        let stop = stop.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                async move {
+                    match handle(req, &state).await {
+                        Some(resp) => Ok(resp),
+                        // An error from the service makes hyper drop the connection unanswered.
+                        None => Err(ConnectionDropped),
+                    }
+                }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            match tls {
+                Some(acceptor) => {
+                    let stream = match acceptor.accept(stream).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_splits_events_without_parsing_and_counts_duplicates() {
+        // The second message quotes an event start; escaped, it cannot be mistaken for one.
+        let body = br#"[{"message":"00:0000000001:0000000000000000 a {\"message\":\"x","status":"info"},{"message":"00:0000000002:0000000000000000 b","status":"info"},{"message":"00:0000000001:0000000000000000 a","status":"info"},{"message":"not a bench line","status":"info"}]"#;
+        let mut v = Verifier::default();
+        assert_eq!(v.record_body(body, 0), 4);
+        assert_eq!(v.distinct, 2);
+        assert_eq!(v.duplicates, 1);
+        assert_eq!(v.unrecognised, 1);
+    }
+}
