@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sidelog::config::Compression;
+use sidelog::compress::CodecKind;
 use sidelog::encode::{
     BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece, StreamId, escape_str,
 };
@@ -121,18 +121,17 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("compress");
     g.throughput(Throughput::Bytes(json.len() as u64));
     g.sample_size(20);
-    for (name, codec, level) in [
-        ("gzip1", Compression::Gzip, 1),
-        ("gzip6", Compression::Gzip, 6),
-        ("deflate6", Compression::Deflate, 6),
-        ("zstd1", Compression::Zstd, 1),
-        ("zstd3", Compression::Zstd, 3),
+    for (name, codec) in [
+        ("gzip1", CodecKind::Gzip.at(Some(1))),
+        ("gzip6", CodecKind::Gzip.at(Some(6))),
+        ("deflate6", CodecKind::Deflate.at(Some(6))),
+        ("zstd1", CodecKind::Zstd.at(Some(1))),
+        ("zstd3", CodecKind::Zstd.at(Some(3))),
     ] {
         let mut out = Vec::with_capacity(json.len());
         g.bench_function(name, |b| {
             b.iter(|| {
-                sidelog::compress::compress(codec, level, black_box(&json), &mut out)
-                    .map(|()| out.len())
+                sidelog::compress::compress(codec, black_box(&json), &mut out).map(|()| out.len())
             })
         });
     }

@@ -1,10 +1,68 @@
-//! Request body codecs: compression for the sender, decompression for the built-in intake.
+//! Request body codecs: compression for the sender, decompression for the built-in intake
+//! and for refused batches that must be split.
 //!
 //! Whole batches are compressed in one call on a blocking thread; nothing here is async.
 
 use std::io::{self, Read, Write};
 
-use crate::config::Compression;
+/// How a request body is encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codec {
+    pub kind: CodecKind,
+    pub level: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecKind {
+    Zstd,
+    Gzip,
+    Deflate,
+    Identity,
+}
+
+impl CodecKind {
+    /// The `Content-Encoding` header value.
+    pub fn content_encoding(self) -> &'static str {
+        match self {
+            CodecKind::Gzip => "gzip",
+            CodecKind::Deflate => "deflate",
+            CodecKind::Zstd => "zstd",
+            CodecKind::Identity => "identity",
+        }
+    }
+
+    /// The level used when none is configured: zstd 1 as the Datadog Agent, 6 for the
+    /// deflate family (as good as 9 for logs, at two thirds of the CPU).
+    pub fn default_level(self) -> i32 {
+        match self {
+            CodecKind::Zstd => 1,
+            CodecKind::Gzip | CodecKind::Deflate => 6,
+            CodecKind::Identity => 0,
+        }
+    }
+
+    /// The levels allowed.
+    pub fn levels(self) -> (i32, i32) {
+        match self {
+            CodecKind::Gzip | CodecKind::Deflate => (0, 9),
+            CodecKind::Zstd => (1, 19),
+            CodecKind::Identity => (i32::MIN, i32::MAX),
+        }
+    }
+
+    pub fn at(self, level: Option<i32>) -> Codec {
+        Codec {
+            kind: self,
+            level: level.unwrap_or(self.default_level()),
+        }
+    }
+}
+
+impl Codec {
+    pub fn content_encoding(self) -> &'static str {
+        self.kind.content_encoding()
+    }
+}
 
 thread_local! {
     /// One deflate state per thread, reset for each batch: creating one allocates and clears
@@ -17,10 +75,11 @@ thread_local! {
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
 /// Compresses `input` into `out` (cleared first).
-pub fn compress(codec: Compression, level: i32, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+pub fn compress(codec: Codec, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     out.clear();
-    match codec {
-        Compression::Gzip => {
+    let level = codec.level;
+    match codec.kind {
+        CodecKind::Gzip => {
             out.extend_from_slice(&GZIP_HEADER);
             deflate_into(level, false, input, out)?;
             let mut crc = flate2::Crc::new();
@@ -29,13 +88,13 @@ pub fn compress(codec: Compression, level: i32, input: &[u8], out: &mut Vec<u8>)
             out.extend_from_slice(&(input.len() as u32).to_le_bytes());
         }
         // HTTP's "deflate" is the zlib format (RFC 1950), not raw deflate.
-        Compression::Deflate => deflate_into(level, true, input, out)?,
-        Compression::Zstd => {
+        CodecKind::Deflate => deflate_into(level, true, input, out)?,
+        CodecKind::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(out, level)?;
             enc.write_all(input)?;
             enc.finish()?;
         }
-        Compression::None => out.extend_from_slice(input),
+        CodecKind::Identity => out.extend_from_slice(input),
     }
     Ok(())
 }
@@ -113,14 +172,14 @@ mod tests {
         let input: Vec<u8> = (0..50_000u32)
             .flat_map(|i| format!("line {i}\n").into_bytes())
             .collect();
-        for (codec, level) in [
-            (Compression::Gzip, 6),
-            (Compression::Deflate, 1),
-            (Compression::Zstd, 3),
-            (Compression::None, 0),
+        for codec in [
+            CodecKind::Gzip.at(Some(6)),
+            CodecKind::Deflate.at(Some(1)),
+            CodecKind::Zstd.at(Some(3)),
+            CodecKind::Identity.at(None),
         ] {
             let mut out = Vec::new();
-            compress(codec, level, &input, &mut out).expect("compress");
+            compress(codec, &input, &mut out).expect("compress");
             let back = decompress(codec.content_encoding(), &out, 10_000_000).expect("decompress");
             assert_eq!(back, input, "{codec:?}");
         }
@@ -135,23 +194,23 @@ mod tests {
                     .collect()
             })
             .collect();
-        for (codec, level) in [
-            (Compression::Gzip, 6),
-            (Compression::Gzip, 6),
-            (Compression::Deflate, 6),
-            (Compression::Gzip, 1),
-            (Compression::Gzip, 9),
+        for codec in [
+            CodecKind::Gzip.at(Some(6)),
+            CodecKind::Gzip.at(Some(6)),
+            CodecKind::Deflate.at(Some(6)),
+            CodecKind::Gzip.at(Some(1)),
+            CodecKind::Gzip.at(Some(9)),
         ] {
             for batch in &batches {
                 let mut out = Vec::new();
-                compress(codec, level, batch, &mut out).expect("compress");
+                compress(codec, batch, &mut out).expect("compress");
                 let back =
                     decompress(codec.content_encoding(), &out, 10_000_000).expect("decompress");
-                assert_eq!(&back, batch, "{codec:?} {level}");
+                assert_eq!(&back, batch, "{codec:?}");
             }
         }
         let mut out = Vec::new();
-        compress(Compression::Gzip, 6, b"", &mut out).expect("empty");
+        compress(CodecKind::Gzip.at(None), b"", &mut out).expect("empty");
         assert!(decompress("gzip", &out, 10).expect("empty").is_empty());
     }
 
@@ -159,7 +218,7 @@ mod tests {
     fn decompression_is_bounded() {
         let input = vec![b'a'; 1_000_000];
         let mut out = Vec::new();
-        compress(Compression::Gzip, 6, &input, &mut out).expect("compress");
+        compress(CodecKind::Gzip.at(None), &input, &mut out).expect("compress");
         assert!(matches!(
             decompress("gzip", &out, 999_999),
             Err(DecodeError::TooLarge(_))

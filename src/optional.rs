@@ -39,6 +39,39 @@ pub mod parsed {
     }
 }
 
+/// `Option<T>` for a number written as a number, or as text (the environment's), or empty.
+pub mod number {
+    use super::*;
+
+    pub fn serialize<T: std::fmt::Display, S: Serializer>(
+        v: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        super::parsed::serialize(v, s)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: std::str::FromStr + TryFrom<i64>,
+        T::Err: std::fmt::Display,
+        D: Deserializer<'de>,
+    {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => T::try_from(n)
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom(format!("{n} is out of range"))),
+            Raw::Text(t) if t.trim().is_empty() => Ok(None),
+            Raw::Text(t) => t.trim().parse().map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// `Option<String>`: empty is unset.
 pub mod string {
     use super::*;

@@ -506,3 +506,53 @@ fn a_bad_ca_file_is_a_clear_error() {
         "{log}"
     );
 }
+
+#[test]
+fn a_receiver_that_refuses_zstd_gets_gzip_from_then_on() {
+    let mut h = Harness::new();
+    h.start_intake_with(None, |o| o.faults.refuse_zstd = true);
+    append(&h.log("app.log"), numbered("z", 0..300));
+    // The default compression: zstd, with gzip as the fallback.
+    let config = config(&h, "");
+    h.start(&config);
+    h.wait_events(300, T);
+    append(&h.log("app.log"), numbered("z", 300..600));
+    h.wait_events(600, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_lines(&h.messages(), &numbered("z", 0..600), "after the fallback");
+    let encodings = h.intake().encodings();
+    assert_eq!(encodings.get("zstd"), None, "{encodings:?}");
+    assert!(
+        encodings.get("gzip").is_some_and(|n| *n >= 2),
+        "{encodings:?}"
+    );
+    let log = h.stderr();
+    assert_eq!(
+        log.matches("the intake cannot decode zstd").count(),
+        1,
+        "one warning:\n{log}"
+    );
+    h.assert_restart_sends_nothing(&config, 600);
+}
+
+#[test]
+fn an_explicit_compression_is_obeyed_even_when_refused() {
+    let mut h = Harness::new();
+    h.start_intake_with(None, |o| o.faults.refuse_zstd = true);
+    append(&h.log("app.log"), numbered("e", 0..100));
+    let config = config(&h, "compression = \"zstd\"");
+    h.start(&config);
+    h.wait_stderr("415", T);
+    assert_eq!(h.intake().event_count(), 0, "nothing accepted as gzip");
+    // The receiver learns zstd: everything arrives, in zstd.
+    h.intake().set_faults(Faults::default());
+    h.wait_events(100, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_lines(&h.messages(), &numbered("e", 0..100), "explicit zstd");
+    let encodings = h.intake().encodings();
+    assert_eq!(
+        encodings.keys().collect::<Vec<_>>(),
+        vec!["zstd"],
+        "{encodings:?}"
+    );
+}

@@ -1,7 +1,6 @@
 //! The built-in intake answers like the Datadog intake: 202, 403, 413, 400.
 
-use sidelog::compress::compress;
-use sidelog::config::Compression;
+use sidelog::compress::{CodecKind, compress};
 use sidelog::devtools::intake::{Intake, IntakeOptions};
 
 fn events(n: usize, size: usize) -> Vec<u8> {
@@ -39,7 +38,7 @@ fn intake_answers_like_datadog() {
                 .send()
         };
         let mut gz = Vec::new();
-        compress(Compression::Gzip, 6, &events(3, 10), &mut gz).expect("gzip");
+        compress(CodecKind::Gzip.at(Some(6)), &events(3, 10), &mut gz).expect("gzip");
         let r = post(gz, "right", "gzip").await.expect("send");
         assert_eq!(r.status(), 202);
         assert_eq!(r.text().await.expect("body"), "{}");
@@ -55,7 +54,7 @@ fn intake_answers_like_datadog() {
         assert_eq!(r.status(), 202);
 
         let mut zs = Vec::new();
-        compress(Compression::Zstd, 3, &events(10, 600_000), &mut zs).expect("zstd");
+        compress(CodecKind::Zstd.at(Some(3)), &events(10, 600_000), &mut zs).expect("zstd");
         let r = post(zs, "rotated", "zstd").await.expect("send");
         assert_eq!(r.status(), 413, "over 5,000,000 bytes uncompressed");
 

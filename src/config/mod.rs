@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
+use crate::compress::{Codec, CodecKind};
+
 pub use crate::process::{MultilineSettings, Preset, RuleKind, RuleSettings};
 pub use load::{all_keys, interpolate, keys_in};
 
@@ -236,32 +238,33 @@ impl Default for TailConfig {
     }
 }
 
+/// `datadog.compression`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
+    /// zstd, as the Datadog Agent sends; gzip from the first time a receiver refuses zstd.
+    Auto,
+    Zstd,
     Gzip,
     Deflate,
-    Zstd,
     None,
 }
 
 impl Compression {
-    /// The `Content-Encoding` header value for this codec.
-    pub fn content_encoding(self) -> &'static str {
+    /// The codec bodies are compressed with first.
+    pub fn codec(self, level: Option<i32>) -> Codec {
         match self {
-            Compression::Gzip => "gzip",
-            Compression::Deflate => "deflate",
-            Compression::Zstd => "zstd",
-            Compression::None => "identity",
+            Compression::Auto | Compression::Zstd => CodecKind::Zstd.at(level),
+            Compression::Gzip => CodecKind::Gzip.at(level),
+            Compression::Deflate => CodecKind::Deflate.at(level),
+            Compression::None => CodecKind::Identity.at(level),
         }
     }
 
-    pub(crate) fn level_range(self) -> (i32, i32) {
-        match self {
-            Compression::Gzip | Compression::Deflate => (0, 9),
-            Compression::Zstd => (1, 19),
-            Compression::None => (i32::MIN, i32::MAX),
-        }
+    /// What a receiver that refuses zstd gets instead: only with `auto`; an explicit setting
+    /// is always obeyed.
+    pub fn fallback(self) -> Option<Codec> {
+        (self == Compression::Auto).then(|| CodecKind::Gzip.at(None))
     }
 }
 
@@ -280,7 +283,9 @@ pub struct DatadogConfig {
     pub hostname: Option<String>,
     pub tags: Vec<String>,
     pub compression: Compression,
-    pub compression_level: i32,
+    /// Empty: the codec's default (zstd 1, gzip and deflate 6).
+    #[serde(with = "crate::optional::number")]
+    pub compression_level: Option<i32>,
     /// Batches compressed at once; 0: one more than the cores sidelog may use, at most 3
     /// (a sidecar on a 64-core node must not hold 65 batches in memory).
     pub compression_threads: usize,
@@ -322,8 +327,8 @@ impl Default for DatadogConfig {
             api_key_file: None,
             hostname: None,
             tags: Vec::new(),
-            compression: Compression::Gzip,
-            compression_level: 6,
+            compression: Compression::Auto,
+            compression_level: None,
             compression_threads: 0,
             request_timeout_ms: 30_000,
             request_concurrency: RequestConcurrency::Adaptive,
@@ -525,6 +530,10 @@ pub struct BatchConfig {
     pub max_bytes: usize,
     /// A batch is sent at the latest this long after its first event.
     pub timeout_ms: u64,
+    /// Once every file is read to its end, a batch is sent this long after its first event
+    /// if no request is in flight: lines reach the intake within about this, at no more
+    /// than 1000 / linger_ms requests a second when lines trickle in.
+    pub linger_ms: u64,
 }
 
 impl Default for BatchConfig {
@@ -533,6 +542,7 @@ impl Default for BatchConfig {
             max_events: 1000,
             max_bytes: 4_500_000,
             timeout_ms: 1_000,
+            linger_ms: 200,
         }
     }
 }
@@ -570,7 +580,11 @@ mod tests {
     fn minimal_config_gets_defaults() {
         let c = load(MINIMAL, &[]).expect("valid");
         assert_eq!(c.batch.max_events, 1000);
-        assert_eq!(c.datadog.compression, Compression::Gzip);
+        assert_eq!(c.datadog.compression, Compression::Auto);
+        assert_eq!(
+            c.datadog.compression.codec(None),
+            CodecKind::Zstd.at(Some(1))
+        );
         assert_eq!(c.inputs[0].read_from, ReadFrom::Beginning);
         assert_eq!(
             c.datadog.logs_url(),

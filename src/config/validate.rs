@@ -76,6 +76,7 @@ impl Config {
             range("batch.max_events", b.max_events as u64, 1, INTAKE_MAX_EVENTS as u64),
             range("batch.max_bytes", b.max_bytes as u64, 64 * 1024, INTAKE_MAX_BODY_BYTES as u64),
             range("batch.timeout_ms", b.timeout_ms, 1, 600_000),
+            range("batch.linger_ms", b.linger_ms, 0, 600_000),
             range("datadog.request_timeout_ms", d.request_timeout_ms, 100, 600_000),
             range("datadog.compression_threads", d.compression_threads as u64, 0, 64),
             range("datadog.request_concurrency_max", d.request_concurrency_max as u64, 1, 64),
@@ -93,12 +94,13 @@ impl Config {
                 d.retry_max_ms, d.retry_initial_ms
             ));
         }
-        let (lo, hi) = d.compression.level_range();
-        if d.compression != Compression::None && !(lo..=hi).contains(&d.compression_level) {
+        let codec = d.compression.codec(d.compression_level);
+        let (lo, hi) = codec.kind.levels();
+        if d.compression != Compression::None && !(lo..=hi).contains(&codec.level) {
             errors.push(format!(
                 "datadog.compression_level = {} is out of range for {} (allowed: {lo} to {hi})",
-                d.compression_level,
-                d.compression.content_encoding()
+                codec.level,
+                codec.content_encoding()
             ));
         }
         if let Some(endpoint) = &d.endpoint {

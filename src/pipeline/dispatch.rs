@@ -10,18 +10,20 @@
 //! compressed bodies waiting or in flight.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::checkpoint::Tracker;
-use crate::compress;
+use crate::compress::{self, Codec};
 use crate::config::Config;
 use crate::encode::{self, Batch};
 use crate::metrics::Metrics;
 use crate::ship::{Delivery, Sender};
 use crate::shutdown::ShutdownSignal;
+use crate::tail::Wake;
 
 /// What the dispatcher's batch source did.
 pub(super) enum Taken {
@@ -42,6 +44,31 @@ pub(super) struct Dispatcher {
     next_seq: u64,
 }
 
+/// Requests in flight, counted for the reader: a batch waiting for the files to be read to
+/// their end leaves early only while none is, and the reader is told when the last one ends.
+pub(super) struct Sending {
+    pub count: Arc<AtomicUsize>,
+    pub wake: Arc<Wake>,
+}
+
+impl Sending {
+    fn start(&self) -> SendingGuard<'_> {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        SendingGuard(self)
+    }
+}
+
+/// One request in flight; counted off when dropped, however the request ended.
+struct SendingGuard<'a>(&'a Sending);
+
+impl Drop for SendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.wake.poke();
+        }
+    }
+}
+
 pub(super) struct ShipContext {
     pub sender: Arc<Sender>,
     pub tracker: Arc<Tracker>,
@@ -50,6 +77,7 @@ pub(super) struct ShipContext {
     /// Uncompressed bodies go back to the reader for reuse.
     pub recycle: std::sync::mpsc::Sender<Vec<u8>>,
     pub signal: ShutdownSignal,
+    sending: Sending,
     /// Batches being compressed: `compression_threads`.
     compressing: Semaphore,
     /// Sequence number of the next batch allowed to start sending: sends start in the order
@@ -66,6 +94,7 @@ impl Dispatcher {
         config: Config,
         recycle: std::sync::mpsc::Sender<Vec<u8>>,
         signal: ShutdownSignal,
+        sending: Sending,
     ) -> Dispatcher {
         // One compressor more than cores (by default): with the reader, the HTTP client and
         // (in a Pod) the app on the same cores, a compressor is often waiting for a wake-up;
@@ -94,6 +123,7 @@ impl Dispatcher {
                 config,
                 recycle,
                 signal,
+                sending,
                 compressing: Semaphore::new(compressors),
                 turn_tx,
                 turn_rx,
@@ -196,14 +226,13 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
         line_bytes,
     } = batch;
     let raw_len = body.len();
-    let compressed = compress_batch(&ctx, body).await;
+    let packed = compress_batch(&ctx, body).await;
     drop(compressor);
-    let compressed = match compressed {
-        Some(Ok(c)) => Bytes::from(c),
+    let packed = match packed {
+        Some(Ok(p)) => p,
         Some(Err(e)) => {
             tracing::error!(error = %e, events, "cannot compress batch; its events are dropped");
-            let m = &ctx.metrics;
-            m.events_dropped_unencodable.add(events as u64);
+            ctx.metrics.events_dropped_unencodable.add(events as u64);
             ctx.tracker.ack(&marks);
             return;
         }
@@ -217,7 +246,9 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
         return;
     };
     turn.pass();
-    let sent = deliver_batch(&ctx, compressed, events, raw_len).await;
+    let in_flight = ctx.sending.start();
+    let sent = deliver_batch(&ctx, packed, events, raw_len).await;
+    drop(in_flight);
     drop(slot);
     if sent.is_some() {
         // Every event was accepted or, alone, refused for good: the lines are done with.
@@ -230,16 +261,22 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
     drop(window);
 }
 
-/// Compresses a batch on the blocking pool, then gives its uncompressed buffer back to the
-/// reader. `None` when the task failed (the batch is read again after a restart).
-async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Result<Vec<u8>>> {
-    let codec = ctx.config.datadog.compression;
-    let level = ctx.config.datadog.compression_level;
+/// A compressed body and the codec it was compressed with.
+struct Packed {
+    body: Bytes,
+    codec: Codec,
+}
+
+/// Compresses a batch on the blocking pool with the sender's codec, then gives its
+/// uncompressed buffer back to the reader. `None` when the task failed (the batch is read
+/// again after a restart).
+async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Result<Packed>> {
+    let codec = ctx.sender.codec();
     let _running = ctx.compressing.acquire().await.ok()?;
     let raw_len = body.len();
     let done = tokio::task::spawn_blocking(move || {
         let mut out = Vec::with_capacity(raw_len / 4 + 1024);
-        let res = compress::compress(codec, level, &body, &mut out);
+        let res = compress::compress(codec, &body, &mut out);
         (res.map(|()| out), body)
     })
     .await;
@@ -247,7 +284,10 @@ async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Res
         Ok((compressed, body)) => {
             // The reader may be gone at shutdown; then the buffer is simply freed.
             let _ = ctx.recycle.send(body);
-            Some(compressed)
+            Some(compressed.map(|c| Packed {
+                body: Bytes::from(c),
+                codec,
+            }))
         }
         Err(e) => {
             tracing::error!(error = %e, "compression task failed; batch will be read again after restart");
@@ -256,39 +296,60 @@ async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Res
     }
 }
 
-/// Delivers one batch; on 400 or 413 splits it in halves until each part is accepted or is a
-/// single event the intake refuses (dropped, logged and counted). `None` when abandoned at
-/// shutdown.
+/// Delivers one batch; compresses it again when the receiver cannot decode its codec; on 400
+/// or 413 splits it in halves until each part is accepted or is a single event the intake
+/// refuses (dropped, logged and counted). `None` when abandoned at shutdown.
 async fn deliver_batch(
     ctx: &ShipContext,
-    compressed: Bytes,
+    mut packed: Packed,
     events: usize,
     raw_len: usize,
 ) -> Option<()> {
-    let compressed_len = compressed.len();
     let mut signal = ctx.signal.clone();
-    let (status, detail) = match ctx.sender.deliver(compressed.clone(), &mut signal).await {
-        Delivery::Accepted => {
-            count_sent(&ctx.metrics, events, raw_len, compressed_len);
-            return Some(());
+    let (status, detail) = loop {
+        let compressed_len = packed.body.len();
+        match ctx
+            .sender
+            .deliver(packed.body.clone(), packed.codec, &mut signal)
+            .await
+        {
+            Delivery::Accepted => {
+                count_sent(&ctx.metrics, events, raw_len, compressed_len);
+                return Some(());
+            }
+            Delivery::Abandoned => return None,
+            Delivery::Reencode => {
+                let raw = recover_body(ctx, &packed).await?;
+                packed = pack(ctx, raw).await?;
+            }
+            Delivery::Refused { status, detail } => break (status, detail),
         }
-        Delivery::Abandoned => return None,
-        Delivery::Refused { status, detail } => (status, detail),
     };
-    let raw = recover_body(ctx, compressed).await?;
-    let ranges = encode::event_ranges(&raw);
+    let raw = recover_body(ctx, &packed).await?;
+    split_and_deliver(ctx, &raw, (status, detail), &mut signal).await
+}
+
+/// Sends a refused batch's events in halves, and halves of halves, until each part is
+/// accepted or is one event refused on its own.
+async fn split_and_deliver(
+    ctx: &ShipContext,
+    raw: &[u8],
+    refusal: (u16, String),
+    signal: &mut ShutdownSignal,
+) -> Option<()> {
+    let ranges = encode::event_ranges(raw);
     // Parts still to send, last first; the first is the whole batch, refused already.
-    let mut parts = vec![(0..ranges.len(), Some((status, detail)))];
+    let mut parts = vec![(0..ranges.len(), Some(refusal))];
     while let Some((part, refusal)) = parts.pop() {
         let (status, detail) = match refusal {
             Some(r) => r,
-            None => match send_part(ctx, &raw, &ranges[part.clone()], &mut signal).await? {
+            None => match send_part(ctx, raw, &ranges[part.clone()], signal).await? {
                 None => continue,
                 Some(refused) => refused,
             },
         };
         if part.len() <= 1 {
-            drop_refused(ctx, &raw, ranges.get(part.start).cloned(), status, &detail);
+            drop_refused(ctx, raw, ranges.get(part.start).cloned(), status, &detail);
             continue;
         }
         ctx.metrics.batches_split.inc();
@@ -306,11 +367,11 @@ async fn deliver_batch(
 
 /// The uncompressed body went back to the reader long ago; refusals are rare, so get it back
 /// from the compressed one rather than keep every batch twice.
-async fn recover_body(ctx: &ShipContext, compressed: Bytes) -> Option<Vec<u8>> {
-    let codec = ctx.config.datadog.compression;
+async fn recover_body(ctx: &ShipContext, packed: &Packed) -> Option<Vec<u8>> {
     let limit = ctx.config.batch.max_bytes + 1024;
+    let (body, codec) = (packed.body.clone(), packed.codec);
     let raw = tokio::task::spawn_blocking(move || {
-        compress::decompress(codec.content_encoding(), &compressed, limit)
+        compress::decompress(codec.content_encoding(), &body, limit)
     })
     .await;
     let error = match raw {
@@ -320,6 +381,27 @@ async fn recover_body(ctx: &ShipContext, compressed: Bytes) -> Option<Vec<u8>> {
     };
     tracing::error!(error = %error, "cannot decode a refused batch to split it; it will be read again after restart");
     None
+}
+
+/// Compresses a body (part of a refused batch, or one to encode again) with the sender's
+/// codec. `None` when that fails (the batch is read again after a restart).
+async fn pack(ctx: &ShipContext, body: Vec<u8>) -> Option<Packed> {
+    let codec = ctx.sender.codec();
+    let packed = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        compress::compress(codec, &body, &mut out).map(|()| out)
+    })
+    .await;
+    let Ok(Ok(packed)) = packed else {
+        tracing::error!(
+            "cannot compress a refused batch again; it will be read again after restart"
+        );
+        return None;
+    };
+    Some(Packed {
+        body: Bytes::from(packed),
+        codec,
+    })
 }
 
 /// Sends some events of a refused batch on their own. `Some(None)` when accepted,
@@ -332,27 +414,18 @@ async fn send_part(
 ) -> Option<Option<(u16, String)>> {
     let body = encode::join_events(raw, events);
     let body_len = body.len();
-    let codec = ctx.config.datadog.compression;
-    let level = ctx.config.datadog.compression_level;
-    let packed = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        compress::compress(codec, level, &body, &mut out).map(|()| out)
-    })
-    .await;
-    let Ok(Ok(packed)) = packed else {
-        tracing::error!(
-            "cannot compress part of a refused batch; it will be read again after restart"
-        );
-        return None;
-    };
-    let packed_len = packed.len();
-    match ctx.sender.deliver(Bytes::from(packed), signal).await {
-        Delivery::Accepted => {
-            count_sent(&ctx.metrics, events.len(), body_len, packed_len);
-            Some(None)
+    loop {
+        let packed = pack(ctx, body.clone()).await?;
+        let packed_len = packed.body.len();
+        match ctx.sender.deliver(packed.body, packed.codec, signal).await {
+            Delivery::Accepted => {
+                count_sent(&ctx.metrics, events.len(), body_len, packed_len);
+                return Some(None);
+            }
+            Delivery::Abandoned => return None,
+            Delivery::Reencode => continue,
+            Delivery::Refused { status, detail } => return Some(Some((status, detail))),
         }
-        Delivery::Abandoned => None,
-        Delivery::Refused { status, detail } => Some(Some((status, detail))),
     }
 }
 

@@ -22,6 +22,7 @@ mod dispatch;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -38,7 +39,7 @@ use crate::secret::KeySource;
 use crate::ship::Sender;
 use crate::shutdown::{Phase, Shutdown, ShutdownSignal};
 use crate::tail::{Tailer, TailerLinks, Wake};
-use dispatch::{Dispatcher, Taken};
+use dispatch::{Dispatcher, Sending, Taken};
 
 /// How often `exit_when_file` is looked for.
 const EXIT_FILE_POLL: Duration = Duration::from_secs(1);
@@ -185,6 +186,7 @@ fn start_stages(
     tracing::info!(url = %sender.url(), "shipping to intake");
 
     let (batch_tx, batches) = mpsc::channel::<Batch>(1);
+    let sending = Arc::new(AtomicUsize::new(0));
     let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let wake = Arc::new(Wake::default());
     let tailer = Tailer::new(
@@ -195,6 +197,7 @@ fn start_stages(
             wake: wake.clone(),
             out: batch_tx,
             recycled: recycle_rx,
+            sending: sending.clone(),
             resume,
         },
     )?;
@@ -228,6 +231,10 @@ fn start_stages(
         config.clone(),
         recycle_tx,
         shutdown.signal(),
+        Sending {
+            count: sending,
+            wake: wake.clone(),
+        },
     );
     Ok(Stages {
         tracker,

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 
+use crate::compress::Codec;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::secret::KeySource;
@@ -78,15 +79,58 @@ pub enum Delivery {
         status: u16,
         detail: String,
     },
+    /// The receiver cannot decode the body's codec; compress it again with
+    /// [`Sender::codec`], which has fallen back to one it can.
+    Reencode,
     /// Shutdown came first; the batch was not accepted and will be read again after restart.
     Abandoned,
+}
+
+/// The codec bodies are compressed with, and the one to use once a receiver refuses it.
+struct Encoding {
+    current: std::sync::Mutex<Codec>,
+    fallback: Option<Codec>,
+}
+
+impl Encoding {
+    fn new(codec: Codec, fallback: Option<Codec>) -> Encoding {
+        Encoding {
+            current: std::sync::Mutex::new(codec),
+            fallback,
+        }
+    }
+
+    fn current(&self) -> Codec {
+        *crate::lock(&self.current)
+    }
+
+    /// The receiver refused a body encoded with `codec` (415). True when there is another
+    /// codec to use (from now on: the first refusal says so, once); false when the setting
+    /// is explicit and must be obeyed.
+    fn refused(&self, codec: Codec) -> bool {
+        let Some(fallback) = self.fallback.filter(|f| *f != codec) else {
+            return false;
+        };
+        let mut current = crate::lock(&self.current);
+        if *current != fallback {
+            *current = fallback;
+            tracing::warn!(
+                refused = codec.content_encoding(),
+                now = fallback.content_encoding(),
+                "the intake cannot decode {}; sending {} from now on",
+                codec.content_encoding(),
+                fallback.content_encoding()
+            );
+        }
+        true
+    }
 }
 
 pub struct Sender {
     client: reqwest::Client,
     url: String,
     keys: Arc<KeySource>,
-    encoding: HeaderValue,
+    encoding: Encoding,
     metrics: Arc<Metrics>,
     limiter: Limiter,
     gate: Gate,
@@ -127,7 +171,10 @@ impl Sender {
             client: builder.build()?,
             url: d.logs_url(),
             keys,
-            encoding: HeaderValue::from_static(d.compression.content_encoding()),
+            encoding: Encoding::new(
+                d.compression.codec(d.compression_level),
+                d.compression.fallback(),
+            ),
             metrics,
             limiter,
             gate: Gate::new(
@@ -146,10 +193,20 @@ impl Sender {
         self.limiter.acquire().await
     }
 
-    /// Sends `body` until it is accepted, refused for good (400, 413), or the shutdown
-    /// abandons it. Every other answer is retried through the outage gate: the files on disk
-    /// keep the data meanwhile.
-    pub async fn deliver(&self, body: Bytes, signal: &mut ShutdownSignal) -> Delivery {
+    /// The codec to compress the next batch with.
+    pub fn codec(&self) -> Codec {
+        self.encoding.current()
+    }
+
+    /// Sends `body`, compressed with `codec`, until it is accepted, refused for good (400,
+    /// 413), refused for its encoding, or the shutdown abandons it. Every other answer is
+    /// retried through the outage gate: the files on disk keep the data meanwhile.
+    pub async fn deliver(
+        &self,
+        body: Bytes,
+        codec: Codec,
+        signal: &mut ShutdownSignal,
+    ) -> Delivery {
         let mut attempt: u32 = 0;
         loop {
             let Some(pass) = self.gate.pass(signal).await else {
@@ -157,7 +214,7 @@ impl Sender {
             };
             let sent_at = Instant::now();
             let answer = tokio::select! {
-                answer = self.attempt(body.clone(), attempt) => answer,
+                answer = self.attempt(body.clone(), codec, attempt) => answer,
                 _ = signal.abandoned() => return Delivery::Abandoned,
             };
             let (reason, retry_after) = match answer {
@@ -171,6 +228,10 @@ impl Sender {
                     self.limiter.observe(Outcome::Success(sent_at.elapsed()));
                     self.intake_answered(pass);
                     return Delivery::Refused { status, detail };
+                }
+                Attempt::Unsupported => {
+                    self.intake_answered(pass);
+                    return Delivery::Reencode;
                 }
                 Attempt::Retry {
                     reason,
@@ -211,13 +272,13 @@ impl Sender {
     }
 
     /// One POST of `body`, and what its answer means.
-    async fn attempt(&self, body: Bytes, attempt: u32) -> Attempt {
+    async fn attempt(&self, body: Bytes, codec: Codec, attempt: u32) -> Attempt {
         let result = self
             .client
             .post(&self.url)
             .header("DD-API-KEY", self.keys.current().header_value())
             .header(CONTENT_TYPE, "application/json")
-            .header(CONTENT_ENCODING, self.encoding.clone())
+            .header(CONTENT_ENCODING, codec.content_encoding())
             .body(body)
             .send()
             .await;
@@ -237,6 +298,9 @@ impl Sender {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let m = &self.metrics;
+        if status == StatusCode::UNSUPPORTED_MEDIA_TYPE && self.encoding.refused(codec) {
+            return Attempt::Unsupported;
+        }
         match classify(status) {
             Answer::Throttled | Answer::ServerError => {
                 self.limiter.observe(Outcome::Congested);
@@ -268,7 +332,10 @@ impl Sender {
             Answer::Unexpected => {
                 m.retries_unexpected_status.inc();
                 let text = resp.text().await.unwrap_or_default();
-                if attempt == 0 || attempt.is_power_of_two() {
+                let loud = attempt == 0 || attempt.is_power_of_two();
+                if loud && status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                    tracing::error!(%status, encoding = codec.content_encoding(), body = %truncate(&text, 300), "the intake cannot decode this encoding, and datadog.compression asks for it explicitly; keeping the data on disk and retrying (set compression = \"auto\" to fall back to gzip)");
+                } else if loud {
                     tracing::error!(%status, body = %truncate(&text, 300), url = %self.url, "unexpected answer from the intake; keeping the data on disk and retrying (check datadog.endpoint)");
                 }
                 Attempt::retry(format!("intake answered {status}"), retry_after)
@@ -294,6 +361,8 @@ impl Sender {
 /// What one attempt's answer means.
 enum Attempt {
     Accepted,
+    /// 415 to a codec there is a fallback for: compress again with it.
+    Unsupported,
     Refused {
         status: u16,
         detail: String,

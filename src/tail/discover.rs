@@ -228,6 +228,12 @@ fn on_event(wake: &Wake, res: notify::Result<notify::Event>) {
                 // Our own reads show up as access events; they say nothing new.
                 EventKind::Access(_) => {}
                 EventKind::Create(notify::event::CreateKind::Folder) => wake.rescan(),
+                // A write: the file only has to be read, its name still leads to it.
+                EventKind::Modify(notify::event::ModifyKind::Data(_)) => {
+                    for p in event.paths {
+                        wake.grown(p);
+                    }
+                }
                 _ => {
                     for p in event.paths {
                         wake.path(p);

@@ -63,6 +63,19 @@ impl Tailer {
         }
     }
 
+    /// A write to `path`: a file tailed under that name only has to be read (no stat: its
+    /// name still leads to it, or the rename would have been an event of its own).
+    pub(super) fn on_write(&mut self, path: &Path) {
+        if let Some(key) = self.table.by_path(path)
+            && let Some(t) = self.table.get_mut(key)
+            && !t.reader.is_orphan()
+        {
+            t.active = true;
+            return;
+        }
+        self.on_path(path);
+    }
+
     /// Starts tailing `path` unless its file is already tailed; returns the file's identity
     /// when it exists (tailed, waiting for a descriptor, ignored or unreadable).
     pub(super) fn consider(&mut self, path: &Path, input: usize, startup: bool) -> Option<DevIno> {

@@ -12,8 +12,13 @@ const MAX_PENDING_PATHS: usize = 4096;
 /// What woke the reader: file events, a rescan request, or a shutdown phase.
 #[derive(Default)]
 pub(crate) struct WakeState {
+    /// Paths whose name may lead elsewhere now (created, renamed, removed, attributes).
     pub paths: HashSet<PathBuf>,
+    /// Paths written to: if one is a file tailed under that name, it only has to be read.
+    pub grown: HashSet<PathBuf>,
     pub rescan: bool,
+    /// Something other than a file changed (a request was answered): look again.
+    pub poke: bool,
     pub stop: bool,
     pub drain: bool,
     pub abandon: bool,
@@ -54,14 +59,36 @@ impl Wake {
     }
 
     pub(crate) fn path(&self, path: PathBuf) {
+        self.add(path, false);
+    }
+
+    /// A write to `path`.
+    pub(crate) fn grown(&self, path: PathBuf) {
+        self.add(path, true);
+    }
+
+    fn add(&self, path: PathBuf, grown: bool) {
         let mut s = self.lock();
-        if s.paths.len() >= MAX_PENDING_PATHS {
+        let new = if s.paths.len() + s.grown.len() >= MAX_PENDING_PATHS {
             s.paths.clear();
+            s.grown.clear();
             s.rescan = true;
+            true
+        } else if grown {
+            s.grown.insert(path)
         } else {
-            s.paths.insert(path);
-        }
+            s.paths.insert(path)
+        };
         drop(s);
+        // A path already pending has rung already: a burst of appends is one wake-up.
+        if new {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Asks the reader to look again (a request was answered: a lingering batch may go).
+    pub fn poke(&self) {
+        self.lock().poke = true;
         self.cv.notify_all();
     }
 
@@ -75,6 +102,8 @@ impl Wake {
         let mut s = self.lock();
         if let Some(timeout) = timeout
             && s.paths.is_empty()
+            && s.grown.is_empty()
+            && !s.poke
             && !s.rescan
             && !s.stop
             && !s.drain
@@ -87,10 +116,35 @@ impl Wake {
         }
         WakeState {
             paths: std::mem::take(&mut s.paths),
+            grown: std::mem::take(&mut s.grown),
             rescan: std::mem::take(&mut s.rescan),
+            poke: std::mem::take(&mut s.poke),
             stop: s.stop,
             drain: s.drain,
             abandon: s.abandon,
         }
+    }
+}
+
+impl WakeState {
+    /// Adds what was rung meanwhile (the shutdown phases are sticky and read again).
+    pub(crate) fn merge(&mut self, later: WakeState) {
+        self.paths.extend(later.paths);
+        self.grown.extend(later.grown);
+        self.rescan |= later.rescan;
+        self.poke |= later.poke;
+        self.stop = later.stop;
+        self.drain = later.drain;
+        self.abandon = later.abandon;
+    }
+
+    /// Only file writes: reading them can wait a moment for more.
+    pub(crate) fn only_writes(&self) -> bool {
+        self.paths.is_empty()
+            && !self.grown.is_empty()
+            && !self.rescan
+            && !self.stop
+            && !self.drain
+            && !self.abandon
     }
 }

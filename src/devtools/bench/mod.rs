@@ -24,7 +24,7 @@ mod steady;
 mod throughput;
 
 pub use pod::{CrashOptions, DrainOptions, OutageOptions};
-pub use steady::{IdleOptions, LatencyOptions};
+pub use steady::{IdleOptions, LatencyOptions, SteadyOptions};
 pub use throughput::ThroughputOptions;
 
 /// `sidelog bench ...`.
@@ -44,6 +44,8 @@ pub enum BenchCommand {
     Crash(CrashOptions),
     /// Write-to-intake latency at a steady rate.
     Latency(LatencyOptions),
+    /// The everyday cost: CPU, wake-ups, requests and memory under an app-like writer.
+    Steady(SteadyOptions),
 }
 
 /// Runs one benchmark.
@@ -55,6 +57,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Drain(o) => pod::drain(o).await,
         BenchCommand::Crash(o) => pod::crash(o).await,
         BenchCommand::Latency(o) => steady::latency(o).await,
+        BenchCommand::Steady(o) => steady::steady(o).await,
     }
 }
 

@@ -135,3 +135,125 @@ pub async fn latency(opts: LatencyOptions) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SteadyOptions {
+    /// Lines per second, over all files.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    #[arg(long, default_value_t = 2)]
+    pub files: usize,
+    /// How often the app appends to each file (one write per file per interval).
+    #[arg(long, default_value_t = 10)]
+    pub interval_ms: u64,
+    /// How long to measure, after a warm-up of 5 s.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
+    /// Bytes per line, newline included.
+    #[arg(long, default_value_t = 256)]
+    pub line_bytes: usize,
+    /// Extra `[datadog]` settings for the shipper, e.g. `compression = "gzip"`.
+    #[arg(long, default_value = "")]
+    pub datadog: String,
+}
+
+/// What the kernel says a process did over a window.
+struct Usage {
+    cpu: f64,
+    switches: u64,
+}
+
+fn usage(pid: u32) -> Usage {
+    Usage {
+        cpu: proc_cpu(pid).unwrap_or(0.0),
+        switches: context_switches(pid),
+    }
+}
+
+/// Context switches of every thread of a process (each is a wake-up or a preemption).
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
+        .map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// The everyday cost: an app-like writer at a steady rate; CPU of the shipper alone, its
+/// wake-ups, the requests it makes, its memory.
+pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
+    let files = opts.files.max(1);
+    let (_tmp, dir) = temp_or(&None)?;
+    let logs = dir.join("logs");
+    fs::create_dir_all(&logs)?;
+    let paths: Vec<PathBuf> = (0..files)
+        .map(|i| logs.join(format!("app-{i}.log")))
+        .collect();
+    let (mut intake, url) = start_intake(0)?;
+    let config = write_config(
+        &dir,
+        &format!("{}/*.log", logs.display()),
+        &url,
+        &opts.datadog,
+    )?;
+    let log = dir.join("shipper.log");
+    let client = reqwest::Client::new();
+    let mut shipper = start_shipper(&config, &log)?;
+    let pid = shipper.0.id();
+    let interval = Duration::from_millis(opts.interval_ms.max(1));
+    let writer = PacedLines::start(&paths, opts.rate, interval, opts.line_bytes.max(64))?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (before, requests0) = (usage(pid), stats(&client, &url).await?);
+    let t0 = std::time::Instant::now();
+    let lines0 = writer.written();
+    tokio::time::sleep(Duration::from_secs(opts.seconds.max(1))).await;
+    let (after, requests1) = (usage(pid), stats(&client, &url).await?);
+    let (secs, lines) = (t0.elapsed().as_secs_f64(), writer.written() - lines0);
+    let rss = proc_status_kb(pid, "VmRSS").unwrap_or(0);
+    let hwm = proc_status_kb(pid, "VmHWM").unwrap_or(0);
+    let total = writer.finish()?;
+    let s = wait_arrived(
+        &client,
+        &url,
+        total,
+        &mut shipper,
+        &log,
+        Duration::from_secs(60),
+        None,
+    )
+    .await?;
+    terminate(&mut shipper)?;
+    terminate(&mut intake)?;
+    let cpu = after.cpu - before.cpu;
+    let requests =
+        num_of(&requests1, "accepted_requests") - num_of(&requests0, "accepted_requests");
+    println!(
+        "sidelog bench steady: {} lines/s over {files} files, one append per file every {} ms, {:.0} s: CPU {:.2}% of a core, {:.1} ms per 1,000 lines; {:.1} requests/s; {:.0} wake-ups/s; RSS {:.1} MB (peak {:.1} MB); p99 {} ms; {} of {total} lines arrived, {} duplicates",
+        opts.rate,
+        opts.interval_ms,
+        secs,
+        100.0 * cpu / secs,
+        1000.0 * cpu / (lines.max(1) as f64 / 1000.0),
+        requests as f64 / secs,
+        (after.switches - before.switches) as f64 / secs,
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        s["latency_p99_ms"],
+        s["distinct"],
+        s["duplicates"],
+    );
+    Ok(())
+}
+
+fn num_of(s: &serde_json::Value, key: &str) -> u64 {
+    s[key].as_u64().unwrap_or(0)
+}

@@ -28,8 +28,9 @@ pub struct ThroughputOptions {
     pub line_bytes: usize,
     #[arg(long, value_enum, default_value_t = Compression::Gzip)]
     pub compression: Compression,
-    #[arg(long, default_value_t = 6)]
-    pub level: i32,
+    /// Compression level (default: the codec's).
+    #[arg(long)]
+    pub level: Option<i32>,
     /// Requests in flight: a number or "adaptive" (the shipper's default).
     #[arg(long, default_value = "adaptive")]
     pub request_concurrency: crate::config::RequestConcurrency,
@@ -164,7 +165,8 @@ impl<'a> CeilingWorker<'a> {
     fn compress(&mut self, batch: Batch) {
         self.totals.0.fetch_add(batch.body.len(), Ordering::Relaxed);
         let o = self.opts;
-        if crate::compress::compress(o.compression, o.level, &batch.body, &mut self.out).is_ok() {
+        let codec = o.compression.codec(o.level);
+        if crate::compress::compress(codec, &batch.body, &mut self.out).is_ok() {
             self.totals.1.fetch_add(self.out.len(), Ordering::Relaxed);
         }
         self.builder.recycle(batch.body);
@@ -207,8 +209,8 @@ pub async fn throughput(mut opts: ThroughputOptions) -> anyhow::Result<()> {
         opts.mb,
         opts.files,
         opts.line_bytes,
-        opts.compression.content_encoding(),
-        opts.level,
+        opts.compression.codec(opts.level).content_encoding(),
+        opts.compression.codec(opts.level).level,
         concurrency_value(opts.request_concurrency),
         opts.intake_latency_ms
     );
@@ -255,18 +257,15 @@ async fn ship_all(
     lines: u64,
 ) -> anyhow::Result<ShipRun> {
     let (mut intake, url) = start_intake(opts.intake_latency_ms)?;
-    let codec = match opts.compression {
-        Compression::None => "none",
-        other => other.content_encoding(),
-    };
+    let codec = serde_json::to_value(opts.compression)?;
+    let level = opts.level.map_or(String::from("\"\""), |l| l.to_string());
     let config = write_config_with(
         dir,
         &format!("{}/*.log", logs.display()),
         if opts.mask { MASK_RULE } else { "" },
         &url,
         &format!(
-            "compression = \"{codec}\"\ncompression_level = {}\nrequest_concurrency = {}\n\n[batch]\nmax_bytes = {}\n",
-            opts.level,
+            "compression = {codec}\ncompression_level = {level}\nrequest_concurrency = {}\n\n[batch]\nmax_bytes = {}\n",
             concurrency_value(opts.request_concurrency),
             opts.max_bytes
         ),
