@@ -266,7 +266,9 @@ impl BatchBuilder {
 
     /// Hands back a body buffer for reuse, so steady state allocates no batch memory.
     pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        if self.spare.len() < 2 && buf.capacity() <= self.max_bytes + 64 * 1024 {
+        // One spare: the next batch starts in it while this one is being sent; more would
+        // only sit in memory (each is up to batch.max_bytes).
+        if self.spare.is_empty() && buf.capacity() <= self.max_bytes + 64 * 1024 {
             buf.clear();
             self.spare.push(buf);
         }

@@ -2,21 +2,40 @@
 //! `RUST_LOG`, changed on a reload.
 
 use sidelog::config::{LogFormat, LogLevel};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 
 /// Changes sidelog's own log level after a reload (unless `RUST_LOG` rules).
 pub struct LogHandle(
-    Option<tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>>,
+    Option<tracing_subscriber::reload::Handle<Targets, tracing_subscriber::Registry>>,
 );
 
 impl LogHandle {
     pub fn set(&self, level: LogLevel) {
         if let Some(handle) = &self.0
             && std::env::var_os("RUST_LOG").is_none()
-            && let Err(e) =
-                handle.reload(EnvFilter::new(format!("warn,sidelog={}", level.as_str())))
+            && let Err(e) = handle.reload(own_level(level))
         {
             tracing::warn!(error = %e, "cannot change the log level");
+        }
+    }
+}
+
+/// sidelog's logs at `level`, its libraries' at warn.
+fn own_level(level: LogLevel) -> Targets {
+    let own = format!("warn,sidelog={}", level.as_str());
+    own.parse().unwrap_or_default()
+}
+
+/// `RUST_LOG` as a list of targets and levels (`warn,sidelog=debug`), when it is set and
+/// valid. Targets cover what sidelog's users ask of `RUST_LOG` without the weight of a
+/// regex-based filter in every Pod.
+fn from_environment() -> Option<Targets> {
+    let spec = std::env::var("RUST_LOG").ok()?;
+    match spec.parse() {
+        Ok(targets) => Some(targets),
+        Err(e) => {
+            eprintln!("sidelog: RUST_LOG={spec:?} is not a list of target=level: {e}");
+            None
         }
     }
 }
@@ -24,8 +43,7 @@ impl LogHandle {
 pub fn init(level: LogLevel, format: LogFormat) -> LogHandle {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,sidelog={}", level.as_str())));
+    let filter = from_environment().unwrap_or_else(|| own_level(level));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
@@ -46,4 +64,18 @@ pub fn init(level: LogLevel, format: LogFormat) -> LogHandle {
             .try_init(),
     };
     LogHandle(result.ok().map(|()| handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn sidelog_logs_at_its_level_and_libraries_at_warn() {
+        let targets = own_level(LogLevel::Debug);
+        assert!(targets.would_enable("sidelog::tail", &Level::DEBUG));
+        assert!(!targets.would_enable("hyper", &Level::INFO));
+        assert!(targets.would_enable("hyper", &Level::WARN));
+    }
 }

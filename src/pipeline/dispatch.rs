@@ -16,6 +16,7 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::compressors::Compressors;
 use crate::checkpoint::Tracker;
 use crate::compress::{self, Codec};
 use crate::config::Config;
@@ -78,8 +79,8 @@ pub(super) struct ShipContext {
     pub recycle: std::sync::mpsc::Sender<Vec<u8>>,
     pub signal: ShutdownSignal,
     sending: Sending,
-    /// Batches being compressed: `compression_threads`.
-    compressing: Semaphore,
+    /// The compressor threads (`compression_threads`).
+    compressors: Compressors,
     /// Sequence number of the next batch allowed to start sending: sends start in the order
     /// the batches were read, so with one request in flight each file arrives in order.
     turn_tx: watch::Sender<u64>,
@@ -95,25 +96,25 @@ impl Dispatcher {
         recycle: std::sync::mpsc::Sender<Vec<u8>>,
         signal: ShutdownSignal,
         sending: Sending,
-    ) -> Dispatcher {
-        // One compressor more than cores (by default): with the reader, the HTTP client and
-        // (in a Pod) the app on the same cores, a compressor is often waiting for a wake-up;
-        // the spare one keeps the cores busy (measured on 2 cores: 75-80% of the ceiling
-        // instead of 68-73%, +2 MB RSS). At most 3 unless configured: memory grows with each.
+    ) -> std::io::Result<Dispatcher> {
+        // One compressor per core, at most 2, and a spare one for gzip (see `compressors`).
         let compressors = config.datadog.compressors();
+        let slow_codec = config.datadog.compresses_slowly();
         let concurrency = config
             .datadog
             .request_concurrency
             .max(config.datadog.request_concurrency_max);
         let (turn_tx, turn_rx) = watch::channel(0u64);
-        Dispatcher {
+        Ok(Dispatcher {
             // Two per compressor may be compressing or compressed and waiting, so compression
             // never idles behind a slow send (measured: +8% throughput over one); a
             // compressed batch holds only its compressed body.
             window: Arc::new(Semaphore::new(concurrency + 2 * compressors)),
             // Letting all of the window hold uncompressed batches cost 9 MB of RSS on the
-            // 1 GB run; none waiting for a compressor cost 4% of throughput.
-            compress_slots: Arc::new(Semaphore::new(compressors + 1)),
+            // 1 GB run. With gzip, none waiting for a compressor cost 4% of throughput; zstd
+            // compresses faster than the reader encodes, so a waiting batch would only sit in
+            // memory (2.2 MB with 2 KB lines).
+            compress_slots: Arc::new(Semaphore::new(compressors + usize::from(slow_codec))),
             tasks: JoinSet::new(),
             next_seq: 0,
             ctx: Arc::new(ShipContext {
@@ -124,11 +125,11 @@ impl Dispatcher {
                 recycle,
                 signal,
                 sending,
-                compressing: Semaphore::new(compressors),
+                compressors: Compressors::start(compressors)?,
                 turn_tx,
                 turn_rx,
             }),
-        }
+        })
     }
 
     /// Takes the reader's next batch once there is room for it and sends it on its way;
@@ -267,33 +268,21 @@ struct Packed {
     codec: Codec,
 }
 
-/// Compresses a batch on the blocking pool with the sender's codec, then gives its
-/// uncompressed buffer back to the reader. `None` when the task failed (the batch is read
-/// again after a restart).
+/// Compresses a batch on a compressor thread with the sender's codec, then gives its
+/// uncompressed buffer back to the reader. `None` when the compressors are gone (the batch is
+/// read again after a restart).
 async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Result<Packed>> {
     let codec = ctx.sender.codec();
-    let _running = ctx.compressing.acquire().await.ok()?;
-    let raw_len = body.len();
-    let done = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::with_capacity(raw_len / 4 + 1024);
-        let res = compress::compress(codec, &body, &mut out);
-        (res.map(|()| out), body)
-    })
-    .await;
-    match done {
-        Ok((compressed, body)) => {
-            // The reader may be gone at shutdown; then the buffer is simply freed.
-            let _ = ctx.recycle.send(body);
-            Some(compressed.map(|c| Packed {
-                body: Bytes::from(c),
-                codec,
-            }))
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "compression task failed; batch will be read again after restart");
-            None
-        }
-    }
+    let Some((compressed, body)) = ctx.compressors.compress(codec, body).await else {
+        tracing::error!("no compressor left; batch will be read again after restart");
+        return None;
+    };
+    // The reader may be gone at shutdown; then the buffer is simply freed.
+    let _ = ctx.recycle.send(body);
+    Some(compressed.map(|c| Packed {
+        body: Bytes::from(c),
+        codec,
+    }))
 }
 
 /// Delivers one batch; compresses it again when the receiver cannot decode its codec; on 400
@@ -387,12 +376,8 @@ async fn recover_body(ctx: &ShipContext, packed: &Packed) -> Option<Vec<u8>> {
 /// codec. `None` when that fails (the batch is read again after a restart).
 async fn pack(ctx: &ShipContext, body: Vec<u8>) -> Option<Packed> {
     let codec = ctx.sender.codec();
-    let packed = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        compress::compress(codec, &body, &mut out).map(|()| out)
-    })
-    .await;
-    let Ok(Ok(packed)) = packed else {
+    let packed = ctx.compressors.compress(codec, body).await;
+    let Some((Ok(packed), _)) = packed else {
         tracing::error!(
             "cannot compress a refused batch again; it will be read again after restart"
         );

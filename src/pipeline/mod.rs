@@ -18,6 +18,7 @@
 //! once instead. Either way the checkpoints of what was accepted are written last, and what
 //! was not accepted is logged and counted.
 
+mod compressors;
 mod dispatch;
 
 use std::path::Path;
@@ -235,7 +236,8 @@ fn start_stages(
             count: sending,
             wake: wake.clone(),
         },
-    );
+    )
+    .context("cannot start compressor threads")?;
     Ok(Stages {
         tracker,
         wake,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::*;
+use crate::compress::CodecKind;
 use crate::config::Compression;
 use crate::encode::{
     Batch, BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece, StreamId,
@@ -40,8 +41,12 @@ pub struct ThroughputOptions {
     /// Ship with one mask_sequences rule (card numbers) to measure a rule's cost.
     #[arg(long)]
     pub mask: bool,
-    #[arg(long, default_value_t = 4_500_000)]
+    /// `batch.max_bytes` of the shipper.
+    #[arg(long, default_value_t = 2_000_000)]
     pub max_bytes: usize,
+    /// `datadog.compression_threads` of the shipper (default: its own default).
+    #[arg(long)]
+    pub compression_threads: Option<usize>,
     /// Threads for the ceiling (default: number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -231,8 +236,46 @@ pub async fn throughput(mut opts: ThroughputOptions) -> anyhow::Result<()> {
         c.compressed_bytes as f64 / 1e6,
     );
     let run = ship_all(&dir, &logs, &opts, lines).await?;
-    report(&run, &c, lines, bytes)
+    report(&run, &c, lines, bytes)?;
+    report_memory(&opts, &c, run.hwm_kb);
+    Ok(())
 }
+
+/// The shipper's memory bound for these settings (README, "Memory"), next to its peak.
+fn report_memory(opts: &ThroughputOptions, c: &CeilingResult, hwm_kb: u64) {
+    let mut d = crate::config::DatadogConfig {
+        compression: opts.compression,
+        compression_threads: opts.compression_threads.unwrap_or(0),
+        request_concurrency: opts.request_concurrency,
+        ..Default::default()
+    };
+    d.compression_level = opts.level;
+    let compressors = d.compressors() as f64;
+    let slow = f64::from(u8::from(d.compression.codec(None).kind != CodecKind::Zstd));
+    let in_flight = d.request_concurrency.max(d.request_concurrency_max) as f64;
+    // A batch: max_bytes, or 1,000 events of the line's JSON (about 200 bytes more).
+    let batch = (opts.max_bytes as f64).min(1000.0 * (opts.line_bytes as f64 + 200.0)) / 1e6;
+    let ratio = c.compressed_bytes as f64 / c.json_bytes.max(1) as f64;
+    let bound = MEMORY_BASE_MB
+        + (compressors + 3.0 + slow) * batch
+        + (in_flight + 2.0 * compressors) * batch * ratio;
+    let peak = hwm_kb as f64 / 1024.0;
+    println!(
+        "  memory       peak {peak:.1} MB, bound {bound:.1} MB = {MEMORY_BASE_MB} + ({compressors} compressors + {}) x {batch:.2} MB batches + ({in_flight} requests + {}) x {:.2} MB compressed{}",
+        3.0 + slow,
+        2.0 * compressors,
+        batch * ratio,
+        if peak <= bound {
+            ""
+        } else {
+            "  OVER THE BOUND"
+        }
+    );
+}
+
+/// What the shipper holds besides batches: code, runtime, threads, TLS, HTTP and codec state
+/// (measured: 6.5-7.5 MB idle, about 16 MB at full speed with small batches).
+const MEMORY_BASE_MB: f64 = 16.0;
 
 /// What shipping the generated files measured.
 struct ShipRun {
@@ -257,18 +300,25 @@ async fn ship_all(
     lines: u64,
 ) -> anyhow::Result<ShipRun> {
     let (mut intake, url) = start_intake(opts.intake_latency_ms)?;
-    let codec = serde_json::to_value(opts.compression)?;
-    let level = opts.level.map_or(String::from("\"\""), |l| l.to_string());
+    // Only what is set is written, so an older build can be measured with the same options.
+    let mut datadog = format!(
+        "compression = {}\nrequest_concurrency = {}\n",
+        serde_json::to_value(opts.compression)?,
+        concurrency_value(opts.request_concurrency)
+    );
+    if let Some(level) = opts.level {
+        datadog.push_str(&format!("compression_level = {level}\n"));
+    }
+    if let Some(threads) = opts.compression_threads {
+        datadog.push_str(&format!("compression_threads = {threads}\n"));
+    }
+    datadog.push_str(&format!("\n[batch]\nmax_bytes = {}\n", opts.max_bytes));
     let config = write_config_with(
         dir,
         &format!("{}/*.log", logs.display()),
         if opts.mask { MASK_RULE } else { "" },
         &url,
-        &format!(
-            "compression = {codec}\ncompression_level = {level}\nrequest_concurrency = {}\n\n[batch]\nmax_bytes = {}\n",
-            concurrency_value(opts.request_concurrency),
-            opts.max_bytes
-        ),
+        &datadog,
     )?;
     let log = dir.join("shipper.log");
     let client = reqwest::Client::new();
