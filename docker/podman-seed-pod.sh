@@ -60,9 +60,10 @@ echo "== images (FROM scratch, static binaries)"
 target="$(rustc -vV | sed -n 's/^host: //p')"
 # The Pod's binary, as docker/Dockerfile builds it; and one with the development tools, for
 # the intake container only.
-(cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" \
+static="-C target-feature=+crt-static -C relocation-model=static"
+(cd "$root" && RUSTFLAGS="$static" \
   cargo build --profile dist --no-default-features --locked --target "$target" --quiet)
-(cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" \
+(cd "$root" && RUSTFLAGS="$static" \
   cargo build --release --locked --target "$target" --quiet)
 build_image() {
   mkdir "$work/$2"
