@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{FileProgress, Tracker};
 use crate::metrics::{
-    BUILD_INFO, FILE_LAG, FILES_WATCHED, Metrics, RULE_MATCHES, SECONDS_SINCE_LAST_ACCEPTED,
+    BUILD_INFO, CPU_SECONDS, FILE_LAG, FILES_WATCHED, Metrics, RESIDENT_MEMORY, RULE_MATCHES,
+    SECONDS_SINCE_LAST_ACCEPTED,
 };
 
 /// What the admin endpoint reads from. It outlives a configuration reload: each run of the
@@ -296,7 +297,38 @@ pub fn prometheus(state: &AdminState) -> String {
         let labels = format!("{{path=\"{}\"}}", escape_label(&f.path));
         FILE_LAG.write_sample(&mut out, &labels, f.lag());
     }
+    write_process_usage(&mut out);
     out
+}
+
+/// Memory and CPU of the process, read from `/proc` at scrape time (nothing is kept between
+/// scrapes); absent where `/proc` is not there.
+fn write_process_usage(out: &mut String) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok());
+    RESIDENT_MEMORY.write_header(out);
+    if let Some(kb) = rss_kb {
+        RESIDENT_MEMORY.write_sample(out, "", kb * 1024);
+    }
+    CPU_SECONDS.write_header(out);
+    if let Some(secs) = cpu_seconds(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+    {
+        CPU_SECONDS.write_sample(out, "", format!("{secs:.2}"));
+    }
+}
+
+/// User plus system time from `/proc/self/stat`, whose times are in USER_HZ (100 a second
+/// on every architecture Linux exports them for).
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / 100.0)
 }
 
 fn escape_label(v: &str) -> String {
@@ -308,6 +340,13 @@ fn escape_label(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_seconds_are_read_past_a_command_name_with_spaces() {
+        let stat = "42 (sidelog (x) y) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0";
+        assert_eq!(cpu_seconds(stat), Some(3.25));
+        assert_eq!(cpu_seconds("garbage"), None);
+    }
 
     #[test]
     fn exposition_has_help_type_and_labels() {

@@ -3,7 +3,7 @@
 //!
 //! Stages, each in its own module: [`tail`] (discovery, reading, framing, file identity),
 //! [`encode`] (events and batches), [`compress`], [`ship`] (HTTP and retries), [`checkpoint`]
-//! (accepted positions), [`secret`] (the API key), wired together by [`pipeline`] and brought
+//! (accepted positions), [`secret`] (the API key), `podtags` (tags from the Pod's labels), wired together by [`pipeline`] and brought
 //! down by [`shutdown`]; [`admin`] serves metrics, health and status. The built-in intake, the
 //! benchmarks and the demo are `devtools` (a feature the image leaves out).
 
@@ -19,6 +19,7 @@ mod log_limit;
 pub mod metrics;
 mod optional;
 pub mod pipeline;
+mod podtags;
 pub mod process;
 pub mod sample;
 pub mod secret;

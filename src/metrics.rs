@@ -211,6 +211,16 @@ pub const FILE_LAG: Family = Family {
     kind: "gauge",
     help: "Bytes of a file not yet accepted by the intake.",
 };
+pub const RESIDENT_MEMORY: Family = Family {
+    name: "resident_memory_bytes",
+    kind: "gauge",
+    help: "Resident memory of the process (VmRSS).",
+};
+pub const CPU_SECONDS: Family = Family {
+    name: "cpu_seconds_total",
+    kind: "counter",
+    help: "CPU time of the process, user and system.",
+};
 /// The run-time families, in the order they are served.
 pub const DYNAMIC_FAMILIES: &[Family] = &[
     BUILD_INFO,
@@ -218,6 +228,8 @@ pub const DYNAMIC_FAMILIES: &[Family] = &[
     FILES_WATCHED,
     SECONDS_SINCE_LAST_ACCEPTED,
     FILE_LAG,
+    RESIDENT_MEMORY,
+    CPU_SECONDS,
 ];
 
 /// The match count of one processing rule.

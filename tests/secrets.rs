@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -11,63 +10,17 @@ use common::*;
 
 const T: Duration = Duration::from_secs(60);
 
-/// A directory laid out like the kubelet's atomic writer makes a Secret volume:
-/// `api-key -> ..data/api-key`, `..data -> ..<timestamp>`, the key in the timestamped dir.
-struct SecretVolume {
-    dir: PathBuf,
-    generation: u32,
-}
-
-impl SecretVolume {
-    fn new(dir: &Path, key: &str) -> SecretVolume {
-        std::fs::create_dir_all(dir).expect("mkdir secret");
-        let mut v = SecretVolume {
-            dir: dir.to_path_buf(),
-            generation: 0,
-        };
-        let ts = v.write_generation(key);
-        std::os::unix::fs::symlink(&ts, dir.join("..data")).expect("..data");
-        std::os::unix::fs::symlink("..data/api-key", dir.join("api-key")).expect("api-key link");
-        v
-    }
-
-    fn key_path(&self) -> PathBuf {
-        self.dir.join("api-key")
-    }
-
-    fn write_generation(&mut self, key: &str) -> String {
-        self.generation += 1;
-        let ts = format!(
-            "..2026_11_26_10_00_{:02}.{:09}",
-            self.generation, self.generation
-        );
-        std::fs::create_dir(self.dir.join(&ts)).expect("mkdir generation");
-        std::fs::write(self.dir.join(&ts).join("api-key"), format!("{key}\n")).expect("key");
-        ts
-    }
-
-    /// What the kubelet does on an update: a new timestamped directory, a `..data_tmp`
-    /// symlink to it renamed over `..data`, then the old directory removed.
-    fn rotate(&mut self, key: &str) {
-        let old = std::fs::read_link(self.dir.join("..data")).expect("read ..data");
-        let ts = self.write_generation(key);
-        std::os::unix::fs::symlink(&ts, self.dir.join("..data_tmp")).expect("..data_tmp");
-        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).expect("swap");
-        std::fs::remove_dir_all(self.dir.join(old)).expect("remove old generation");
-    }
-}
-
 #[test]
 fn a_rotated_secret_is_followed_without_restart_or_loss() {
     let mut h = Harness::new();
     let intake_key = h.dir.path().join("intake-key");
     std::fs::write(&intake_key, "key-one\n").expect("key");
     h.start_intake_with(None, |o| o.api_key_file = Some(intake_key.clone()));
-    let mut secret = SecretVolume::new(&h.dir.path().join("secret"), "key-one");
+    let mut secret = KubeletVolume::new(&h.dir.path().join("secret"), "api-key", "key-one\n");
     let log = h.log("app.log");
     std::fs::write(&log, b"").expect("create");
     let config = h.default_config();
-    let key_path = secret.key_path();
+    let key_path = secret.path();
     h.start_with_env(
         &config,
         &[(
@@ -80,7 +33,7 @@ fn a_rotated_secret_is_followed_without_restart_or_loss() {
         h.intake().event_count() >= 500
     });
     // The Secret is updated; from now on the intake takes only the new key.
-    secret.rotate("key-two");
+    secret.update("key-two\n");
     let swapped = Instant::now();
     std::fs::write(&intake_key, "key-two\n").expect("key");
     let before = h.intake().event_count();

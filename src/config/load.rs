@@ -251,6 +251,12 @@ pub fn all_keys() -> BTreeSet<String> {
     keys_in(&value)
 }
 
+/// Keys whose value is a map of the user's names (label to tag name).
+const MAP_KEYS: &[&str] = &[
+    "kubernetes.pod_labels_as_tags",
+    "kubernetes.pod_annotations_as_tags",
+];
+
 /// The key paths present in a parsed config file (array-of-tables entries merged).
 pub fn keys_in(value: &toml::Value) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
@@ -259,6 +265,11 @@ pub fn keys_in(value: &toml::Value) -> BTreeSet<String> {
 }
 
 fn collect_keys(prefix: &str, value: &toml::Value, keys: &mut BTreeSet<String>) {
+    if MAP_KEYS.contains(&prefix) {
+        // A map's own keys are the user's (label names), not configuration keys.
+        keys.insert(prefix.to_string());
+        return;
+    }
     match value {
         toml::Value::Table(table) => {
             for (k, v) in table {

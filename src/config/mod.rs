@@ -7,6 +7,7 @@
 //! so no other module re-checks ranges. Errors always name the key (`batch.max_events`,
 //! `inputs[0].include`) so an operator can find the line to fix.
 
+mod kubernetes;
 mod load;
 mod validate;
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::compress::{Codec, CodecKind};
 
 pub use crate::process::{MultilineSettings, Preset, RuleKind, RuleSettings};
+pub use kubernetes::KubernetesConfig;
 pub use load::{all_keys, interpolate, keys_in};
 
 /// Environment variables with this prefix override configuration keys.
@@ -82,6 +84,8 @@ pub struct Config {
     pub tail: TailConfig,
     pub datadog: DatadogConfig,
     pub batch: BatchConfig,
+    /// Tags from the Pod's labels and annotations (Downward API files).
+    pub kubernetes: KubernetesConfig,
 }
 
 impl Default for Config {
@@ -100,6 +104,7 @@ impl Default for Config {
             tail: TailConfig::default(),
             datadog: DatadogConfig::default(),
             batch: BatchConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }

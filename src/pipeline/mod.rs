@@ -36,6 +36,7 @@ use crate::checkpoint::{self, Tracker};
 use crate::config::Config;
 use crate::encode::Batch;
 use crate::metrics::Metrics;
+use crate::podtags::PodTagsSource;
 use crate::secret::KeySource;
 use crate::ship::Sender;
 use crate::shutdown::{Phase, Shutdown, ShutdownSignal};
@@ -48,6 +49,9 @@ const EXIT_FILE_POLL: Duration = Duration::from_secs(1);
 /// How often the key file is re-read besides the watch on its directory: a rotated key is in
 /// use within this long even where file events are lost (some network file systems).
 const KEY_POLL: Duration = Duration::from_secs(2);
+
+/// How often the Pod's labels and annotations files are re-read (only when configured).
+const POD_FILES_POLL: Duration = Duration::from_secs(2);
 
 /// Files named one by one when a shutdown leaves bytes unshipped; the rest are summed up.
 const UNSHIPPED_FILES_LOGGED: usize = 20;
@@ -190,6 +194,7 @@ fn start_stages(
     let sending = Arc::new(AtomicUsize::new(0));
     let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let wake = Arc::new(Wake::default());
+    let pod_tags = follow_pod_tags(config, &helpers);
     let tailer = Tailer::new(
         config,
         TailerLinks {
@@ -200,6 +205,7 @@ fn start_stages(
             recycled: recycle_rx,
             sending: sending.clone(),
             resume,
+            pod_tags,
         },
     )?;
     let reader = std::thread::Builder::new()
@@ -247,6 +253,13 @@ fn start_stages(
         helpers,
         writer,
     })
+}
+
+/// The Pod's tags from its Downward API files, re-read until `stop` (none configured: `None`).
+fn follow_pod_tags(config: &Config, stop: &CancellationToken) -> Option<Arc<PodTagsSource>> {
+    let source = PodTagsSource::load(&config.kubernetes)?;
+    source.follow(POD_FILES_POLL, stop.clone());
+    Some(source)
 }
 
 /// Passes each phase to the reader thread, which sleeps on its doorbell rather than on the
@@ -334,7 +347,20 @@ async fn ship_until_done(
             tracing::warn!("shutdown deadline (shutdown_timeout_ms) reached before everything was accepted");
             Ended::Abandoned
         }
-        ended = shipped => ended,
+        // Requests that gave up because of an abandonment may be seen to end before the
+        // abandonment itself is: name it all the same.
+        ended = shipped => match ended {
+            Ended::Settled if shutdown.signal().abandoning() => {
+                let view = shutdown.signal();
+                if view.deadline().is_some_and(|at| at <= tokio::time::Instant::now()) {
+                    tracing::warn!("shutdown deadline (shutdown_timeout_ms) reached before everything was accepted");
+                } else {
+                    tracing::warn!("asked again to stop: giving up what is not yet accepted");
+                }
+                Ended::Abandoned
+            }
+            ended => ended,
+        },
     }
 }
 

@@ -40,6 +40,7 @@ use crate::checkpoint::{Entry, Tracker};
 use crate::config::{Config, ReadFrom};
 use crate::encode::{Batch, BatchBuilder, StreamId};
 use crate::metrics::Metrics;
+use crate::podtags::PodTagsSource;
 use crate::process::Processor;
 use discover::{Matcher, Watches};
 use emit::Events;
@@ -136,6 +137,8 @@ pub struct Tailer {
     /// Requests in flight (the dispatcher counts them).
     sending: Arc<AtomicUsize>,
     watches: Watches,
+    /// The Pod's tags, and the generation of them the files' templates were built with.
+    pod_tags: Option<(Arc<PodTagsSource>, u64)>,
 }
 
 /// Channels and shared state the reader is started with.
@@ -149,6 +152,8 @@ pub struct TailerLinks {
     pub sending: Arc<AtomicUsize>,
     /// Checkpoints loaded at startup.
     pub resume: Vec<Entry>,
+    /// Tags from the Pod's labels and annotations, when configured.
+    pub pod_tags: Option<Arc<PodTagsSource>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +245,10 @@ impl Tailer {
             out: links.out,
             recycled: links.recycled,
             sending: links.sending,
+            pod_tags: links.pod_tags.map(|source| {
+                let seen = source.generation();
+                (source, seen)
+            }),
         })
     }
 
@@ -299,6 +308,7 @@ impl Tailer {
                 self.on_write(&path);
             }
             self.due(&mut clock, woken.rescan, draining);
+            self.apply_pod_tags();
             if !self.take_turn() {
                 return End::SenderGone;
             }

@@ -224,24 +224,58 @@ impl Tailer {
         }
     }
 
+    /// The constant part of a file's events: the input's fields, the Pod's tags (and its
+    /// service where the input names none), and the file's name.
     pub(super) fn template(&self, input: usize, path: &Path) -> EventTemplate {
         let i = &self.inputs[input];
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tags = if i.tags.is_empty() {
-            format!("filename:{name}")
-        } else {
-            format!("{},filename:{name}", i.tags)
+        let pod = self.pod_tags.as_ref().map(|(source, _)| source.current());
+        let pod_tags = pod.as_ref().map_or("", |p| p.tags.as_str());
+        let tags: Vec<&str> = [i.tags.as_str(), pod_tags]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect();
+        let tags = match tags.as_slice() {
+            [] => format!("filename:{name}"),
+            some => format!("{},filename:{name}", some.join(",")),
+        };
+        let service = match pod.as_ref().and_then(|p| p.service.as_deref()) {
+            Some(from_labels) if i.service.is_empty() => from_labels,
+            _ => i.service.as_str(),
         };
         EventTemplate::new(&EventFields {
             status: &i.status,
             hostname: &self.hostname,
-            service: &i.service,
+            service,
             source: &i.source,
             tags: &tags,
         })
+    }
+
+    /// After the Pod's labels or annotations changed: lines read from now on carry the new
+    /// tags (events already in a batch keep theirs).
+    pub(super) fn apply_pod_tags(&mut self) {
+        let Some((source, seen)) = &self.pod_tags else {
+            return;
+        };
+        let now = source.generation();
+        if now == *seen {
+            return;
+        }
+        self.pod_tags = self.pod_tags.take().map(|(source, _)| (source, now));
+        let rebuilt: Vec<(FileKey, EventTemplate)> = self
+            .table
+            .iter()
+            .map(|(key, t)| (key, self.template(t.input, t.reader.path())))
+            .collect();
+        for (key, template) in rebuilt {
+            if let Some(t) = self.table.get_mut(key) {
+                t.template = template;
+            }
+        }
     }
 
     fn report_unreadable(&mut self, path: &Path, e: &io::Error) {

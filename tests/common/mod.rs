@@ -544,3 +544,53 @@ pub fn count_missing_and_repeated(messages: &[String], prefix: &str, n: u64) -> 
     let repeated = count.iter().map(|&c| c.saturating_sub(1) as usize).sum();
     (missing, repeated)
 }
+
+/// A directory laid out like the kubelet's atomic writer makes a Secret, ConfigMap or
+/// Downward API volume: `<file> -> ..data/<file>`, `..data -> ..<timestamp>`, the content in
+/// the timestamped directory.
+pub struct KubeletVolume {
+    dir: PathBuf,
+    file: String,
+    generation: u32,
+}
+
+impl KubeletVolume {
+    pub fn new(dir: &Path, file: &str, content: &str) -> KubeletVolume {
+        std::fs::create_dir_all(dir).expect("mkdir volume");
+        let mut v = KubeletVolume {
+            dir: dir.to_path_buf(),
+            file: file.to_string(),
+            generation: 0,
+        };
+        let ts = v.write_generation(content);
+        std::os::unix::fs::symlink(&ts, dir.join("..data")).expect("..data");
+        std::os::unix::fs::symlink(format!("..data/{file}"), dir.join(file)).expect("file link");
+        v
+    }
+
+    /// The file as the container sees it.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(&self.file)
+    }
+
+    fn write_generation(&mut self, content: &str) -> String {
+        self.generation += 1;
+        let ts = format!(
+            "..2026_11_26_10_00_{:02}.{:09}",
+            self.generation, self.generation
+        );
+        std::fs::create_dir(self.dir.join(&ts)).expect("mkdir generation");
+        std::fs::write(self.dir.join(&ts).join(&self.file), content).expect("content");
+        ts
+    }
+
+    /// What the kubelet does on an update: a new timestamped directory, a `..data_tmp`
+    /// symlink to it renamed over `..data`, then the old directory removed.
+    pub fn update(&mut self, content: &str) {
+        let old = std::fs::read_link(self.dir.join("..data")).expect("read ..data");
+        let ts = self.write_generation(content);
+        std::os::unix::fs::symlink(&ts, self.dir.join("..data_tmp")).expect("..data_tmp");
+        std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).expect("swap");
+        std::fs::remove_dir_all(self.dir.join(old)).expect("remove old generation");
+    }
+}

@@ -1,0 +1,159 @@
+//! Tags from the Pod's labels and annotations (Downward API volumes), end to end: the real
+//! binary against the built-in intake, the files laid out and updated as the kubelet does.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+const T: Duration = Duration::from_secs(60);
+
+const LABELS: &str = "app=\"shop\"\npod-template-hash=\"5d8f\"\ntags.datadoghq.com/env=\"prod\"\ntags.datadoghq.com/service=\"checkout\"\ntags.datadoghq.com/version=\"1.0\"\n";
+const ANNOTATIONS: &str = "ad.datadoghq.com/tags=\"{\\\"tier\\\":\\\"web\\\"}\"\nkubernetes.io/config.seen=\"2026-11-26T10:00:00Z\"\n";
+
+/// A config with the usual input (service `user-msvc`) for `*.log`, a second input without a
+/// service for `*.txt`, and the `[kubernetes]` table given.
+fn config(h: &Harness, kubernetes: &str) -> std::path::PathBuf {
+    let extra = format!(
+        "[batch]\ntimeout_ms = 200\n\n[[inputs]]\ninclude = [\"{}/*.txt\"]\n\n[kubernetes]\n{kubernetes}\n",
+        h.logs().display()
+    );
+    h.write_config(&h.intake().endpoint(), "", &extra)
+}
+
+fn kubernetes_table(labels: &Path, annotations: &Path) -> String {
+    format!(
+        "labels_file = \"{}\"\nannotations_file = \"{}\"\n[kubernetes.pod_labels_as_tags]\napp = \"kube_app\"\n",
+        labels.display(),
+        annotations.display()
+    )
+}
+
+/// The events that arrived whose message starts with `prefix`: (service, tags).
+fn arrived(h: &Harness, prefix: &str) -> Vec<(String, String)> {
+    h.intake()
+        .events()
+        .iter()
+        .filter(|e| e["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
+        .map(|e| {
+            (
+                e["service"].as_str().unwrap_or_default().to_string(),
+                e["ddtags"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The lines written with `numbered(prefix, 0..n)` arrived, each once and in order.
+#[track_caller]
+fn assert_arrived_once(h: &Harness, prefix: &str, n: usize) {
+    let got: Vec<String> = h
+        .messages()
+        .into_iter()
+        .filter(|m| m.starts_with(prefix))
+        .collect();
+    assert_lines(&got, &numbered(prefix, 0..n), prefix);
+}
+
+fn tags_of(tags: &str) -> Vec<&str> {
+    let mut t: Vec<&str> = tags.split(',').collect();
+    t.sort_unstable();
+    t
+}
+
+#[test]
+fn pod_labels_become_tags_and_follow_a_label_change() {
+    let mut h = Harness::with_intake();
+    let pod = h.dir.path().join("podinfo");
+    let mut labels = KubeletVolume::new(&pod, "labels", LABELS);
+    let annotations = pod.join("annotations");
+    std::fs::write(&annotations, ANNOTATIONS).expect("annotations");
+    let config = config(&h, &kubernetes_table(&labels.path(), &annotations));
+    h.start(&config);
+
+    append(&h.log("app.log"), numbered("before-", 0..100));
+    append(&h.log("worker.txt"), numbered("worker-", 0..10));
+    h.wait_events(110, T);
+    for (service, tags) in arrived(&h, "before-") {
+        assert_eq!(service, "user-msvc", "an input's own service wins");
+        assert_eq!(
+            tags_of(&tags),
+            [
+                "env:prod",
+                "env:test",
+                "filename:app.log",
+                "kube_app:shop",
+                "team:users",
+                "tier:web",
+                "version:1.0"
+            ]
+        );
+    }
+    for (service, tags) in arrived(&h, "worker-") {
+        assert_eq!(
+            service, "checkout",
+            "the label names the service of an input without one"
+        );
+        assert!(tags.contains("env:prod") && tags.contains("filename:worker.txt"));
+    }
+
+    labels.update(&LABELS.replace("prod", "staging").replace("1.0", "1.1"));
+    h.wait_stderr("env:staging", T);
+    append(&h.log("app.log"), numbered("after-", 0..100));
+    h.wait_events(210, T);
+    for (_, tags) in arrived(&h, "after-") {
+        let tags = tags_of(&tags);
+        assert!(
+            tags.contains(&"env:staging") && tags.contains(&"version:1.1"),
+            "{tags:?}"
+        );
+        assert!(
+            !tags.contains(&"env:prod") && !tags.contains(&"version:1.0"),
+            "{tags:?}"
+        );
+    }
+    assert_eq!(h.terminate().code(), Some(0));
+    assert_arrived_once(&h, "before-", 100);
+    assert_arrived_once(&h, "after-", 100);
+    assert_arrived_once(&h, "worker-", 10);
+}
+
+#[test]
+fn missing_and_malformed_files_warn_and_lines_still_ship() {
+    let mut h = Harness::with_intake();
+    let labels = h.dir.path().join("podinfo/labels");
+    let annotations = h.dir.path().join("annotations");
+    std::fs::write(&annotations, "this is not a downward file\n").expect("annotations");
+    let config = config(&h, &kubernetes_table(&labels, &annotations));
+    h.start(&config);
+    h.wait_stderr("cannot read", T);
+    let log = h.stderr();
+    assert!(log.contains(&labels.display().to_string()), "{log}");
+    assert!(log.contains("as a Downward API file: line 1"), "{log}");
+
+    append(&h.log("app.log"), numbered("plain-", 0..50));
+    h.wait_events(50, T);
+    for (_, tags) in arrived(&h, "plain-") {
+        assert_eq!(
+            tags_of(&tags),
+            ["env:test", "filename:app.log", "team:users"]
+        );
+    }
+
+    // The volume appears later (a mount that was late): its tags apply from then on.
+    KubeletVolume::new(&h.dir.path().join("podinfo"), "labels", LABELS);
+    h.wait_stderr("env:prod", T);
+    append(&h.log("app.log"), numbered("tagged-", 0..50));
+    h.wait_events(100, T);
+    for (_, tags) in arrived(&h, "tagged-") {
+        assert!(
+            tags.contains("env:prod") && tags.contains("kube_app:shop"),
+            "{tags}"
+        );
+    }
+    assert_eq!(h.terminate().code(), Some(0));
+    assert_arrived_once(&h, "plain-", 50);
+    assert_arrived_once(&h, "tagged-", 50);
+}
