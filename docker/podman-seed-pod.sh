@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Plays the seed Pod for real with podman (no Docker engine or cluster needed): the Pod of
-# docker/kubernetes/pod.yaml with its ConfigMap, plus a third container running
-# `sidelog intake` as the Datadog endpoint (containers of a Pod share 127.0.0.1). Checks that
-# every line the app container wrote arrived, then rotates the API key the way the kubelet
-# does and checks again.
+# Plays the seed Pod for real with podman (no Docker engine or cluster needed): the app-only
+# Pod of docker/kubernetes/app-pod.yaml with sidelog added by `sidelog inject --classic`
+# (and the ConfigMap it generates), plus a third container running `sidelog intake` as the
+# Datadog endpoint (containers of a Pod share 127.0.0.1). Checks that every line the app
+# container wrote arrived, tagged from the Pod's labels, then rotates the API key the way the
+# kubelet does and checks again.
 #
-# What differs from the manifest users get, and why:
+# What differs from what `sidelog inject` gives users, and why:
 # - podman 4.3 crashes on `secret:` volumes, so the Secret volume becomes a hostPath directory
-#   laid out like the kubelet's (api-key -> ..data/api-key, ..data -> ..<timestamp>);
+#   laid out like the kubelet's (api-key -> ..data/api-key, ..data -> ..<timestamp>), and the
+#   Downward API volume of the Pod's labels a hostPath directory with the files the kubelet
+#   would write;
 # - the intake container and its hostPath directories are added, and sidelog gets
 #   SIDELOG_DATADOG__ENDPOINT pointing at it;
 # - the Downward API's namespace and node name become fixed values (podman 4.3 resolves only
@@ -18,8 +21,9 @@
 # - the image is built FROM scratch around a static binary built here (no base image can be
 #   pulled): the Pod's binary as the image has it (the shipper alone, `dist` profile), and a
 #   second image with the development tools for the intake container.
-# Native sidecars (pod-native-sidecar.yaml) are not played: podman 4.3 has no init-container
-# restartPolicy. Resource limits are not enforced with the cgroupfs manager here.
+# Native sidecars are not played: podman 4.3 has no init-container restartPolicy (CI
+# validates the native form against the Kubernetes schemas instead). Resource limits are not
+# enforced with the cgroupfs manager here.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d /tmp/sidelog-seed-pod.XXXXXX)"
@@ -92,15 +96,31 @@ echo "key-one" > "$intake_dir/api-key"
 chmod -R a+rX "$secret" "$intake_dir"
 chmod a+rwx "$intake_dir/out"
 
-python3 - "$root/docker/kubernetes/pod.yaml" "$manifest" "$secret" "$intake_dir" <<'PY'
+# The Pod's labels as the kubelet writes them for a downwardAPI volume.
+podinfo="$work/podinfo"
+mkdir -p "$podinfo"
+printf 'app.kubernetes.io/name="user-msvc"\ntags.datadoghq.com/env="seed"\ntags.datadoghq.com/service="user-msvc"\n' > "$podinfo/labels"
+: > "$podinfo/annotations"
+chmod -R a+rX "$podinfo"
+
+echo "== sidelog inject --classic -f docker/kubernetes/app-pod.yaml"
+"$root/target/$target/release/sidelog" inject --classic --logs /var/log \
+  -f "$root/docker/kubernetes/app-pod.yaml" > "$work/injected.yaml"
+
+python3 - "$work/injected.yaml" "$manifest" "$secret" "$intake_dir" "$podinfo" "$work/configmap.yaml" <<'PY'
 import sys, yaml
-src, dst, secret, intake = sys.argv[1:5]
-pod = yaml.safe_load(open(src))
+src, dst, secret, intake, podinfo, configmap = sys.argv[1:7]
+docs = list(yaml.safe_load_all(open(src)))
+yaml.safe_dump_all([d for d in docs if d["kind"] == "ConfigMap"], open(configmap, "w"), sort_keys=False)
+pod = next(d for d in docs if d["kind"] == "Pod")
 spec = pod["spec"]
 for v in spec["volumes"]:
     if "secret" in v:
         del v["secret"]
         v["hostPath"] = {"path": secret, "type": "Directory"}
+    if "downwardAPI" in v:
+        del v["downwardAPI"]
+        v["hostPath"] = {"path": podinfo, "type": "Directory"}
 for c in spec["containers"]:
     # With --network none podman refuses port mappings, and it runs probes through a shell
     # inside the container, which a scratch image does not have.
@@ -130,7 +150,7 @@ spec["volumes"].append({"name": "intake-out", "hostPath": {"path": intake + "/ou
 yaml.safe_dump(pod, open(dst, "w"), sort_keys=False)
 PY
 
-pm kube play --network none --configmap "$root/docker/kubernetes/configmap.yaml" "$manifest" >/dev/null
+pm kube play --network none --configmap "$work/configmap.yaml" "$manifest" >/dev/null
 pm ps --pod --format '{{.Names}} {{.Status}}'
 
 events="$intake_dir/out/events.jsonl"
@@ -167,6 +187,8 @@ while True:
 print(f"{what}: all {len(written)} lines written so far arrived ({len(arrived)} events, {dups} duplicates); hostname {sorted(hosts)}; tags {sorted(tags)[0]}")
 if dups:
     sys.exit(f"{what}: {dups} duplicates")
+if not all("env:seed" in t.split(",") for t in tags):
+    sys.exit(f"{what}: events without the env:seed tag of the Pod's labels: {sorted(tags)}")
 PY
 }
 

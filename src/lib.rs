@@ -15,6 +15,8 @@ pub mod config;
 #[cfg(feature = "devtools")]
 pub mod devtools;
 pub mod encode;
+#[cfg(feature = "inject")]
+pub mod inject;
 mod log_limit;
 pub mod metrics;
 mod optional;

@@ -48,6 +48,10 @@ enum Command {
     },
     /// Write sample log lines (access-log and JSON) to a file, like an application would.
     Generate(command::generate::GenerateOptions),
+    /// Add sidelog to the Pods of Kubernetes manifests and print them (`-f app.yaml | kubectl
+    /// apply -f -`).
+    #[cfg(feature = "inject")]
+    Inject(command::inject::InjectArgs),
     /// Run a local Datadog-compatible logs intake.
     #[cfg(feature = "devtools")]
     Intake(sidelog::devtools::intake::IntakeArgs),
@@ -78,6 +82,8 @@ fn main() -> ExitCode {
         Command::Check { config } => command::run::check(config),
         Command::Status { url, config } => command::run::status(url, config),
         Command::Generate(options) => command::generate::generate(options),
+        #[cfg(feature = "inject")]
+        Command::Inject(args) => command::inject::inject_command(args),
         #[cfg(feature = "devtools")]
         Command::Intake(args) => command::dev::intake(args),
         #[cfg(feature = "devtools")]
