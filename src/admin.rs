@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{FileProgress, Tracker};
 use crate::metrics::{
-    BUILD_INFO, CPU_SECONDS, FILE_LAG, FILES_WATCHED, Metrics, RESIDENT_MEMORY, RULE_MATCHES,
-    SECONDS_SINCE_LAST_ACCEPTED,
+    BUILD_INFO, CPU_SECONDS, ENDPOINT_DROPPED, ENDPOINT_SENT, EndpointCounters, FILE_LAG,
+    FILES_WATCHED, Metrics, RESIDENT_MEMORY, RULE_MATCHES, SECONDS_SINCE_LAST_ACCEPTED,
 };
 
 /// What the admin endpoint reads from. It outlives a configuration reload: each run of the
@@ -296,6 +296,20 @@ pub fn prometheus(state: &AdminState) -> String {
     for f in &files {
         let labels = format!("{{path=\"{}\"}}", escape_label(&f.path));
         FILE_LAG.write_sample(&mut out, &labels, f.lag());
+    }
+    let endpoints = m.endpoint_counters();
+    for (family, count) in [
+        (
+            ENDPOINT_SENT,
+            (|e| e.sent.get()) as fn(&EndpointCounters) -> u64,
+        ),
+        (ENDPOINT_DROPPED, |e| e.dropped.get()),
+    ] {
+        family.write_header(&mut out);
+        for e in &endpoints {
+            let labels = format!("{{endpoint=\"{}\"}}", escape_label(&e.endpoint));
+            family.write_sample(&mut out, &labels, count(e));
+        }
     }
     write_process_usage(&mut out);
     out

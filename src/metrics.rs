@@ -121,6 +121,8 @@ macro_rules! metrics {
             pub last_accepted_unix_ms: Gauge,
             /// Matches of each processing rule, registered when inputs are set up.
             rules: std::sync::Mutex<Vec<RuleCounter>>,
+            /// Batches of each best-effort additional endpoint, registered at start.
+            endpoints: std::sync::Mutex<Vec<std::sync::Arc<EndpointCounters>>>,
         }
 
         impl Metrics {
@@ -211,6 +213,16 @@ pub const FILE_LAG: Family = Family {
     kind: "gauge",
     help: "Bytes of a file not yet accepted by the intake.",
 };
+pub const ENDPOINT_SENT: Family = Family {
+    name: "additional_endpoint_batches_sent_total",
+    kind: "counter",
+    help: "Batches a best-effort additional endpoint accepted.",
+};
+pub const ENDPOINT_DROPPED: Family = Family {
+    name: "additional_endpoint_batches_dropped_total",
+    kind: "counter",
+    help: "Copies of batches a best-effort additional endpoint did not get (behind, refused).",
+};
 pub const RESIDENT_MEMORY: Family = Family {
     name: "resident_memory_bytes",
     kind: "gauge",
@@ -228,9 +240,21 @@ pub const DYNAMIC_FAMILIES: &[Family] = &[
     FILES_WATCHED,
     SECONDS_SINCE_LAST_ACCEPTED,
     FILE_LAG,
+    ENDPOINT_SENT,
+    ENDPOINT_DROPPED,
     RESIDENT_MEMORY,
     CPU_SECONDS,
 ];
+
+/// What became of a best-effort additional endpoint's copies of the batches.
+#[derive(Debug)]
+pub struct EndpointCounters {
+    pub endpoint: String,
+    pub sent: Counter,
+    /// Copies given up: the endpoint was behind (its queue full), refused them, or could not
+    /// decode them.
+    pub dropped: Counter,
+}
 
 /// The match count of one processing rule.
 #[derive(Debug, Clone)]
@@ -255,6 +279,27 @@ impl Metrics {
         } else {
             rules.push(counter);
         }
+    }
+
+    /// The counters of a best-effort additional endpoint (named by its URL); the same
+    /// endpoint after a reload keeps its counts.
+    pub fn register_endpoint(&self, endpoint: &str) -> std::sync::Arc<EndpointCounters> {
+        let mut endpoints = crate::lock(&self.endpoints);
+        if let Some(known) = endpoints.iter().find(|e| e.endpoint == endpoint) {
+            return known.clone();
+        }
+        let counters = std::sync::Arc::new(EndpointCounters {
+            endpoint: endpoint.to_string(),
+            sent: Counter::default(),
+            dropped: Counter::default(),
+        });
+        endpoints.push(counters.clone());
+        counters
+    }
+
+    /// Every best-effort endpoint's counters, in registration order.
+    pub fn endpoint_counters(&self) -> Vec<std::sync::Arc<EndpointCounters>> {
+        crate::lock(&self.endpoints).clone()
     }
 
     /// Every rule's counter, in registration order.

@@ -61,15 +61,20 @@ fn a_100_mb_backlog_from_an_outage_is_shipped_before_exit() {
     let mut h = Harness::with_intake();
     h.intake().force_status(Some(503));
     let config = h.default_config();
+    // The files exist before the outage fills the pipeline: a file created while the reader
+    // waits for room is found only once there is room again (it is read after the outage).
+    for f in 0..FILES {
+        write_backlog(&h, f, 0, 0);
+    }
     h.start_with_env(&config, &[("SIDELOG_SHUTDOWN_TIMEOUT_MS", "60000")]);
+    wait_for("every backlog file followed", T, || {
+        h.stderr().matches("tailing file").count() >= FILES
+    });
     // The app writes its backlog while the intake refuses everything.
     for f in 0..FILES {
         write_backlog(&h, f, 0, LINES_PER_FILE / 2);
     }
     h.wait_stderr("intake answered 503", T);
-    wait_for("every backlog file followed", T, || {
-        h.stderr().matches("tailing file").count() >= FILES
-    });
     for f in 0..FILES {
         write_backlog(&h, f, LINES_PER_FILE / 2, LINES_PER_FILE / 2);
     }

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::{
-    Config, ConfigError, ENV_NOT_KEYS, ENV_PREFIX, ENV_SEPARATOR, Input, LIST_KEYS,
-    MultilineSettings, RuleKind, RuleSettings,
+    AdditionalEndpoint, Config, ConfigError, DatadogConfig, ENV_NOT_KEYS, ENV_PREFIX,
+    ENV_SEPARATOR, Input, LIST_KEYS, MultilineSettings, RuleKind, RuleSettings,
 };
 
 impl Config {
@@ -243,8 +243,13 @@ pub fn all_keys() -> BTreeSet<String> {
         }],
         ..Input::default()
     };
+    let mut datadog = DatadogConfig::default();
+    datadog
+        .additional_endpoints
+        .push(AdditionalEndpoint::default());
     let value = toml::Value::try_from(Config {
         inputs: vec![input],
+        datadog,
         ..Config::default()
     })
     .unwrap_or(toml::Value::Table(Default::default()));

@@ -7,6 +7,7 @@
 //! so no other module re-checks ranges. Errors always name the key (`batch.max_events`,
 //! `inputs[0].include`) so an operator can find the line to fix.
 
+mod endpoints;
 mod kubernetes;
 mod load;
 mod validate;
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::compress::{Codec, CodecKind};
 
 pub use crate::process::{MultilineSettings, Preset, RuleKind, RuleSettings};
+pub use endpoints::AdditionalEndpoint;
 pub use kubernetes::KubernetesConfig;
 pub use load::{all_keys, interpolate, keys_in};
 
@@ -322,6 +324,8 @@ pub struct DatadogConfig {
     /// At start, how long to wait for a missing or empty key file (a Secret mounted late)
     /// before giving up; 0: give up at once.
     pub api_key_wait_secs: u64,
+    /// More intakes every batch also goes to, each with its own key and codec.
+    pub additional_endpoints: Vec<AdditionalEndpoint>,
 }
 
 impl Default for DatadogConfig {
@@ -344,6 +348,7 @@ impl Default for DatadogConfig {
             ca_file: None,
             allow_insecure_http: false,
             api_key_wait_secs: 0,
+            additional_endpoints: Vec::new(),
         }
     }
 }
@@ -592,6 +597,35 @@ mod tests {
     }
 
     const MINIMAL: &str = "[[inputs]]\ninclude = [\"/var/log/app/*.log\"]\n";
+
+    #[test]
+    fn additional_endpoints_take_the_main_settings_and_name_their_errors() {
+        let text = format!(
+            "{MINIMAL}[datadog]\nrequest_timeout_ms = 5000\n[[datadog.additional_endpoints]]\nsite = \"datadoghq.eu\"\napi_key_file = \"/k\"\nreliable = false\n"
+        );
+        let c = load(&text, &[]).expect("valid");
+        let extra = &c.datadog.additional_endpoints[0];
+        assert!(!extra.reliable);
+        let settings = extra.as_datadog(&c.datadog);
+        assert_eq!(
+            settings.logs_url(),
+            "https://http-intake.logs.datadoghq.eu/api/v2/logs"
+        );
+        assert_eq!(settings.request_timeout_ms, 5000);
+        assert!(settings.additional_endpoints.is_empty());
+
+        let text = format!(
+            "{MINIMAL}[[datadog.additional_endpoints]]\nendpoint = \"http://intake.example.com\"\ncompression = \"gzip\"\ncompression_level = 12\n"
+        );
+        let err = load(&text, &[]).expect_err("invalid").to_string();
+        for needle in [
+            "datadog.additional_endpoints[0].api_key_file: required",
+            "datadog.additional_endpoints[0].compression_level = 12 is out of range",
+            "datadog.additional_endpoints[0].endpoint = \"http://intake.example.com/\": the API key would cross the network unencrypted",
+        ] {
+            assert!(err.contains(needle), "{needle} not in {err}");
+        }
+    }
 
     #[test]
     fn minimal_config_gets_defaults() {

@@ -94,19 +94,14 @@ impl Config {
                 d.retry_max_ms, d.retry_initial_ms
             ));
         }
-        let codec = d.compression.codec(d.compression_level);
-        let (lo, hi) = codec.kind.levels();
-        if d.compression != Compression::None && !(lo..=hi).contains(&codec.level) {
-            errors.push(format!(
-                "datadog.compression_level = {} is out of range for {} (allowed: {lo} to {hi})",
-                codec.level,
-                codec.content_encoding()
-            ));
-        }
+        check_level("datadog", d.compression, d.compression_level, errors);
         if let Some(endpoint) = &d.endpoint {
-            check_endpoint(endpoint, d.allow_insecure_http, errors);
+            check_endpoint("datadog.endpoint", endpoint, d.allow_insecure_http, errors);
         }
         check_tags("datadog.tags", &d.tags, errors);
+        for (i, extra) in d.additional_endpoints.iter().enumerate() {
+            check_additional(i, extra, d.allow_insecure_http, errors);
+        }
         if let Some(proxy) = &d.proxy
             && reqwest::Proxy::all(proxy.as_str()).is_err()
         {
@@ -123,6 +118,47 @@ impl Config {
                 ca.display().to_string()
             ));
         }
+    }
+}
+
+fn check_additional(
+    i: usize,
+    extra: &super::AdditionalEndpoint,
+    allow_insecure_http: bool,
+    errors: &mut Vec<String>,
+) {
+    let key = format!("datadog.additional_endpoints[{i}]");
+    if extra.api_key_file.is_none() {
+        errors.push(format!(
+            "{key}.api_key_file: required (each endpoint has its own key)"
+        ));
+    }
+    check_level(&key, extra.compression, extra.compression_level, errors);
+    if let Some(endpoint) = &extra.endpoint {
+        check_endpoint(
+            &format!("{key}.endpoint"),
+            endpoint,
+            allow_insecure_http,
+            errors,
+        );
+    }
+}
+
+/// `<table>.compression_level` within the codec's range.
+fn check_level(
+    table: &str,
+    compression: Compression,
+    level: Option<i32>,
+    errors: &mut Vec<String>,
+) {
+    let codec = compression.codec(level);
+    let (lo, hi) = codec.kind.levels();
+    if compression != Compression::None && !(lo..=hi).contains(&codec.level) {
+        errors.push(format!(
+            "{table}.compression_level = {} is out of range for {} (allowed: {lo} to {hi})",
+            codec.level,
+            codec.content_encoding()
+        ));
     }
 }
 
@@ -160,16 +196,16 @@ fn check_input(i: usize, input: &Input, errors: &mut Vec<String>) {
 
 /// `datadog.endpoint`: http or https, and plain http only to this host unless allowed (the
 /// key would cross the network unencrypted).
-fn check_endpoint(endpoint: &Url, allow_insecure_http: bool, errors: &mut Vec<String>) {
+fn check_endpoint(key: &str, endpoint: &Url, allow_insecure_http: bool, errors: &mut Vec<String>) {
     match endpoint.scheme() {
         "https" => {}
         "http" if allow_insecure_http || is_loopback(endpoint) => {}
         "http" => errors.push(format!(
-            "datadog.endpoint = {:?}: the API key would cross the network unencrypted; use https:// or set datadog.allow_insecure_http = true",
+            "{key} = {:?}: the API key would cross the network unencrypted; use https:// or set datadog.allow_insecure_http = true",
             endpoint.as_str()
         )),
         _ => errors.push(format!(
-            "datadog.endpoint = {:?} must start with http:// or https://",
+            "{key} = {:?} must start with http:// or https://",
             endpoint.as_str()
         )),
     }

@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::compressors::Compressors;
+use super::extra::{BestEffort, Endpoints};
 use crate::checkpoint::Tracker;
 use crate::compress::{self, Codec};
 use crate::config::Config;
@@ -43,6 +44,8 @@ pub(super) struct Dispatcher {
     compress_slots: Arc<Semaphore>,
     tasks: JoinSet<()>,
     next_seq: u64,
+    /// The best-effort endpoints' sending tasks: aborted when the run ends.
+    _best_effort_tasks: JoinSet<()>,
 }
 
 /// Requests in flight, counted for the reader: a batch waiting for the files to be read to
@@ -72,6 +75,10 @@ impl Drop for SendingGuard<'_> {
 
 pub(super) struct ShipContext {
     pub sender: Arc<Sender>,
+    /// Additional endpoints every batch must also be accepted by, after the main one.
+    reliable: Vec<Arc<Sender>>,
+    /// Additional endpoints that get a copy when they keep up.
+    best_effort: Vec<BestEffort>,
     pub tracker: Arc<Tracker>,
     pub metrics: Arc<Metrics>,
     pub config: Config,
@@ -89,7 +96,7 @@ pub(super) struct ShipContext {
 
 impl Dispatcher {
     pub(super) fn new(
-        sender: Arc<Sender>,
+        endpoints: Endpoints,
         tracker: Arc<Tracker>,
         metrics: Arc<Metrics>,
         config: Config,
@@ -105,6 +112,7 @@ impl Dispatcher {
             .request_concurrency
             .max(config.datadog.request_concurrency_max);
         let (turn_tx, turn_rx) = watch::channel(0u64);
+        let Endpoints { main, extras } = endpoints;
         Ok(Dispatcher {
             // Two per compressor may be compressing or compressed and waiting, so compression
             // never idles behind a slow send (measured: +8% throughput over one); a
@@ -117,8 +125,11 @@ impl Dispatcher {
             compress_slots: Arc::new(Semaphore::new(compressors + usize::from(slow_codec))),
             tasks: JoinSet::new(),
             next_seq: 0,
+            _best_effort_tasks: extras.tasks,
             ctx: Arc::new(ShipContext {
-                sender,
+                sender: main,
+                reliable: extras.reliable,
+                best_effort: extras.best_effort,
                 tracker,
                 metrics,
                 config,
@@ -227,9 +238,9 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
         line_bytes,
     } = batch;
     let raw_len = body.len();
-    let packed = compress_batch(&ctx, body).await;
+    let packs = compress_batch(&ctx, body).await;
     drop(compressor);
-    let packed = match packed {
+    let packs = match packs {
         Some(Ok(p)) => p,
         Some(Err(e)) => {
             tracing::error!(error = %e, events, "cannot compress batch; its events are dropped");
@@ -239,6 +250,9 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
         }
         None => return,
     };
+    for extra in &ctx.best_effort {
+        extra.offer(packs.for_codec(extra.sender.codec()));
+    }
     let mut turn_rx = ctx.turn_rx.clone();
     if turn_rx.wait_for(|t| *t >= seq).await.is_err() {
         return;
@@ -248,7 +262,14 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
     };
     turn.pass();
     let in_flight = ctx.sending.start();
-    let sent = deliver_batch(&ctx, packed, events, raw_len).await;
+    let mut sent = deliver_batch(&ctx, &ctx.sender, packs.main.clone(), events, raw_len).await;
+    for extra in &ctx.reliable {
+        if sent.is_none() {
+            break;
+        }
+        let packed = packs.for_codec(extra.codec());
+        sent = deliver_batch(&ctx, extra, packed, events, raw_len).await;
+    }
     drop(in_flight);
     drop(slot);
     if sent.is_some() {
@@ -263,25 +284,67 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
 }
 
 /// A compressed body and the codec it was compressed with.
-struct Packed {
-    body: Bytes,
-    codec: Codec,
+#[derive(Clone)]
+pub(super) struct Packed {
+    pub body: Bytes,
+    pub codec: Codec,
 }
 
-/// Compresses a batch on a compressor thread with the sender's codec, then gives its
-/// uncompressed buffer back to the reader. `None` when the compressors are gone (the batch is
-/// read again after a restart).
-async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Result<Packed>> {
-    let codec = ctx.sender.codec();
-    let Some((compressed, body)) = ctx.compressors.compress(codec, body).await else {
-        tracing::error!("no compressor left; batch will be read again after restart");
-        return None;
-    };
+/// A batch compressed with every codec its endpoints want.
+struct Packs {
+    main: Packed,
+    /// For additional endpoints with another codec than the main one.
+    others: Vec<Packed>,
+}
+
+impl Packs {
+    fn for_codec(&self, codec: Codec) -> Packed {
+        std::iter::once(&self.main)
+            .chain(&self.others)
+            .find(|p| p.codec == codec)
+            .unwrap_or(&self.main)
+            .clone()
+    }
+}
+
+/// Compresses a batch on a compressor thread with the main endpoint's codec (and those of
+/// additional endpoints that want another), then gives its uncompressed buffer back to the
+/// reader. `None` when the compressors are gone (the batch is read again after a restart).
+async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Result<Packs>> {
+    let main = ctx.sender.codec();
+    let mut codecs = vec![main];
+    let extra_codecs = ctx
+        .reliable
+        .iter()
+        .chain(ctx.best_effort.iter().map(|b| &b.sender));
+    for codec in extra_codecs.map(|s| s.codec()) {
+        if !codecs.contains(&codec) {
+            codecs.push(codec);
+        }
+    }
+    let mut body = body;
+    let mut packed = Vec::with_capacity(codecs.len());
+    for codec in codecs {
+        let Some((compressed, back)) = ctx.compressors.compress(codec, body).await else {
+            tracing::error!("no compressor left; batch will be read again after restart");
+            return None;
+        };
+        body = back;
+        match compressed {
+            Ok(c) => packed.push(Packed {
+                body: Bytes::from(c),
+                codec,
+            }),
+            Err(e) => return Some(Err(e)),
+        }
+    }
     // The reader may be gone at shutdown; then the buffer is simply freed.
     let _ = ctx.recycle.send(body);
-    Some(compressed.map(|c| Packed {
-        body: Bytes::from(c),
-        codec,
+    let mut packed = packed.into_iter();
+    let main = packed.next()?;
+    Some(Ok(Packs {
+        main,
+        others: packed.collect(),
     }))
 }
 
@@ -290,6 +353,7 @@ async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Res
 /// refuses (dropped, logged and counted). `None` when abandoned at shutdown.
 async fn deliver_batch(
     ctx: &ShipContext,
+    to: &Sender,
     mut packed: Packed,
     events: usize,
     raw_len: usize,
@@ -297,31 +361,31 @@ async fn deliver_batch(
     let mut signal = ctx.signal.clone();
     let (status, detail) = loop {
         let compressed_len = packed.body.len();
-        match ctx
-            .sender
+        match to
             .deliver(packed.body.clone(), packed.codec, &mut signal)
             .await
         {
             Delivery::Accepted => {
-                count_sent(&ctx.metrics, events, raw_len, compressed_len);
+                count_sent(ctx, to, events, raw_len, compressed_len);
                 return Some(());
             }
             Delivery::Abandoned => return None,
             Delivery::Reencode => {
                 let raw = recover_body(ctx, &packed).await?;
-                packed = pack(ctx, raw).await?;
+                packed = pack(ctx, to, raw).await?;
             }
             Delivery::Refused { status, detail } => break (status, detail),
         }
     };
     let raw = recover_body(ctx, &packed).await?;
-    split_and_deliver(ctx, &raw, (status, detail), &mut signal).await
+    split_and_deliver(ctx, to, &raw, (status, detail), &mut signal).await
 }
 
 /// Sends a refused batch's events in halves, and halves of halves, until each part is
 /// accepted or is one event refused on its own.
 async fn split_and_deliver(
     ctx: &ShipContext,
+    to: &Sender,
     raw: &[u8],
     refusal: (u16, String),
     signal: &mut ShutdownSignal,
@@ -332,7 +396,7 @@ async fn split_and_deliver(
     while let Some((part, refusal)) = parts.pop() {
         let (status, detail) = match refusal {
             Some(r) => r,
-            None => match send_part(ctx, raw, &ranges[part.clone()], signal).await? {
+            None => match send_part(ctx, to, raw, &ranges[part.clone()], signal).await? {
                 None => continue,
                 Some(refused) => refused,
             },
@@ -374,8 +438,8 @@ async fn recover_body(ctx: &ShipContext, packed: &Packed) -> Option<Vec<u8>> {
 
 /// Compresses a body (part of a refused batch, or one to encode again) with the sender's
 /// codec. `None` when that fails (the batch is read again after a restart).
-async fn pack(ctx: &ShipContext, body: Vec<u8>) -> Option<Packed> {
-    let codec = ctx.sender.codec();
+async fn pack(ctx: &ShipContext, to: &Sender, body: Vec<u8>) -> Option<Packed> {
+    let codec = to.codec();
     let packed = ctx.compressors.compress(codec, body).await;
     let Some((Ok(packed), _)) = packed else {
         tracing::error!(
@@ -393,6 +457,7 @@ async fn pack(ctx: &ShipContext, body: Vec<u8>) -> Option<Packed> {
 /// `Some(Some(refusal))` when refused again, `None` when abandoned or not compressible.
 async fn send_part(
     ctx: &ShipContext,
+    to: &Sender,
     raw: &[u8],
     events: &[std::ops::Range<usize>],
     signal: &mut ShutdownSignal,
@@ -400,11 +465,11 @@ async fn send_part(
     let body = encode::join_events(raw, events);
     let body_len = body.len();
     loop {
-        let packed = pack(ctx, body.clone()).await?;
+        let packed = pack(ctx, to, body.clone()).await?;
         let packed_len = packed.body.len();
-        match ctx.sender.deliver(packed.body, packed.codec, signal).await {
+        match to.deliver(packed.body, packed.codec, signal).await {
             Delivery::Accepted => {
-                count_sent(&ctx.metrics, events.len(), body_len, packed_len);
+                count_sent(ctx, to, events.len(), body_len, packed_len);
                 return Some(None);
             }
             Delivery::Abandoned => return None,
@@ -414,7 +479,13 @@ async fn send_part(
     }
 }
 
-fn count_sent(m: &Metrics, events: usize, raw_len: usize, sent_len: usize) {
+/// Counts what the main endpoint accepted (an additional endpoint's copies are not more
+/// events sent).
+fn count_sent(ctx: &ShipContext, to: &Sender, events: usize, raw_len: usize, sent_len: usize) {
+    if !std::ptr::eq(to, &*ctx.sender) {
+        return;
+    }
+    let m = &ctx.metrics;
     m.batches_sent.inc();
     m.events_sent.add(events as u64);
     m.bytes_sent_uncompressed.add(raw_len as u64);

@@ -20,6 +20,7 @@
 
 mod compressors;
 mod dispatch;
+mod extra;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -185,10 +186,8 @@ fn start_stages(
     shutdown: &Arc<Shutdown>,
 ) -> anyhow::Result<Stages> {
     let helpers = CancellationToken::new();
-    let key_watch = keys.follow(KEY_POLL, helpers.clone());
     let resume = load_checkpoints(&config.data_dir);
-    let sender = Arc::new(Sender::new(config, keys, metrics.clone())?);
-    tracing::info!(url = %sender.url(), "shipping to intake");
+    let (endpoints, key_watches) = endpoints(config, keys, metrics, &helpers, shutdown)?;
 
     let (batch_tx, batches) = mpsc::channel::<Batch>(1);
     let sending = Arc::new(AtomicUsize::new(0));
@@ -211,8 +210,8 @@ fn start_stages(
     let reader = std::thread::Builder::new()
         .name("sidelog-tail".into())
         .spawn(move || {
-            // The key watch lives as long as the reader: until the very end of the run.
-            let _key_watch = key_watch;
+            // The key watches live as long as the reader: until the very end of the run.
+            let _key_watches = key_watches;
             tailer.run()
         })
         .context("cannot start reader thread")?;
@@ -232,7 +231,7 @@ fn start_stages(
         helpers.clone(),
     ));
     let dispatcher = Dispatcher::new(
-        sender,
+        endpoints,
         tracker.clone(),
         metrics.clone(),
         config.clone(),
@@ -253,6 +252,23 @@ fn start_stages(
         helpers,
         writer,
     })
+}
+
+/// The main endpoint and the additional ones, with the watches on their key files (to be
+/// kept as long as the run).
+fn endpoints(
+    config: &Config,
+    keys: Arc<KeySource>,
+    metrics: &Arc<Metrics>,
+    helpers: &CancellationToken,
+    shutdown: &Arc<Shutdown>,
+) -> anyhow::Result<(extra::Endpoints, Vec<notify::RecommendedWatcher>)> {
+    let mut watches: Vec<_> = keys.follow(KEY_POLL, helpers.clone()).into_iter().collect();
+    let main = Arc::new(Sender::new(config, keys, metrics.clone())?);
+    tracing::info!(url = %main.url(), "shipping to intake");
+    let mut extras = extra::start(config, metrics, KEY_POLL, helpers, &shutdown.signal())?;
+    watches.append(&mut extras.watches);
+    Ok((extra::Endpoints { main, extras }, watches))
 }
 
 /// The Pod's tags from its Downward API files, re-read until `stop` (none configured: `None`).
