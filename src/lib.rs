@@ -37,3 +37,22 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Err(poisoned) => poisoned.into_inner(),
     }
 }
+
+/// Calls `f` every `period` until `stop`, the first time one period from now: the slow
+/// re-read of a file that catches what a file watch missed (or stands in for one).
+pub(crate) fn spawn_every(
+    period: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+    f: impl Fn() + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => f(),
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+}

@@ -309,17 +309,7 @@ impl PodTagsSource {
     /// sync period (about a minute) of a change, so a poll is as quick as a watch would be.
     pub fn follow(self: &Arc<Self>, poll: Duration, stop: CancellationToken) {
         let source = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(poll);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => source.refresh(),
-                    _ = stop.cancelled() => return,
-                }
-            }
-        });
+        crate::spawn_every(poll, stop, move || source.refresh());
     }
 }
 

@@ -201,16 +201,7 @@ impl KeySource {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("."));
         let polled = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(poll);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => polled.refresh(),
-                    _ = stop.cancelled() => return,
-                }
-            }
-        });
+        crate::spawn_every(poll, stop, move || polled.refresh());
         let watched = self.clone();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             if let Ok(event) = res

@@ -49,6 +49,63 @@ pub struct CrashOptions {
     pub seconds: u64,
 }
 
+/// What every run here starts from: a temporary directory with `logs/`, a separate intake, the
+/// shipper's config (the defaults) and log file, and a client for the intake's statistics.
+struct Rig {
+    _tmp: Option<tempfile::TempDir>,
+    logs: PathBuf,
+    intake: ChildGuard,
+    url: String,
+    config: PathBuf,
+    log: PathBuf,
+    client: reqwest::Client,
+}
+
+impl Rig {
+    fn start() -> anyhow::Result<Rig> {
+        let (tmp, dir) = temp_or(&None)?;
+        let logs = dir.join("logs");
+        fs::create_dir_all(&logs)?;
+        let (intake, url) = start_intake(0)?;
+        let config = write_config(&dir, &format!("{}/*.log", logs.display()), &url, "")?;
+        Ok(Rig {
+            _tmp: tmp,
+            logs,
+            intake,
+            url,
+            config,
+            log: dir.join("shipper.log"),
+            client: reqwest::Client::new(),
+        })
+    }
+
+    fn start_shipper(&self) -> anyhow::Result<ChildGuard> {
+        start_shipper(&self.config, &self.log)
+    }
+
+    /// Waits until all `total` lines written arrived, then stops the shipper and the intake:
+    /// the intake's statistics and the shipper's exit status.
+    async fn finish(
+        mut self,
+        mut shipper: ChildGuard,
+        total: u64,
+    ) -> anyhow::Result<(serde_json::Value, std::process::ExitStatus)> {
+        let arrived = wait_arrived(
+            &self.client,
+            &self.url,
+            total,
+            &mut shipper,
+            &self.log,
+            Duration::from_secs(120),
+            None,
+        )
+        .await?;
+        let status = terminate(&mut shipper)?;
+        terminate(&mut self.intake)?;
+        Ok((arrived, status))
+    }
+}
+
 /// Paths `dir/<stem>-<i>.log`.
 fn log_paths(dir: &Path, stem: &str, files: usize) -> Vec<PathBuf> {
     (0..files.max(1))
@@ -72,15 +129,10 @@ fn num(s: &serde_json::Value, key: &str) -> u64 {
 }
 
 pub async fn outage(opts: OutageOptions) -> anyhow::Result<()> {
-    let (_tmp, dir) = temp_or(&None)?;
-    let logs = dir.join("logs");
-    fs::create_dir_all(&logs)?;
-    let paths = log_paths(&logs, "outage", opts.files.max(1));
-    let (mut intake, url) = start_intake(0)?;
-    let config = write_config(&dir, &format!("{}/*.log", logs.display()), &url, "")?;
-    let log = dir.join("shipper.log");
-    let client = reqwest::Client::new();
-    let mut shipper = start_shipper(&config, &log)?;
+    let rig = Rig::start()?;
+    let paths = log_paths(&rig.logs, "outage", opts.files.max(1));
+    let (client, url) = (rig.client.clone(), rig.url.clone());
+    let mut shipper = rig.start_shipper()?;
     let writer = PacedLines::start(&paths, opts.rate, Duration::from_millis(10), 256)?;
     let kind = match opts.retry_after {
         Some(s) => format!("429 with Retry-After {s}"),
@@ -95,7 +147,7 @@ pub async fn outage(opts: OutageOptions) -> anyhow::Result<()> {
         &url,
         1,
         &mut shipper,
-        &log,
+        &rig.log,
         Duration::from_secs(30),
         None,
     )
@@ -114,18 +166,7 @@ pub async fn outage(opts: OutageOptions) -> anyhow::Result<()> {
     let healed = Instant::now();
     let (resumed, caught_up) = recovery(&client, &url, &during, writer.written()).await?;
     let total = writer.finish()?;
-    let fin = wait_arrived(
-        &client,
-        &url,
-        total,
-        &mut shipper,
-        &log,
-        Duration::from_secs(120),
-        None,
-    )
-    .await?;
-    let status = terminate(&mut shipper)?;
-    terminate(&mut intake)?;
+    let (fin, status) = rig.finish(shipper, total).await?;
     let refused = num(&during, "rejected_requests") - num(&before, "rejected_requests");
     let down = down_at.elapsed().min(healed - down_at);
     println!(
@@ -172,21 +213,21 @@ async fn recovery(
 }
 
 pub async fn drain(opts: DrainOptions) -> anyhow::Result<()> {
-    let (_tmp, dir) = temp_or(&None)?;
-    let logs = dir.join("logs");
-    fs::create_dir_all(&logs)?;
-    let (mut intake, url) = start_intake(0)?;
-    let client = reqwest::Client::new();
+    let mut rig = Rig::start()?;
+    let (client, url) = (rig.client.clone(), rig.url.clone());
     set_faults(&client, &url, r#"{"status":503}"#).await?;
-    let config = write_config(&dir, &format!("{}/*.log", logs.display()), &url, "")?;
-    let text = fs::read_to_string(&config)?;
+    let text = fs::read_to_string(&rig.config)?;
     fs::write(
-        &config,
+        &rig.config,
         format!("shutdown_timeout_ms = {}\n{text}", opts.timeout_ms),
     )?;
-    let log = dir.join("shipper.log");
-    let mut shipper = start_shipper(&config, &log)?;
-    let (_, lines, bytes) = generate(&logs, opts.mb, opts.files.max(1), opts.line_bytes.max(64))?;
+    let mut shipper = rig.start_shipper()?;
+    let (_, lines, bytes) = generate(
+        &rig.logs,
+        opts.mb,
+        opts.files.max(1),
+        opts.line_bytes.max(64),
+    )?;
     println!(
         "sidelog bench drain: {:.1} MB ({lines} lines) in {} files written while the intake answers 503; then it heals as SIGTERM arrives (shutdown_timeout_ms {})",
         bytes as f64 / 1e6,
@@ -200,7 +241,7 @@ pub async fn drain(opts: DrainOptions) -> anyhow::Result<()> {
     let status = terminate(&mut shipper)?;
     let took = asked.elapsed();
     let s = stats(&client, &url).await?;
-    terminate(&mut intake)?;
+    terminate(&mut rig.intake)?;
     println!(
         "  exit {status} {:.2} s after SIGTERM: {} of {lines} lines arrived ({:.1} MB/s while draining), {} duplicates",
         took.as_secs_f64(),
@@ -208,7 +249,7 @@ pub async fn drain(opts: DrainOptions) -> anyhow::Result<()> {
         bytes as f64 / 1e6 / took.as_secs_f64(),
         num(&s, "duplicates")
     );
-    let left = fs::read_to_string(&log)?
+    let left = fs::read_to_string(&rig.log)?
         .lines()
         .filter(|l| l.contains("unshipped"))
         .count();
@@ -219,15 +260,9 @@ pub async fn drain(opts: DrainOptions) -> anyhow::Result<()> {
 }
 
 pub async fn crash(opts: CrashOptions) -> anyhow::Result<()> {
-    let (_tmp, dir) = temp_or(&None)?;
-    let logs = dir.join("logs");
-    fs::create_dir_all(&logs)?;
-    let paths = log_paths(&logs, "crash", opts.files.max(1));
-    let (mut intake, url) = start_intake(0)?;
-    let config = write_config(&dir, &format!("{}/*.log", logs.display()), &url, "")?;
-    let log = dir.join("shipper.log");
-    let client = reqwest::Client::new();
-    let mut shipper = start_shipper(&config, &log)?;
+    let rig = Rig::start()?;
+    let paths = log_paths(&rig.logs, "crash", opts.files.max(1));
+    let mut shipper = rig.start_shipper()?;
     println!(
         "sidelog bench crash: {} lines/s over {} files for {} s, kill -9 halfway, then a restart",
         opts.rate, opts.files, opts.seconds
@@ -238,21 +273,10 @@ pub async fn crash(opts: CrashOptions) -> anyhow::Result<()> {
     shipper.0.wait()?;
     let at_kill = writer.written();
     drop(shipper);
-    let mut shipper = start_shipper(&config, &log)?;
+    let shipper = rig.start_shipper()?;
     tokio::time::sleep(Duration::from_secs_f64(opts.seconds as f64 / 2.0)).await;
     let total = writer.finish()?;
-    let s = wait_arrived(
-        &client,
-        &url,
-        total,
-        &mut shipper,
-        &log,
-        Duration::from_secs(120),
-        None,
-    )
-    .await?;
-    let status = terminate(&mut shipper)?;
-    terminate(&mut intake)?;
+    let (s, status) = rig.finish(shipper, total).await?;
     let dups = num(&s, "duplicates");
     println!(
         "  killed after {at_kill} lines; {} of {total} lines arrived, {dups} sent twice ({:.3}%); shipper exit {status}",
