@@ -45,7 +45,9 @@ impl CodecKind {
     pub fn levels(self) -> (i32, i32) {
         match self {
             CodecKind::Gzip | CodecKind::Deflate => (0, 9),
-            CodecKind::Zstd => (1, 19),
+            // Levels 4 and up cost 3 to 5 times the CPU for 8-12% fewer bytes on log lines;
+            // their match finders are left out of the build (`.cargo/config.toml`).
+            CodecKind::Zstd => (1, 3),
             CodecKind::Identity => (i32::MIN, i32::MAX),
         }
     }

@@ -2,8 +2,7 @@
 //!
 //! [`ApiKey`] never shows its value through `Debug` or `Display`; the only way to the bytes is
 //! [`ApiKey::header_value`], which builds a header marked sensitive. [`KeySource`] follows the
-//! key file (a watch on its directory plus a slow poll), re-reads it on demand (after the
-//! intake rejects the key), and keeps the old key when a new read fails, so a Secret update
+//! key file (a re-read every 2 s), re-reads it on demand (after the intake rejects the key), and keeps the old key when a new read fails, so a Secret update
 //! never leaves sidelog keyless.
 
 use std::fmt;
@@ -185,47 +184,17 @@ impl KeySource {
         }
     }
 
-    /// Follows the key file: a file watch on its directory (the kubelet replaces a Secret by
-    /// renaming a `..data` symlink, which a watch on the file itself never reports), and a
-    /// re-read every `poll` in case a watch event is missed. The returned watcher must be
-    /// kept; the poll ends with `stop`.
-    pub fn follow(
-        self: &Arc<Self>,
-        poll: Duration,
-        stop: CancellationToken,
-    ) -> Option<notify::RecommendedWatcher> {
-        let path = self.path.clone()?;
-        let dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from("."));
+    /// Follows the key file: re-reads it every `poll` until `stop`. The kubelet updates a
+    /// mounted Secret by swapping a `..data` symlink, a minute or more after the Secret
+    /// changed, so a re-read every few seconds adds nothing that matters, where a watch would
+    /// cost a thread and an inotify instance per key file (a watch on the file itself would
+    /// miss the swap anyway). A rejected key is re-read at once as well.
+    pub fn follow(self: &Arc<Self>, poll: Duration, stop: CancellationToken) {
+        if self.path.is_none() {
+            return;
+        }
         let polled = self.clone();
         crate::spawn_every(poll, stop, move || polled.refresh());
-        let watched = self.clone();
-        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(event) = res
-                && !matches!(event.kind, notify::EventKind::Access(_))
-            {
-                watched.refresh();
-            }
-        });
-        match watcher {
-            Ok(mut w) => {
-                use notify::Watcher;
-                match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
-                    Ok(()) => Some(w),
-                    Err(e) => {
-                        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the API key's directory; re-reading it every {} s", poll.as_secs());
-                        None
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the API key's directory; re-reading it every {} s", poll.as_secs());
-                None
-            }
-        }
     }
 
     /// Re-reads the key and says so when it changed; a failed read keeps the old key (the

@@ -599,6 +599,32 @@ mod tests {
     const MINIMAL: &str = "[[inputs]]\ninclude = [\"/var/log/app/*.log\"]\n";
 
     #[test]
+    fn zstd_levels_above_3_are_refused_by_name() {
+        for (compression, level, ok) in [
+            ("zstd", 3, true),
+            ("auto", 1, true),
+            ("zstd", 4, false),
+            ("auto", 19, false),
+        ] {
+            let text = format!(
+                "{MINIMAL}[datadog]\ncompression = \"{compression}\"\ncompression_level = {level}\n"
+            );
+            match load(&text, &[]) {
+                Ok(c) => assert!(
+                    ok,
+                    "{compression} {level} accepted: {:?}",
+                    c.datadog.compression
+                ),
+                Err(e) => {
+                    assert!(!ok, "{compression} {level} refused: {e}");
+                    let e = e.to_string();
+                    assert!(e.contains(&format!("datadog.compression_level = {level} is out of range for zstd (allowed: 1 to 3)")), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn additional_endpoints_take_the_main_settings_and_name_their_errors() {
         let text = format!(
             "{MINIMAL}[datadog]\nrequest_timeout_ms = 5000\n[[datadog.additional_endpoints]]\nsite = \"datadoghq.eu\"\napi_key_file = \"/k\"\nreliable = false\n"

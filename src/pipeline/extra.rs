@@ -40,8 +40,6 @@ pub(super) struct Extras {
     pub best_effort: Vec<BestEffort>,
     /// The best-effort endpoints' sending tasks.
     pub tasks: JoinSet<()>,
-    /// Watches on their key files: kept as long as the run.
-    pub watches: Vec<notify::RecommendedWatcher>,
 }
 
 /// A best-effort endpoint's side of its queue.
@@ -85,9 +83,7 @@ pub(super) fn start(
                 return Err(e).context(format!("datadog.additional_endpoints[{i}]"));
             }
         };
-        extras
-            .watches
-            .extend(keys.follow(key_poll, helpers.clone()));
+        keys.follow(key_poll, helpers.clone());
         let settings = Config {
             datadog: extra.as_datadog(&config.datadog),
             ..config.clone()

@@ -187,7 +187,7 @@ fn start_stages(
 ) -> anyhow::Result<Stages> {
     let helpers = CancellationToken::new();
     let resume = load_checkpoints(&config.data_dir);
-    let (endpoints, key_watches) = endpoints(config, keys, metrics, &helpers, shutdown)?;
+    let endpoints = endpoints(config, keys, metrics, &helpers, shutdown)?;
 
     let (batch_tx, batches) = mpsc::channel::<Batch>(1);
     let sending = Arc::new(AtomicUsize::new(0));
@@ -209,11 +209,7 @@ fn start_stages(
     )?;
     let reader = std::thread::Builder::new()
         .name("sidelog-tail".into())
-        .spawn(move || {
-            // The key watches live as long as the reader: until the very end of the run.
-            let _key_watches = key_watches;
-            tailer.run()
-        })
+        .spawn(move || tailer.run())
         .context("cannot start reader thread")?;
     tokio::spawn(tell_reader(
         shutdown.signal(),
@@ -254,21 +250,19 @@ fn start_stages(
     })
 }
 
-/// The main endpoint and the additional ones, with the watches on their key files (to be
-/// kept as long as the run).
+/// The main endpoint and the additional ones, their key files followed until `helpers` ends.
 fn endpoints(
     config: &Config,
     keys: Arc<KeySource>,
     metrics: &Arc<Metrics>,
     helpers: &CancellationToken,
     shutdown: &Arc<Shutdown>,
-) -> anyhow::Result<(extra::Endpoints, Vec<notify::RecommendedWatcher>)> {
-    let mut watches: Vec<_> = keys.follow(KEY_POLL, helpers.clone()).into_iter().collect();
+) -> anyhow::Result<extra::Endpoints> {
+    keys.follow(KEY_POLL, helpers.clone());
     let main = Arc::new(Sender::new(config, keys, metrics.clone())?);
     tracing::info!(url = %main.url(), "shipping to intake");
-    let mut extras = extra::start(config, metrics, KEY_POLL, helpers, &shutdown.signal())?;
-    watches.append(&mut extras.watches);
-    Ok((extra::Endpoints { main, extras }, watches))
+    let extras = extra::start(config, metrics, KEY_POLL, helpers, &shutdown.signal())?;
+    Ok(extra::Endpoints { main, extras })
 }
 
 /// The Pod's tags from its Downward API files, re-read until `stop` (none configured: `None`).

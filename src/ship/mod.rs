@@ -350,7 +350,7 @@ impl Sender {
         }
         match self.keys.reload() {
             Ok(true) => {
-                tracing::info!(origin = %self.keys.origin(), "API key re-read after rejection; retrying with the new key")
+                tracing::info!(origin = %self.keys.origin(), "API key changed (re-read after the intake rejected the old one); retrying with the new key")
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "cannot re-read API key"),

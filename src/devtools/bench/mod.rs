@@ -184,15 +184,14 @@ fn terminate(child: &mut ChildGuard) -> anyhow::Result<std::process::ExitStatus>
 
 /// Starts `sidelog intake --verify` on a free port; returns it and its base URL.
 fn start_intake(latency_ms: u64) -> anyhow::Result<(ChildGuard, String)> {
+    start_intake_with(latency_ms, "--verify")
+}
+
+/// Starts `sidelog intake` with `verify` (`--verify` or `--verify-later`) on a free port.
+fn start_intake_with(latency_ms: u64, verify: &str) -> anyhow::Result<(ChildGuard, String)> {
     let exe = std::env::current_exe()?;
     let mut child = Command::new(exe)
-        .args([
-            "intake",
-            "--listen",
-            "127.0.0.1:0",
-            "--verify",
-            "--latency-ms",
-        ])
+        .args(["intake", "--listen", "127.0.0.1:0", verify, "--latency-ms"])
         .arg(latency_ms.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -271,8 +270,7 @@ async fn stats(client: &reqwest::Client, url: &str) -> anyhow::Result<serde_json
     Ok(serde_json::from_slice(&body)?)
 }
 
-/// Polls the intake until `distinct >= lines` or the shipper dies. Each poll's (time since
-/// `progress.0`, distinct lines) is appended to `progress.1`.
+/// Polls the intake until `distinct >= lines` or the shipper dies.
 async fn wait_arrived(
     client: &reqwest::Client,
     url: &str,
@@ -280,15 +278,11 @@ async fn wait_arrived(
     shipper: &mut ChildGuard,
     log: &Path,
     timeout: Duration,
-    mut progress: Option<(Instant, &mut Vec<(f64, u64)>)>,
 ) -> anyhow::Result<serde_json::Value> {
     let deadline = Instant::now() + timeout;
     loop {
         let s = stats(client, url).await?;
         let distinct = s["distinct"].as_u64().unwrap_or(0);
-        if let Some((t0, samples)) = progress.as_mut() {
-            samples.push((t0.elapsed().as_secs_f64(), distinct));
-        }
         if distinct >= lines {
             return Ok(s);
         }

@@ -97,7 +97,6 @@ impl Rig {
             &mut shipper,
             &self.log,
             Duration::from_secs(120),
-            None,
         )
         .await?;
         let status = terminate(&mut shipper)?;
@@ -149,7 +148,6 @@ pub async fn outage(opts: OutageOptions) -> anyhow::Result<()> {
         &mut shipper,
         &rig.log,
         Duration::from_secs(30),
-        None,
     )
     .await?;
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -64,7 +64,6 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<()> {
         &mut shipper,
         &log,
         Duration::from_secs(120),
-        None,
     )
     .await?;
     // Let the last batch's checkpoint write happen before measuring.
@@ -74,13 +73,17 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<()> {
     let cpu1 = proc_cpu(pid).unwrap_or(0.0);
     let rss = proc_status_kb(pid, "VmRSS").unwrap_or(0);
     let hwm = proc_status_kb(pid, "VmHWM").unwrap_or(0);
+    let (anon, file) = (
+        proc_status_kb(pid, "RssAnon").unwrap_or(0),
+        proc_status_kb(pid, "RssFile").unwrap_or(0),
+    );
     let fds = fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0);
     terminate(&mut shipper)?;
     terminate(&mut intake)?;
     println!(
-        "sidelog bench idle: {files} files, {seconds} s idle: CPU {:.3} s, RSS {:.1} MB (peak {:.1} MB), {fds} open descriptors",
+        "sidelog bench idle: {files} files, {seconds} s idle: CPU {:.3} s, RSS {:.1} MB ({rss} kB: {anon} kB anonymous, {file} kB mapped from files; peak {:.1} MB), {fds} open descriptors",
         cpu1 - cpu0,
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0
@@ -121,7 +124,7 @@ pub async fn latency(opts: LatencyOptions) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let written = writer.finish()?;
     let timeout = Duration::from_secs(60);
-    let s = wait_arrived(&client, &url, written, &mut shipper, &log, timeout, None).await?;
+    let s = wait_arrived(&client, &url, written, &mut shipper, &log, timeout).await?;
     terminate(&mut shipper)?;
     terminate(&mut intake)?;
     println!(
@@ -228,7 +231,6 @@ pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
         &mut shipper,
         &log,
         Duration::from_secs(60),
-        None,
     )
     .await?;
     terminate(&mut shipper)?;

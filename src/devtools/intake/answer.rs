@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use serde_json::value::RawValue;
 
-use super::{Faults, IntakeState, MAX_WIRE_BYTES, REQUEST_LOG, RequestRecord};
+use super::{Faults, IntakeState, MAX_WIRE_BYTES, REQUEST_LOG, RequestRecord, verify};
 use crate::compress::{self, DecodeError};
 use crate::config::{INTAKE_MAX_BODY_BYTES, INTAKE_MAX_EVENTS};
 use crate::lock;
@@ -53,6 +53,9 @@ pub(super) async fn handle(
     match (req.method(), req.uri().path()) {
         (&hyper::Method::GET, "/stats") => {
             return Some(reply(StatusCode::OK, &state.stats().to_string()));
+        }
+        (&hyper::Method::GET, "/arrivals") => {
+            return Some(reply(StatusCode::OK, &state.arrivals().to_string()));
         }
         (&hyper::Method::PUT, "/faults") => return Some(set_faults(req, state).await),
         _ => {}
@@ -126,6 +129,9 @@ async fn process(
     if let Some(ua) = header(&req, hyper::header::USER_AGENT) {
         *lock(&state.user_agents).entry(ua.to_string()).or_default() += 1;
     }
+    if let Some(deferred) = &state.deferred {
+        return defer(req, encoding, state, deferred).await;
+    }
     let raw = match read_body(req, &encoding, faults).await {
         Ok(raw) => raw,
         Err(refusal) => return refusal.answer(state, faults),
@@ -150,6 +156,33 @@ async fn process(
         return refusal.answer(state, faults);
     }
     accepted(state, events.len(), raw.len())
+}
+
+/// Accepts a body unchecked and queues it for the deferred verifier, which counts its
+/// events and bytes when it gets to it.
+async fn defer(
+    req: Request<Incoming>,
+    encoding: String,
+    state: &IntakeState,
+    deferred: &std::sync::mpsc::Sender<verify::Received>,
+) -> Response<Full<Bytes>> {
+    let Ok(body) = Limited::new(req.into_body(), MAX_WIRE_BYTES)
+        .collect()
+        .await
+    else {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    };
+    let received = verify::Received {
+        encoding,
+        body: body.to_bytes(),
+        at_us: crate::clock::now_us(),
+    };
+    state.pending_bodies.fetch_add(1, Ordering::Relaxed);
+    if deferred.send(received).is_err() {
+        state.pending_bodies.fetch_sub(1, Ordering::Relaxed);
+        return error(StatusCode::SERVICE_UNAVAILABLE, "verifier stopped");
+    }
+    accepted(state, 0, 0)
 }
 
 fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<&str> {

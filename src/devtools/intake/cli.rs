@@ -25,6 +25,10 @@ pub struct IntakeArgs {
     /// `GET /stats`) without parsing the JSON; events are not written to --out.
     #[arg(long)]
     verify: bool,
+    /// As --verify, but answer at once and check each body later, on a thread that runs only
+    /// when a core is free (benchmarks on the shipper's machine; see `GET /arrivals`).
+    #[arg(long)]
+    verify_later: bool,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -73,6 +77,7 @@ impl IntakeArgs {
             out: self.out,
             keep_events: false,
             verify: self.verify,
+            verify_later: self.verify_later,
             faults: Faults {
                 status: f.fail_status,
                 retry_after_secs: f.retry_after,

@@ -44,6 +44,9 @@ pub struct IntakeOptions {
     /// latency, finding events by their start instead of parsing the JSON (so the sink takes
     /// little CPU from the shipper it measures). Events are neither kept nor written to `out`.
     pub verify: bool,
+    /// With `verify`: answer every body at once and check it later, on a thread that only
+    /// runs when a core is free (see `GET /stats`'s `pending_bodies` and `GET /arrivals`).
+    pub verify_later: bool,
     /// Faults injected from the start (see [`Intake::set_faults`]).
     pub faults: Faults,
     /// Serve HTTPS (HTTP/2 or HTTP/1.1 by ALPN) with this PEM certificate chain and key.
@@ -136,9 +139,20 @@ pub struct IntakeState {
     api_key_file: Option<PathBuf>,
     out: Option<Mutex<BufWriter<File>>>,
     verify: Option<Mutex<Verifier>>,
+    /// Bodies for the deferred verifier (`verify_later`).
+    deferred: Option<std::sync::mpsc::Sender<verify::Received>>,
+    /// Bodies accepted and not yet checked by the deferred verifier.
+    pending_bodies: AtomicU64,
 }
 
 impl IntakeState {
+    /// The verifier's arrival curve, as served on `GET /arrivals`: `[[received_us,
+    /// distinct], ...]`.
+    pub fn arrivals(&self) -> serde_json::Value {
+        let arrivals = self.verify.as_ref().map(|v| lock(v).arrivals.clone());
+        serde_json::json!({ "arrivals": arrivals.unwrap_or_default() })
+    }
+
     /// Counters as served on `GET /stats`.
     pub fn stats(&self) -> serde_json::Value {
         let mut stats = serde_json::json!({
@@ -156,6 +170,8 @@ impl IntakeState {
             stats["latency_p50_ms"] = v.latency_quantile(0.5).into();
             stats["latency_p99_ms"] = v.latency_quantile(0.99).into();
             stats["latency_max_ms"] = v.latency_quantile(1.0).into();
+            stats["last_new_us"] = v.last_new_us.into();
+            stats["pending_bodies"] = self.pending_bodies.load(Ordering::Relaxed).into();
         }
         stats
     }
@@ -184,14 +200,26 @@ impl Intake {
             None => None,
         };
         let tls = opts.tls.as_ref().map(tls_acceptor).transpose()?;
+        let verify = opts.verify || opts.verify_later;
+        let (deferred, bodies) = match opts.verify_later {
+            true => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         let state = Arc::new(IntakeState {
             keep_events: opts.keep_events,
             api_key_file: opts.api_key_file.clone(),
             out,
-            verify: opts.verify.then(|| Mutex::new(Verifier::default())),
+            verify: verify.then(|| Mutex::new(Verifier::default())),
+            deferred,
             faults: Mutex::new(opts.faults.clone()),
             ..IntakeState::default()
         });
+        if let Some(bodies) = bodies {
+            verify::spawn_deferred(Arc::downgrade(&state), bodies)?;
+        }
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(listener, tls, state.clone(), stop.clone()));
         Ok(Intake {
@@ -326,5 +354,68 @@ mod tests {
         assert_eq!(v.distinct, 2);
         assert_eq!(v.duplicates, 1);
         assert_eq!(v.unrecognised, 1);
+    }
+
+    /// A body of sample lines `seqs` of file 0, as the shipper encodes and compresses them.
+    fn sample_body(seqs: std::ops::Range<u64>) -> Vec<u8> {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let events: Vec<String> = seqs
+            .map(|seq| {
+                let mut line = Vec::new();
+                crate::sample::line(&mut line, &mut rng, 0, seq, 120, 0);
+                let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                serde_json::json!({ "message": text, "status": "info" }).to_string()
+            })
+            .collect();
+        let json = format!("[{}]", events.join(","));
+        let mut out = Vec::new();
+        let codec = crate::compress::CodecKind::Gzip.at(None);
+        crate::compress::compress(codec, json.as_bytes(), &mut out).expect("gzip");
+        out
+    }
+
+    #[tokio::test]
+    async fn deferred_verifier_checks_every_body_after_answering() {
+        let intake = Intake::start(IntakeOptions {
+            verify_later: true,
+            ..IntakeOptions::default()
+        })
+        .await
+        .expect("intake starts");
+        let client = reqwest::Client::new();
+        let url = format!("{}/api/v2/logs", intake.endpoint());
+        // The second body repeats line 9: one duplicate, and no new line from it.
+        for body in [sample_body(0..10), sample_body(9..10), sample_body(10..15)] {
+            let resp = client
+                .post(&url)
+                .header("content-encoding", "gzip")
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(resp.status().as_u16(), 202);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while intake.state.pending_bodies.load(Ordering::Relaxed) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "bodies still unchecked"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stats = intake.state.stats();
+        assert_eq!(stats["distinct"], 15);
+        assert_eq!(stats["duplicates"], 1);
+        assert_eq!(stats["unrecognised"], 0);
+        assert_eq!(intake.event_count(), 16);
+        let arrivals = intake.state.arrivals();
+        let points = arrivals["arrivals"].as_array().expect("a curve");
+        let counts: Vec<u64> = points.iter().filter_map(|p| p[1].as_u64()).collect();
+        assert_eq!(
+            counts,
+            [10, 15],
+            "one point per body that brought new lines"
+        );
+        assert_eq!(stats["last_new_us"], points[1][0]);
     }
 }

@@ -1,5 +1,18 @@
 //! The benchmark sink (`--verify`): exactly-once and latency accounting for sample lines,
-//! finding events by how they start instead of parsing the JSON.
+//! finding events by how they start instead of parsing the JSON; and its deferred form
+//! (`--verify-later`), which answers at once and checks the bodies on a thread that only runs
+//! when the machine has nothing else to do.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+
+use super::IntakeState;
+use crate::compress;
+use crate::config::INTAKE_MAX_BODY_BYTES;
+use crate::lock;
 
 /// Exactly-once and latency accounting for benchmark lines, which start with
 /// `FF:SSSSSSSSSS:UUUUUUUUUUUUUUUU ` (file, sequence number, write time in Unix microseconds).
@@ -11,6 +24,11 @@ pub struct Verifier {
     pub unrecognised: u64,
     /// Write-to-intake latency histogram in milliseconds (last bucket: 60 s and more).
     latency_ms: Vec<u64>,
+    /// When the body that brought the newest distinct line was received (Unix microseconds).
+    pub last_new_us: u64,
+    /// (received, distinct lines so far) for every body that brought new lines, in the
+    /// order received: the arrival curve the throughput benchmark reads its rates from.
+    pub arrivals: Vec<(u64, u64)>,
 }
 
 /// Length of the benchmark line prefix.
@@ -22,11 +40,16 @@ const EVENT_START: &[u8] = br#"{"message":""#;
 
 impl Verifier {
     /// Records every event of a body sidelog encoded; returns how many events it holds.
+    /// `now_us` is when the body was received.
     pub(super) fn record_body(&mut self, body: &[u8], now_us: u64) -> usize {
-        let mut events = 0;
+        let (mut events, before) = (0, self.distinct);
         for at in memchr::memmem::find_iter(body, EVENT_START) {
             events += 1;
             self.record(&body[at + EVENT_START.len()..], now_us);
+        }
+        if self.distinct > before {
+            self.last_new_us = now_us;
+            self.arrivals.push((now_us, self.distinct));
         }
         events
     }
@@ -92,4 +115,60 @@ fn parse_prefix(msg: &[u8]) -> Option<(usize, u64, u64)> {
         num(&msg[3..13])?,
         num(&msg[14..30])?,
     ))
+}
+
+/// A body accepted unchecked, waiting for the deferred verifier.
+pub(super) struct Received {
+    pub encoding: String,
+    pub body: Bytes,
+    pub at_us: u64,
+}
+
+/// Starts the deferred verifier: a thread at the idle scheduling class that decompresses and
+/// checks bodies in the order received. A benchmark's intake shares the cores with the
+/// shipper it measures; checking later keeps its decompression off the clock without
+/// checking less. The thread ends when the intake's state is dropped.
+pub(super) fn spawn_deferred(
+    state: Weak<IntakeState>,
+    bodies: mpsc::Receiver<Received>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("intake-verify".into())
+        .spawn(move || {
+            lower_to_idle_class();
+            while let Ok(received) = bodies.recv() {
+                let Some(state) = state.upgrade() else { return };
+                check_deferred(&state, &received);
+                state.pending_bodies.fetch_sub(1, Ordering::Relaxed);
+            }
+        })
+        .map(drop)
+}
+
+fn check_deferred(state: &Arc<IntakeState>, received: &Received) {
+    let Some(verifier) = &state.verify else {
+        return;
+    };
+    match compress::decompress(&received.encoding, &received.body, INTAKE_MAX_BODY_BYTES) {
+        Ok(raw) => {
+            let events = lock(verifier).record_body(&raw, received.at_us);
+            state.events.fetch_add(events as u64, Ordering::Relaxed);
+            state.bytes.fetch_add(raw.len() as u64, Ordering::Relaxed);
+        }
+        // Counted where the benchmark looks: it fails on anything it cannot check.
+        Err(_) => lock(verifier).unrecognised += 1,
+    }
+}
+
+/// SCHED_IDLE: runs only on a core nothing else wants (Linux; elsewhere a normal thread).
+fn lower_to_idle_class() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc != 0 {
+            tracing::debug!("intake verifier keeps the normal scheduling class");
+        }
+    }
 }
