@@ -261,8 +261,17 @@ fn start_shipper(config: &Path, log: &Path) -> anyhow::Result<ChildGuard> {
 }
 
 async fn stats(client: &reqwest::Client, url: &str) -> anyhow::Result<serde_json::Value> {
+    get_json(client, url, "/stats").await
+}
+
+/// `GET {url}{path}`, parsed as JSON.
+async fn get_json(
+    client: &reqwest::Client,
+    url: &str,
+    path: &str,
+) -> anyhow::Result<serde_json::Value> {
     let body = client
-        .get(format!("{url}/stats"))
+        .get(format!("{url}{path}"))
         .send()
         .await?
         .bytes()

@@ -374,13 +374,7 @@ async fn arrival_curve(
     url: &str,
     t0_us: u64,
 ) -> anyhow::Result<Vec<(f64, u64)>> {
-    let body = client
-        .get(format!("{url}/arrivals"))
-        .send()
-        .await?
-        .bytes()
-        .await?;
-    let curve: serde_json::Value = serde_json::from_slice(&body)?;
+    let curve = get_json(client, url, "/arrivals").await?;
     let points = curve["arrivals"].as_array().cloned().unwrap_or_default();
     Ok(points
         .iter()
