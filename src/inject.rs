@@ -575,6 +575,11 @@ mod tests {
         at(doc, path).expect("pod spec")
     }
 
+    /// Entry `i` of the list under `key`.
+    fn nth<'a>(node: &'a Yaml, key: &str, i: usize) -> &'a Yaml {
+        &at(node, &[key]).and_then(Yaml::as_vec).expect(key)[i]
+    }
+
     fn names(spec: &Yaml, list: &str) -> Vec<String> {
         match at(spec, &[list]) {
             Some(Yaml::Array(cs)) => cs
@@ -608,16 +613,10 @@ mod tests {
             let spec = pod_spec(doc);
             assert_eq!(names(spec, "initContainers"), ["sidelog"], "{kind}");
             assert_eq!(names(spec, "containers"), ["app"], "{kind}");
-            let sidecar = &at(spec, &["initContainers"])
-                .and_then(|c| c.as_vec())
-                .expect("init")[0];
+            let sidecar = nth(spec, "initContainers", 0);
             assert_eq!(str_at(sidecar, &["restartPolicy"]), Some("Always"));
-            let app = &at(spec, &["containers"])
-                .and_then(|c| c.as_vec())
-                .expect("containers")[0];
-            let mount = &at(app, &["volumeMounts"])
-                .and_then(|m| m.as_vec())
-                .expect("mounts")[0];
+            let app = nth(spec, "containers", 0);
+            let mount = nth(app, "volumeMounts", 0);
             assert_eq!(
                 str_at(mount, &["mountPath"]),
                 Some("/var/log/app"),
@@ -652,15 +651,11 @@ mod tests {
         )
         .expect("injects");
         let out = docs(&out.yaml);
-        let item = &at(&out[1], &["items"])
-            .and_then(|i| i.as_vec())
-            .expect("items")[0];
+        let item = nth(&out[1], "items", 0);
         let spec = pod_spec(item);
         assert_eq!(names(spec, "containers"), ["app", "sidelog"]);
         assert!(names(spec, "initContainers").is_empty());
-        let sidecar = &at(spec, &["containers"])
-            .and_then(|c| c.as_vec())
-            .expect("c")[1];
+        let sidecar = nth(spec, "containers", 1);
         assert!(at(sidecar, &["restartPolicy"]).is_none());
     }
 
@@ -701,12 +696,8 @@ mod tests {
         let out = docs(&inject(input, &opts()).expect("injects").yaml);
         let spec = pod_spec(&out[1]);
         assert!(!names(spec, "volumes").iter().any(|v| v == "sidelog-logs"));
-        let sidecar = &at(spec, &["initContainers"])
-            .and_then(|c| c.as_vec())
-            .expect("init")[0];
-        let mount = &at(sidecar, &["volumeMounts"])
-            .and_then(|m| m.as_vec())
-            .expect("m")[0];
+        let sidecar = nth(spec, "initContainers", 0);
+        let mount = nth(sidecar, "volumeMounts", 0);
         assert_eq!(str_at(mount, &["name"]), Some("logs"));
         assert_eq!(at(mount, &["readOnly"]).and_then(Yaml::as_bool), Some(true));
     }
@@ -721,9 +712,7 @@ mod tests {
             workload("Pod", "p").replace("spec: {", "spec: { terminationGracePeriodSeconds: 60, ");
         let out = docs(&inject(&input, &opts()).expect("injects").yaml);
         let spec = pod_spec(&out[1]);
-        let sidecar = &at(spec, &["initContainers"])
-            .and_then(|c| c.as_vec())
-            .expect("init")[0];
+        let sidecar = nth(spec, "initContainers", 0);
         let env = at(sidecar, &["env"]).and_then(|e| e.as_vec()).expect("env");
         let timeout = env
             .iter()

@@ -3,9 +3,10 @@
 //!
 //! Stages, each in its own module: [`tail`] (discovery, reading, framing, file identity),
 //! [`encode`] (events and batches), [`compress`], [`ship`] (HTTP and retries), [`checkpoint`]
-//! (accepted positions), [`secret`] (the API key), `podtags` (tags from the Pod's labels), wired together by [`pipeline`] and brought
-//! down by [`shutdown`]; [`admin`] serves metrics, health and status. The built-in intake, the
-//! benchmarks and the demo are `devtools` (a feature the image leaves out).
+//! (accepted positions), [`secret`] (the API key), `podtags` (tags from the Pod's labels),
+//! wired together by [`pipeline`] and brought down by [`shutdown`]; [`admin`] serves metrics,
+//! health and status. The built-in intake, the benchmarks and the demo are `devtools` (a
+//! feature the image leaves out).
 
 pub mod admin;
 mod checkpoint;
@@ -38,8 +39,8 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     }
 }
 
-/// Calls `f` every `period` until `stop`, the first time one period from now: the slow
-/// re-read of a file that catches what a file watch missed (or stands in for one).
+/// Calls `f` every `period` until `stop`, the first time one period from now: the re-read of
+/// a small file that stands in for a watch on it (the API key, the Pod's labels).
 pub(crate) fn spawn_every(
     period: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,

@@ -2,8 +2,9 @@
 //!
 //! [`ApiKey`] never shows its value through `Debug` or `Display`; the only way to the bytes is
 //! [`ApiKey::header_value`], which builds a header marked sensitive. [`KeySource`] follows the
-//! key file (a re-read every 2 s), re-reads it on demand (after the intake rejects the key), and keeps the old key when a new read fails, so a Secret update
-//! never leaves sidelog keyless.
+//! key file (a re-read every 2 s), re-reads it on demand (after the intake rejects the key),
+//! and keeps the old key when a new read fails, so a Secret update never leaves sidelog
+//! keyless.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

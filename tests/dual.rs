@@ -61,15 +61,11 @@ fn messages(intake: &Intake) -> Vec<String> {
 
 /// The accepted offset of `app.log` in the checkpoint file (0 when it has none yet).
 fn checkpoint_of_app_log(h: &Harness) -> u64 {
-    let text =
-        std::fs::read_to_string(h.dir.path().join("data/checkpoints.json")).unwrap_or_default();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    json["files"]
-        .as_array()
+    h.checkpoint_offsets()
+        .unwrap_or_default()
         .into_iter()
-        .flatten()
-        .filter(|e| e["path"].as_str().is_some_and(|p| p.ends_with("app.log")))
-        .filter_map(|e| e["offset"].as_u64())
+        .filter(|(path, _)| path.ends_with("app.log"))
+        .map(|(_, offset)| offset)
         .max()
         .unwrap_or(0)
 }

@@ -34,6 +34,18 @@ fn exported() -> BTreeSet<String> {
         .collect()
 }
 
+/// The metrics `text` uses, after checking that sidelog exports each of them.
+fn exported_metrics_used(text: &str, what: &str) -> BTreeSet<String> {
+    let used = metric_names(text);
+    let exported = exported();
+    let unknown: Vec<&String> = used.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "{what} use metrics sidelog does not export: {unknown:?}"
+    );
+    used
+}
+
 /// The PromQL of every panel of the dashboard, and of its variables.
 fn dashboard_queries() -> Vec<String> {
     let dashboard: serde_json::Value =
@@ -57,14 +69,7 @@ fn dashboard_queries() -> Vec<String> {
 
 #[test]
 fn dashboard_queries_only_exported_metrics_and_covers_the_essentials() {
-    let queries = dashboard_queries();
-    let used = metric_names(&queries.join("\n"));
-    let exported = exported();
-    let unknown: Vec<&String> = used.difference(&exported).collect();
-    assert!(
-        unknown.is_empty(),
-        "the dashboard queries metrics sidelog does not export: {unknown:?}"
-    );
+    let used = exported_metrics_used(&dashboard_queries().join("\n"), "the dashboard's queries");
     for needed in [
         "sidelog_lines_read_total",
         "sidelog_events_sent_total",
@@ -81,13 +86,8 @@ fn dashboard_queries_only_exported_metrics_and_covers_the_essentials() {
 #[test]
 fn alerting_rules_use_only_exported_metrics_and_cover_the_essentials() {
     let rules = monitoring("sidelog-alerts.yaml");
-    let used = metric_names(&rules);
-    let exported = exported();
-    let unknown: Vec<&String> = used.difference(&exported).collect();
-    assert!(
-        unknown.is_empty(),
-        "the rules use metrics sidelog does not export: {unknown:?}"
-    );
+    let tests = monitoring("sidelog-alerts.test.yaml");
+    exported_metrics_used(&rules, "the alerting rules");
     for alert in [
         "SidelogLagGrowing",
         "SidelogEventsDropped",
@@ -99,7 +99,6 @@ fn alerting_rules_use_only_exported_metrics_and_cover_the_essentials() {
             rules.contains(&format!("alert: {alert}")),
             "no {alert} rule"
         );
-        let tests = monitoring("sidelog-alerts.test.yaml");
         assert!(
             tests.contains(&format!("alertname: {alert}")),
             "no unit test of {alert}"

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -137,7 +136,9 @@ fn a_deadline_too_short_is_reported_and_a_restart_ships_the_rest() {
     // What the log reports is exactly what the checkpoints say was not accepted.
     let unshipped = reported_unshipped(&log).expect("unshipped bytes reported");
     let written = (FILES * LINES_PER_FILE * LINE_BYTES) as u64;
-    let accepted = checkpoint_offsets(&h).values().sum::<u64>();
+    let accepted: u64 = (h.checkpoint_offsets().expect("checkpoint file").iter())
+        .map(|(_, offset)| offset)
+        .sum();
     assert_eq!(unshipped, written - accepted, "{log}");
     assert!(unshipped > 0);
 
@@ -273,24 +274,6 @@ fn kill_9_in_a_fast_stream_repeats_at_most_one_percent() {
         repeated as u64 * 100 <= total,
         "{repeated} of {total} lines sent twice"
     );
-}
-
-/// Accepted offsets in the checkpoint file, by path.
-fn checkpoint_offsets(h: &Harness) -> HashMap<String, u64> {
-    let text = std::fs::read_to_string(h.dir.path().join("data/checkpoints.json"))
-        .expect("checkpoint file");
-    let json: serde_json::Value = serde_json::from_str(&text).expect("json");
-    json["files"]
-        .as_array()
-        .expect("files")
-        .iter()
-        .map(|e| {
-            (
-                e["path"].as_str().unwrap_or_default().to_string(),
-                e["offset"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
 }
 
 /// An outage of `down` (503, then `throttled` of 429 with `Retry-After: 2`) in a stream of

@@ -1,5 +1,6 @@
 //! The commands of the `sidelog` binary, over the library: the shipper's (`run`, `check`,
-//! `status`, `generate`), `inject` (the `inject` feature) and, with the `devtools` feature, the development tools'.
+//! `status`, `generate`), `inject` (the `inject` feature) and, with the `devtools` feature,
+//! the development tools'.
 
 #[cfg(feature = "devtools")]
 pub mod dev;

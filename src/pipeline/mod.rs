@@ -2,12 +2,13 @@
 //! and is brought down through the phases of a [`Shutdown`].
 //!
 //! ```text
-//! reader thread ──Batch──▶ dispatcher ──▶ task per batch: compress (blocking pool) → send → ack
-//!      ▲  (channel of 1: a full channel stops the reader)                                 │
-//!      └──────────────── body buffers come back for reuse ◀───────────────────────────────┘
+//! reader thread ──Batch──▶ dispatcher ──▶ task per batch: compress (compressor thread) → send → ack
+//!      ▲  (channel of 1: a full channel stops the reader)                                     │
+//!      └──────────────── body buffers come back for reuse ◀───────────────────────────────────┘
 //! ```
-//! Batches are compressed in parallel (`compression_threads`: by default one more than
-//! cores, at most 3) but start sending in the order they were read, at most
+//! Batches are compressed in parallel (`compression_threads`: by default one per core, at
+//! most 2, plus a spare one for gzip and deflate) but start sending in the order they were
+//! read, to every endpoint (the main one and `additional_endpoints`), at most
 //! `request_concurrency` at a time (adaptive by default; with 1, each file's lines reach the
 //! intake in order). Accepted positions are written after every accepted batch.
 //!
@@ -47,8 +48,8 @@ use dispatch::{Dispatcher, Sending, Taken};
 /// How often `exit_when_file` is looked for.
 const EXIT_FILE_POLL: Duration = Duration::from_secs(1);
 
-/// How often the key file is re-read besides the watch on its directory: a rotated key is in
-/// use within this long even where file events are lost (some network file systems).
+/// How often the key files are re-read: a rotated key is in use within this long of the
+/// kubelet swapping the Secret's files.
 const KEY_POLL: Duration = Duration::from_secs(2);
 
 /// How often the Pod's labels and annotations files are re-read (only when configured).
@@ -323,6 +324,27 @@ enum Ended {
 }
 
 /// Ships batches until the reader has handed over everything and all of it was settled, or
+/// Why a shutdown gives up what is not yet accepted.
+enum GaveUp {
+    /// A second SIGTERM or SIGINT.
+    AskedAgain,
+    /// `shutdown_timeout_ms` passed.
+    Deadline,
+}
+
+/// Says why the rest is given up (one wording whichever way it is noticed).
+fn give_up(why: GaveUp) -> Ended {
+    match why {
+        GaveUp::AskedAgain => {
+            tracing::warn!("asked again to stop: giving up what is not yet accepted")
+        }
+        GaveUp::Deadline => tracing::warn!(
+            "shutdown deadline (shutdown_timeout_ms) reached before everything was accepted"
+        ),
+    }
+    Ended::Abandoned
+}
+
 /// until the shutdown abandons what is left.
 async fn ship_until_done(
     stages: &mut Stages,
@@ -348,26 +370,21 @@ async fn ship_until_done(
     // Abandonment first: tasks that gave up make `shipped` complete in the same moment.
     tokio::select! {
         biased;
-        _ = abandon.abandoned() => {
-            tracing::warn!("asked again to stop: giving up what is not yet accepted");
-            Ended::Abandoned
-        }
+        _ = abandon.abandoned() => give_up(GaveUp::AskedAgain),
         _ = deadline.deadline_passed() => {
             shutdown.advance(Phase::Abandoning, None);
-            tracing::warn!("shutdown deadline (shutdown_timeout_ms) reached before everything was accepted");
-            Ended::Abandoned
+            give_up(GaveUp::Deadline)
         }
         // Requests that gave up because of an abandonment may be seen to end before the
         // abandonment itself is: name it all the same.
         ended = shipped => match ended {
             Ended::Settled if shutdown.signal().abandoning() => {
-                let view = shutdown.signal();
-                if view.deadline().is_some_and(|at| at <= tokio::time::Instant::now()) {
-                    tracing::warn!("shutdown deadline (shutdown_timeout_ms) reached before everything was accepted");
+                let passed = shutdown.signal().deadline();
+                if passed.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                    give_up(GaveUp::Deadline)
                 } else {
-                    tracing::warn!("asked again to stop: giving up what is not yet accepted");
+                    give_up(GaveUp::AskedAgain)
                 }
-                Ended::Abandoned
             }
             ended => ended,
         },

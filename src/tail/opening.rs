@@ -258,14 +258,14 @@ impl Tailer {
     /// After the Pod's labels or annotations changed: lines read from now on carry the new
     /// tags (events already in a batch keep theirs).
     pub(super) fn apply_pod_tags(&mut self) {
-        let Some((source, seen)) = &self.pod_tags else {
+        let Some((source, seen)) = &mut self.pod_tags else {
             return;
         };
         let now = source.generation();
         if now == *seen {
             return;
         }
-        self.pod_tags = self.pod_tags.take().map(|(source, _)| (source, now));
+        *seen = now;
         let rebuilt: Vec<(FileKey, EventTemplate)> = self
             .table
             .iter()

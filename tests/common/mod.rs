@@ -233,6 +233,26 @@ tags = ["env:test"]
             .unwrap_or(0)
     }
 
+    /// (path, accepted offset) of every stream in the checkpoint file; `None` while there is
+    /// no readable checkpoint file.
+    pub fn checkpoint_offsets(&self) -> Option<Vec<(String, u64)>> {
+        let path = self.dir.path().join("data/checkpoints.json");
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+        let files = json["files"].as_array()?;
+        Some(
+            files
+                .iter()
+                .map(|e| {
+                    (
+                        e["path"].as_str().unwrap_or_default().to_string(),
+                        e["offset"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect(),
+        )
+    }
+
     /// Every message that arrived, in arrival order.
     pub fn messages(&self) -> Vec<String> {
         self.intake()

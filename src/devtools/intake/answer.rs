@@ -130,7 +130,7 @@ async fn process(
         *lock(&state.user_agents).entry(ua.to_string()).or_default() += 1;
     }
     if let Some(deferred) = &state.deferred {
-        return defer(req, encoding, state, deferred).await;
+        return defer(req, encoding, state, faults, deferred).await;
     }
     let raw = match read_body(req, &encoding, faults).await {
         Ok(raw) => raw,
@@ -164,17 +164,16 @@ async fn defer(
     req: Request<Incoming>,
     encoding: String,
     state: &IntakeState,
+    faults: &Faults,
     deferred: &std::sync::mpsc::Sender<verify::Received>,
 ) -> Response<Full<Bytes>> {
-    let Ok(body) = Limited::new(req.into_body(), MAX_WIRE_BYTES)
-        .collect()
-        .await
-    else {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    let body = match collect_body(req).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal.answer(state, faults),
     };
     let received = verify::Received {
         encoding,
-        body: body.to_bytes(),
+        body,
         at_us: crate::clock::now_us(),
     };
     state.pending_bodies.fetch_add(1, Ordering::Relaxed);
@@ -247,12 +246,8 @@ impl Refusal {
     }
 }
 
-/// Reads and decompresses the body within the intake's limits.
-async fn read_body(
-    req: Request<Incoming>,
-    encoding: &str,
-    faults: &Faults,
-) -> Result<Vec<u8>, Refusal> {
+/// Reads the body as it came over the wire, up to [`MAX_WIRE_BYTES`].
+async fn collect_body(req: Request<Incoming>) -> Result<Bytes, Refusal> {
     let body = Limited::new(req.into_body(), MAX_WIRE_BYTES)
         .collect()
         .await
@@ -261,8 +256,17 @@ async fn read_body(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body too large".into(),
             )
-        })?
-        .to_bytes();
+        })?;
+    Ok(body.to_bytes())
+}
+
+/// Reads and decompresses the body within the intake's limits.
+async fn read_body(
+    req: Request<Incoming>,
+    encoding: &str,
+    faults: &Faults,
+) -> Result<Vec<u8>, Refusal> {
+    let body = collect_body(req).await?;
     if encoding == "zstd" && faults.refuse_zstd {
         return Err(Refusal::Status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

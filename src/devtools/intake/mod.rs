@@ -170,7 +170,7 @@ impl IntakeState {
             stats["latency_p50_ms"] = v.latency_quantile(0.5).into();
             stats["latency_p99_ms"] = v.latency_quantile(0.99).into();
             stats["latency_max_ms"] = v.latency_quantile(1.0).into();
-            stats["last_new_us"] = v.last_new_us.into();
+            stats["last_new_us"] = v.last_new_us().into();
             stats["pending_bodies"] = self.pending_bodies.load(Ordering::Relaxed).into();
         }
         stats
@@ -201,12 +201,11 @@ impl Intake {
         };
         let tls = opts.tls.as_ref().map(tls_acceptor).transpose()?;
         let verify = opts.verify || opts.verify_later;
-        let (deferred, bodies) = match opts.verify_later {
-            true => {
-                let (tx, rx) = std::sync::mpsc::channel();
-                (Some(tx), Some(rx))
-            }
-            false => (None, None),
+        let (deferred, bodies) = if opts.verify_later {
+            let (tx, rx) = std::sync::mpsc::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
         };
         let state = Arc::new(IntakeState {
             keep_events: opts.keep_events,

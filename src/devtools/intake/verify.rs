@@ -3,9 +3,9 @@
 //! (`--verify-later`), which answers at once and checks the bodies on a thread that only runs
 //! when the machine has nothing else to do.
 
+use std::sync::Weak;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 
@@ -24,8 +24,6 @@ pub struct Verifier {
     pub unrecognised: u64,
     /// Write-to-intake latency histogram in milliseconds (last bucket: 60 s and more).
     latency_ms: Vec<u64>,
-    /// When the body that brought the newest distinct line was received (Unix microseconds).
-    pub last_new_us: u64,
     /// (received, distinct lines so far) for every body that brought new lines, in the
     /// order received: the arrival curve the throughput benchmark reads its rates from.
     pub arrivals: Vec<(u64, u64)>,
@@ -48,7 +46,6 @@ impl Verifier {
             self.record(&body[at + EVENT_START.len()..], now_us);
         }
         if self.distinct > before {
-            self.last_new_us = now_us;
             self.arrivals.push((now_us, self.distinct));
         }
         events
@@ -81,6 +78,12 @@ impl Verifier {
             let ms = (now_us.saturating_sub(written_us) / 1000).min(60_000) as usize;
             self.latency_ms[ms] += 1;
         }
+    }
+
+    /// When the body that brought the newest distinct line was received (Unix microseconds;
+    /// 0 before the first).
+    pub fn last_new_us(&self) -> u64 {
+        self.arrivals.last().map_or(0, |&(at, _)| at)
     }
 
     /// The latency below which `q` (0..1) of the lines arrived, in milliseconds.
@@ -145,7 +148,7 @@ pub(super) fn spawn_deferred(
         .map(drop)
 }
 
-fn check_deferred(state: &Arc<IntakeState>, received: &Received) {
+fn check_deferred(state: &IntakeState, received: &Received) {
     let Some(verifier) = &state.verify else {
         return;
     };
