@@ -5,8 +5,9 @@
 //! [`encode`] (events and batches), [`compress`], [`ship`] (HTTP and retries), [`checkpoint`]
 //! (accepted positions), [`secret`] (the API key), `podtags` (tags from the Pod's labels),
 //! wired together by [`pipeline`] and brought down by [`shutdown`]; [`admin`] serves metrics,
-//! health and status. The built-in intake, the benchmarks and the demo are `devtools` (a
-//! feature the image leaves out).
+//! health and status, and [`residency`] hands the pages of start-up code back to the kernel.
+//! The built-in intake, the benchmarks and the demo are `devtools` (a feature the image
+//! leaves out).
 
 pub mod admin;
 mod checkpoint;
@@ -24,6 +25,7 @@ mod optional;
 pub mod pipeline;
 mod podtags;
 pub mod process;
+pub mod residency;
 pub mod sample;
 pub mod secret;
 mod ship;
