@@ -117,17 +117,14 @@ mod tests {
         let mut ours = false;
         let mut kb = 0;
         for line in smaps.lines() {
-            let mut fields = line.split_whitespace();
-            let first = fields.next().unwrap_or("");
-            if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-                let perms = fields.next().unwrap_or("");
-                let path = line.split_whitespace().nth(5).unwrap_or("");
-                ours = !perms.contains('w') && std::path::Path::new(path) == exe;
-            } else if ours && first == "Rss:" {
-                kb += fields
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
+            // A mapping's header: address range, permissions, offset, device, inode, path.
+            match line.split_whitespace().collect::<Vec<_>>()[..] {
+                ["Rss:", value, ..] if ours => kb += value.parse::<u64>().unwrap_or(0),
+                [range, perms, _, _, _, path, ..] if range.contains('-') => {
+                    ours = !perms.contains('w') && std::path::Path::new(path) == exe;
+                }
+                [range, ..] if range.contains('-') => ours = false,
+                _ => {}
             }
         }
         kb

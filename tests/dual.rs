@@ -70,6 +70,14 @@ fn checkpoint_of_app_log(h: &Harness) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits until the checkpoint of `app.log` is at the file's current end.
+fn wait_checkpoint_at_end_of_app_log(h: &Harness) {
+    let size = std::fs::metadata(h.log("app.log")).expect("app.log").len();
+    wait_for("the checkpoint at the end of app.log", T, || {
+        checkpoint_of_app_log(h) == size
+    });
+}
+
 #[test]
 fn both_endpoints_receive_every_line() {
     let (mut h, second, _) = start_with_second(true, None, "");
@@ -110,10 +118,7 @@ fn a_reliable_endpoint_down_holds_the_checkpoint_and_catches_up() {
     wait_for("500 lines at the second intake", T, || {
         second.event_count() >= 500
     });
-    let size = std::fs::metadata(h.log("app.log")).expect("app.log").len();
-    wait_for("the checkpoint at the end of app.log", T, || {
-        checkpoint_of_app_log(&h) == size
-    });
+    wait_checkpoint_at_end_of_app_log(&h);
     assert!(h.terminate().success(), "{}", h.stderr());
     assert_lines(&h.messages(), &lines, "main endpoint");
     assert_lines(
@@ -130,10 +135,7 @@ fn a_best_effort_endpoint_down_loses_only_its_own_copies() {
     let lines = numbered("b", 0..20_000);
     append(&h.log("app.log"), lines.clone());
     h.wait_events(20_000, T);
-    let size = std::fs::metadata(h.log("app.log")).expect("app.log").len();
-    wait_for("the checkpoint at the end of app.log", T, || {
-        checkpoint_of_app_log(&h) == size
-    });
+    wait_checkpoint_at_end_of_app_log(&h);
     h.wait_stderr("best-effort endpoint is behind or down", T);
     assert!(
         h.peak_rss_kb() < 64 * 1024,
