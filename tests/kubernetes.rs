@@ -157,3 +157,48 @@ fn missing_and_malformed_files_warn_and_lines_still_ship() {
     assert_arrived_once(&h, "plain-", 50);
     assert_arrived_once(&h, "tagged-", 50);
 }
+
+/// What the kubelet gives every container started after a Service named `sidelog` with a
+/// port named `metrics` 9500 (`enableServiceLinks`, on by default).
+const SERVICE_LINKS: &[(&str, &str)] = &[
+    ("SIDELOG_SERVICE_HOST", "10.96.12.34"),
+    ("SIDELOG_SERVICE_PORT", "9500"),
+    ("SIDELOG_SERVICE_PORT_METRICS", "9500"),
+    ("SIDELOG_PORT", "tcp://10.96.12.34:9500"),
+    ("SIDELOG_PORT_9500_TCP", "tcp://10.96.12.34:9500"),
+    ("SIDELOG_PORT_9500_TCP_PROTO", "tcp"),
+    ("SIDELOG_PORT_9500_TCP_PORT", "9500"),
+    ("SIDELOG_PORT_9500_TCP_ADDR", "10.96.12.34"),
+];
+
+#[test]
+fn service_links_of_a_service_named_sidelog_are_named_once_and_ignored() {
+    let mut h = Harness::with_intake();
+    let config = h.default_config();
+    let mut env = SERVICE_LINKS.to_vec();
+    // A real key beside them still applies.
+    env.push(("SIDELOG_INPUTS__0__SERVICE", "from-env"));
+    h.start_with_env(&config, &env);
+    append(&h.log("app.log"), numbered("linked-", 0..20));
+    h.wait_events(20, T);
+    assert_eq!(h.terminate().code(), Some(0), "{}", h.stderr());
+    assert_arrived_once(&h, "linked-", 20);
+    assert!(
+        arrived(&h, "linked-").iter().all(|(s, _)| s == "from-env"),
+        "the real override applies"
+    );
+    let log = h.stderr();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("name no configuration key"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning: {log}");
+    for (name, _) in SERVICE_LINKS {
+        assert!(
+            warnings[0].contains(name),
+            "{name} not named: {}",
+            warnings[0]
+        );
+    }
+    assert!(!warnings[0].contains("SIDELOG_INPUTS__0__SERVICE"));
+}

@@ -37,6 +37,7 @@ pub fn run(path: PathBuf) -> ExitCode {
     };
     let log = logging::init(config.log_level, config.log_format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "sidelog starting");
+    log_notices(&config);
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -125,6 +126,7 @@ async fn ship(path: PathBuf, mut config: Config, log: LogHandle) -> anyhow::Resu
             return Ok(());
         };
         warn_restart_only(&config, &new);
+        log_notices(&new);
         log.set(new.log_level);
         config = *new;
     }
@@ -153,6 +155,14 @@ async fn until_stop_or_reload(signals: &mut Signals, path: &Path) -> Next {
                 Err(e) => tracing::error!("configuration reload refused; the running configuration stays: {e}"),
             },
         }
+    }
+}
+
+/// The warnings of loading (variables that name no key, Agent settings that do not apply),
+/// once each.
+fn log_notices(config: &Config) {
+    for notice in &config.notices {
+        tracing::warn!("{notice}");
     }
 }
 
@@ -199,6 +209,10 @@ pub fn check(path: PathBuf) -> ExitCode {
         key.current().len()
     );
     println!("# intake URL: {}", config.datadog.logs_url());
+    for notice in &config.notices {
+        eprintln!("sidelog: warning: {notice}");
+        println!("# warning: {notice}");
+    }
     print!("{}", config.to_toml());
     ExitCode::SUCCESS
 }

@@ -28,7 +28,7 @@ impl Config {
                 path: path.to_path_buf(),
             });
         }
-        let mut tree = merged_tree(path, env)?;
+        let (mut tree, ignored) = merged_tree(path, env)?;
         let vars: std::collections::HashMap<&str, &str> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut errors = Vec::new();
@@ -36,19 +36,42 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigError::Invalid(errors));
         }
-        let config = typed(&tree)?;
+        let mut config = typed(&tree)?;
         config.validate()?;
+        if !ignored.is_empty() {
+            config.notices.push(ignored_variables_notice(&ignored));
+        }
         Ok(config)
     }
 }
 
+/// One warning for every `SIDELOG_*` variable that names no key. Kubernetes gives every
+/// container `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT_...` and so on for each Service in the
+/// namespace (`enableServiceLinks`), so a Service named `sidelog` must not stop its sidecars.
+fn ignored_variables_notice(names: &[String]) -> String {
+    format!(
+        "environment variables {} name no configuration key and are ignored (Kubernetes service links of a Service named sidelog look like this; otherwise check the spelling)",
+        names.join(", ")
+    )
+}
+
 /// The file with the environment's overrides on top, still untyped (values from the
-/// environment are text).
-fn merged_tree(path: &Path, env: &[(String, String)]) -> Result<toml::Value, ConfigError> {
+/// environment are text), and the names of the prefixed variables that name no key.
+fn merged_tree(
+    path: &Path,
+    env: &[(String, String)],
+) -> Result<(toml::Value, Vec<String>), ConfigError> {
     let mut builder = config::Config::builder().add_source(config::File::from(path));
+    let known = all_keys();
+    let mut ignored = Vec::new();
     for (name, value) in env {
-        let Some((key, value)) = env_override(name, value)? else {
-            continue;
+        let (key, value) = match env_override(name, value, &known) {
+            EnvOverride::NotOurs => continue,
+            EnvOverride::NoKey => {
+                ignored.push(name.clone());
+                continue;
+            }
+            EnvOverride::Key(key, value) => (key, value),
         };
         builder = builder
             .set_override(key.clone(), value)
@@ -61,7 +84,32 @@ fn merged_tree(path: &Path, env: &[(String, String)]) -> Result<toml::Value, Con
         path: path.to_path_buf(),
         source,
     })?;
-    serde_path_to_error::deserialize(raw).map_err(key_error)
+    ignored.sort();
+    Ok((
+        serde_path_to_error::deserialize(raw).map_err(key_error)?,
+        ignored,
+    ))
+}
+
+/// Whether an override's key (`inputs[0].service`) is a key of the configuration, or a
+/// name inside one of its maps (`kubernetes.pod_labels_as_tags.app`).
+fn names_a_key(key: &str, known: &BTreeSet<String>) -> bool {
+    let mut plain = String::with_capacity(key.len());
+    let mut in_index = false;
+    for c in key.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            c if !in_index => plain.push(c),
+            _ => {}
+        }
+    }
+    known.contains(&plain)
+        || MAP_KEYS.iter().any(|m| {
+            plain
+                .strip_prefix(m)
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
 }
 
 /// Parses the tree into the typed configuration. It goes through the `config` crate again,
@@ -179,42 +227,29 @@ pub fn interpolate(
     Ok(out)
 }
 
-/// Turns `SIDELOG_DATADOG__ENDPOINT=x` into `("datadog.endpoint", "x")` and
-/// `SIDELOG_INPUTS__0__TAGS=a,b` into `("inputs[0].tags", ["a", "b"])`.
-fn env_override(name: &str, value: &str) -> Result<Option<(String, config::Value)>, ConfigError> {
+/// What a variable of the environment is to the configuration.
+enum EnvOverride {
+    /// Not one of ours (no prefix, or a prefixed variable that is not a key by design).
+    NotOurs,
+    /// Prefixed, but its name is no key path (`SIDELOG_PORT`, `SIDELOG_0__X`).
+    NoKey,
+    /// `SIDELOG_DATADOG__ENDPOINT=x` as `("datadog.endpoint", "x")`, and
+    /// `SIDELOG_INPUTS__0__TAGS=a,b` as `("inputs[0].tags", ["a", "b"])`.
+    Key(String, config::Value),
+}
+
+fn env_override(name: &str, value: &str, known: &BTreeSet<String>) -> EnvOverride {
     let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-        return Ok(None);
+        return EnvOverride::NotOurs;
     };
     if ENV_NOT_KEYS.contains(&name) {
-        return Ok(None);
+        return EnvOverride::NotOurs;
     }
-    let mut key = String::new();
-    let mut last = String::new();
-    for segment in rest.split(ENV_SEPARATOR) {
-        let segment = segment.to_ascii_lowercase();
-        if segment.is_empty() {
-            return Err(ConfigError::Key {
-                key: name.into(),
-                reason: "empty segment in environment override name".into(),
-            });
-        }
-        if segment.bytes().all(|b| b.is_ascii_digit()) {
-            if key.is_empty() {
-                return Err(ConfigError::Key {
-                    key: name.into(),
-                    reason: "environment override cannot start with an index".into(),
-                });
-            }
-            key.push('[');
-            key.push_str(&segment);
-            key.push(']');
-        } else {
-            if !key.is_empty() {
-                key.push('.');
-            }
-            key.push_str(&segment);
-            last = segment;
-        }
+    let Some((key, last)) = key_path(rest) else {
+        return EnvOverride::NoKey;
+    };
+    if !names_a_key(&key, known) {
+        return EnvOverride::NoKey;
     }
     let value = if LIST_KEYS.contains(&last.as_str()) {
         let items: Vec<config::Value> = value
@@ -227,7 +262,35 @@ fn env_override(name: &str, value: &str) -> Result<Option<(String, config::Value
     } else {
         config::Value::from(value.to_string())
     };
-    Ok(Some((key, value)))
+    EnvOverride::Key(key, value)
+}
+
+/// `DATADOG__ENDPOINT` as `datadog.endpoint`, `INPUTS__0__TAGS` as `inputs[0].tags`, with
+/// the last named segment; `None` for an empty segment or a leading index.
+fn key_path(rest: &str) -> Option<(String, String)> {
+    let mut key = String::new();
+    let mut last = String::new();
+    for segment in rest.split(ENV_SEPARATOR) {
+        let segment = segment.to_ascii_lowercase();
+        if segment.is_empty() {
+            return None;
+        }
+        if segment.bytes().all(|b| b.is_ascii_digit()) {
+            if key.is_empty() {
+                return None;
+            }
+            key.push('[');
+            key.push_str(&segment);
+            key.push(']');
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(&segment);
+            last = segment;
+        }
+    }
+    Some((key, last))
 }
 
 /// Every key path that exists, for documentation checks.

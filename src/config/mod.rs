@@ -88,6 +88,10 @@ pub struct Config {
     pub batch: BatchConfig,
     /// Tags from the Pod's labels and annotations (Downward API files).
     pub kubernetes: KubernetesConfig,
+    /// Warnings from loading, logged once when the configuration is put to use (variables
+    /// that name no key, settings of the Datadog Agent that do not apply).
+    #[serde(skip)]
+    pub notices: Vec<String>,
 }
 
 impl Default for Config {
@@ -107,6 +111,7 @@ impl Default for Config {
             datadog: DatadogConfig::default(),
             batch: BatchConfig::default(),
             kubernetes: KubernetesConfig::default(),
+            notices: Vec::new(),
         }
     }
 }
@@ -687,6 +692,41 @@ mod tests {
         assert_eq!(c.batch.max_events, 10);
         assert_eq!(c.inputs[0].service, "svc");
         assert_eq!(c.datadog.tags, vec!["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn variables_that_name_no_key_are_one_notice_and_file_keys_stay_errors() {
+        let env = [
+            ("SIDELOG_SERVICE_HOST", "10.96.0.10"),
+            ("SIDELOG_SERVICE_PORT", "9500"),
+            ("SIDELOG_PORT_9500_TCP_ADDR", "10.96.0.10"),
+            ("SIDELOG_0__X", "malformed"),
+            ("SIDELOG_DATADOG____SITE", "malformed"),
+            ("SIDELOG_KUBERNETES__POD_LABELS_AS_TAGS__APP", "kube_app"),
+            ("SIDELOG_BATCH__MAX_EVENTS", "10"),
+        ];
+        let c = load(MINIMAL, &env).expect("valid despite the variables");
+        assert_eq!(c.batch.max_events, 10);
+        assert_eq!(
+            c.kubernetes
+                .pod_labels_as_tags
+                .get("app")
+                .map(String::as_str),
+            Some("kube_app")
+        );
+        assert_eq!(c.notices.len(), 1, "{:?}", c.notices);
+        for name in [
+            "SIDELOG_SERVICE_HOST",
+            "SIDELOG_SERVICE_PORT",
+            "SIDELOG_PORT_9500_TCP_ADDR",
+            "SIDELOG_0__X",
+            "SIDELOG_DATADOG____SITE",
+        ] {
+            assert!(c.notices[0].contains(name), "{name}: {:?}", c.notices);
+        }
+        assert!(!c.notices[0].contains("MAX_EVENTS"));
+        let err = load(&format!("{MINIMAL}service_port = 9500\n"), &env).expect_err("file key");
+        assert!(err.to_string().contains("service_port"), "{err}");
     }
 
     #[test]
