@@ -5,11 +5,15 @@
 //! container, volumes and mounts (the log directory shared with the app, the key from a
 //! Secret, the configuration, the checkpoints, the Pod's labels), the drain deadline made to
 //! fit `terminationGracePeriodSeconds`, and idempotence (a Pod that has a `sidelog` container
-//! is left as it is). YAML goes through `yaml-rust2`, which keeps the order of keys; comments
-//! are not kept (as with `kubectl`). Nothing is printed unless every document succeeded.
+//! is left as it is). YAML goes through `yaml-rust2`, which keeps the order of keys, read with
+//! [`crate::yaml11`] so that every scalar means to kubectl what it meant before (`0644`
+//! stays `0644`); comments are not kept (as with `kubectl`). Nothing is printed unless every
+//! document succeeded.
 
 use yaml_rust2::yaml::Hash;
-use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
+use yaml_rust2::{Yaml, YamlEmitter};
+
+use crate::yaml11;
 
 /// The container's name; a Pod with a container of this name is already injected.
 pub const CONTAINER_NAME: &str = "sidelog";
@@ -61,7 +65,7 @@ pub struct Injected {
 
 /// Injects into every document of `input` (multi-document YAML, `List`s included).
 pub fn inject(input: &str, opts: &Options) -> Result<Injected, InjectError> {
-    let mut docs = YamlLoader::load_from_str(input)?;
+    let mut docs = yaml11::load(input)?;
     let mut notes = Vec::new();
     let mut namespaces = Vec::new();
     for (i, doc) in docs.iter_mut().enumerate() {
@@ -163,10 +167,9 @@ fn inject_pod_spec(spec: &mut Hash, opts: &Options, what: &str) -> Result<bool, 
     for volume in sidecar_volumes(opts)? {
         add_volume(spec, volume, what)?;
     }
-    let grace = match get(spec, "terminationGracePeriodSeconds") {
-        Some(Yaml::Integer(secs)) => *secs,
-        _ => DEFAULT_GRACE_SECS,
-    };
+    let grace = get(spec, "terminationGracePeriodSeconds")
+        .and_then(yaml11::int)
+        .unwrap_or(DEFAULT_GRACE_SECS);
     let container = sidecar_container(opts, &logs_volume, drain_secs(grace))?;
     if opts.classic {
         with_array(spec, "containers", |cs| cs.push(container));
@@ -433,7 +436,7 @@ fn quoted(s: &str) -> String {
 }
 
 fn parse_one(text: &str) -> Result<Yaml, InjectError> {
-    YamlLoader::load_from_str(text)?
+    yaml11::load(text)?
         .into_iter()
         .next()
         .ok_or_else(|| InjectError::Emit("empty template".into()))
@@ -562,7 +565,7 @@ mod tests {
     }
 
     fn docs(yaml: &str) -> Vec<Yaml> {
-        YamlLoader::load_from_str(yaml).expect("output is YAML")
+        yaml_rust2::YamlLoader::load_from_str(yaml).expect("output is YAML")
     }
 
     fn pod_spec(doc: &Yaml) -> &Yaml {

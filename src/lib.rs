@@ -31,6 +31,7 @@ pub mod secret;
 mod ship;
 mod shutdown;
 pub mod tail;
+pub mod yaml11;
 
 /// Locks a mutex, carrying on with its data when another thread panicked while holding it:
 /// counters and queues stay usable, and sidelog keeps shipping.

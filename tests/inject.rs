@@ -69,3 +69,64 @@ fn a_document_that_cannot_be_injected_stops_everything() {
         "{err}"
     );
 }
+
+const YAML_11: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/inject/yaml11.yaml");
+
+/// kubectl reads YAML 1.1: `defaultMode: 0644` is 420, `readOnly: yes` is true. Injection
+/// writes every such scalar back as it was written, so it keeps its meaning.
+#[test]
+fn yaml_11_scalars_keep_their_meaning_through_injection() {
+    let out = inject(&["-f", YAML_11], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).expect("UTF-8");
+    for written in [
+        "replicas: 0x2",
+        "revisionHistoryLimit: 1_0",
+        "paused: no",
+        "terminationGracePeriodSeconds: 0x3C",
+        "automountServiceAccountToken: no",
+        "enableServiceLinks: off",
+        "stdin: on",
+        "tty: off",
+        "readOnly: yes",
+        "defaultMode: 0644",
+        "mode: 0x1A4",
+    ] {
+        assert!(yaml.contains(written), "{written} not kept:\n{yaml}");
+    }
+    // The drain fits the grace period as kubectl reads it: 0x3C is 60 s.
+    assert!(yaml.contains("value: \"50000\""), "{yaml}");
+
+    // Every form of the family, in a kind inject passes through and in a Pod it injects.
+    let forms = [
+        "0644", "0o644", "0x1A4", "1_000", ".inf", "-.inf", ".nan", "1:20", "yes", "no", "on",
+        "off", "y", "N", "0b101", "1_000.5",
+    ];
+    let values: String = forms
+        .iter()
+        .enumerate()
+        .map(|(i, f)| format!("    v{i}: {f}\n"))
+        .collect();
+    let input = format!(
+        "apiVersion: example.com/v1\nkind: Example\nmetadata: {{ name: e }}\nspec:\n{values}---\napiVersion: v1\nkind: Pod\nmetadata: {{ name: p }}\nspec:\n  containers: [{{ name: a, image: a }}]\n  x:\n{values}"
+    );
+    let out = inject(&["--classic"], &input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).expect("UTF-8");
+    for (i, form) in forms.iter().enumerate() {
+        let line = format!("v{i}: {form}\n");
+        assert_eq!(
+            yaml.matches(&line).count(),
+            2,
+            "{line:?} not kept in both:\n{yaml}"
+        );
+    }
+}
