@@ -29,7 +29,7 @@ fn processor(rules: Vec<RuleSettings>, multiline: Option<MultilineSettings>) -> 
         multiline,
         ..Input::default()
     };
-    match Processor::new(&input.processing(), 0, None) {
+    match Processor::new(&input.processing(&[]), 0, None) {
         Ok(Some(p)) => p,
         _ => panic!("bench processor"),
     }
@@ -81,7 +81,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 let mut kept = 0usize;
                 for l in &lines {
-                    if let Some(out) = p.finish(black_box(l)) {
+                    if let Some(out) = p.finish(std::borrow::Cow::Borrowed(black_box(l)), false) {
                         kept += out.text.len();
                     }
                 }

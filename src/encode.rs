@@ -410,7 +410,9 @@ impl BatchBuilder {
         }
         self.stats.split_pieces += 1;
         let (head, tail) = piece.text.split_at(cut);
-        let mid = range.text_offset + cut as u64;
+        // Within the line's range whatever the text's encoding in the file (a UTF-16 line's
+        // UTF-8 text is longer or shorter than its bytes there).
+        let mid = (range.text_offset + cut as u64).clamp(range.start, range.end);
         let first = EventRange { end: mid, ..range };
         let second = EventRange {
             start: mid,

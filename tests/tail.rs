@@ -197,7 +197,7 @@ fn reused_inode_is_not_mistaken_for_the_checkpointed_file() {
 #[test]
 fn files_sharing_their_first_kilobytes_are_distinct() {
     let mut h = Harness::with_intake();
-    let header = format!("# {}", "same header ".repeat(200));
+    let header = format!("# {}", "same header ".repeat(200).trim_end());
     for name in ["x.log", "y.log"] {
         append(&h.log(name), vec![header.clone()]);
         append(&h.log(name), numbered(name, 0..100));

@@ -149,6 +149,7 @@ fn interpolate_value(
     errors: &mut Vec<String>,
 ) {
     match value {
+        toml::Value::String(_) if taken_as_written(key) => {}
         toml::Value::String(s) if s.contains('$') => match interpolate(s, vars) {
             Ok(done) => *s = done,
             Err(reason) => errors.push(format!("{key}: {reason}")),
@@ -170,6 +171,16 @@ fn interpolate_value(
         }
         _ => {}
     }
+}
+
+/// Patterns and mask placeholders are not interpolated: `$` is an anchor in a pattern, and
+/// `${1}` in a placeholder is the match's first group (as in the Datadog Agent, which has
+/// no interpolation there either).
+fn taken_as_written(key: &str) -> bool {
+    let in_rule =
+        key.starts_with("log_processing_rules[") || key.contains(".log_processing_rules[");
+    (in_rule && (key.ends_with(".pattern") || key.ends_with(".replace_placeholder")))
+        || key.ends_with(".multiline.start_pattern")
 }
 
 /// `${VAR}`, `${VAR:-default}` (default when unset or empty) and `$$` in one string.
@@ -310,7 +321,14 @@ pub fn all_keys() -> BTreeSet<String> {
     datadog
         .additional_endpoints
         .push(AdditionalEndpoint::default());
+    let rule = RuleSettings {
+        kind: RuleKind::MaskSequences,
+        name: String::new(),
+        pattern: String::new(),
+        replace_placeholder: String::new(),
+    };
     let value = toml::Value::try_from(Config {
+        log_processing_rules: vec![rule],
         inputs: vec![input],
         datadog,
         ..Config::default()

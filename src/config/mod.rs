@@ -88,6 +88,9 @@ pub struct Config {
     pub batch: BatchConfig,
     /// Tags from the Pod's labels and annotations (Downward API files).
     pub kubernetes: KubernetesConfig,
+    /// Processing rules for every input, applied before each input's own (the Agent's
+    /// `logs_config.processing_rules`).
+    pub log_processing_rules: Vec<RuleSettings>,
     /// Warnings from loading, logged once when the configuration is put to use (variables
     /// that name no key, settings of the Datadog Agent that do not apply).
     #[serde(skip)]
@@ -111,6 +114,7 @@ impl Default for Config {
             datadog: DatadogConfig::default(),
             batch: BatchConfig::default(),
             kubernetes: KubernetesConfig::default(),
+            log_processing_rules: Vec::new(),
             notices: Vec::new(),
         }
     }
@@ -146,6 +150,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// `inputs[].encoding`: how the files' text is written (the Datadog Agent's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    #[serde(rename = "utf-8")]
+    Utf8,
+    #[serde(rename = "utf-16-le")]
+    Utf16Le,
+    #[serde(rename = "utf-16-be")]
+    Utf16Be,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReadFrom {
@@ -162,6 +177,8 @@ pub struct Input {
     pub exclude: Vec<String>,
     /// Where to start in a file that has no checkpoint and exists at startup.
     pub read_from: ReadFrom,
+    /// The files' text encoding; UTF-16 is turned into UTF-8 (a byte order mark is dropped).
+    pub encoding: Encoding,
     pub service: String,
     /// Sent as `ddsource`.
     pub source: String,
@@ -171,8 +188,12 @@ pub struct Input {
     pub tags: Vec<String>,
     /// Longest message per event; a longer line is split into several events.
     pub max_line_bytes: usize,
-    /// Lines with no bytes (after removing the line ending) are counted and not shipped.
+    /// Lines with no bytes (after removing the line ending and trimming) are counted and
+    /// not shipped.
     pub skip_empty_lines: bool,
+    /// Whitespace (Unicode's, as Go's `bytes.TrimSpace`) is trimmed from both ends of every
+    /// message, as the Datadog Agent does; a multi-line event is trimmed as a whole.
+    pub trim_whitespace: bool,
     /// Files last modified longer ago than this when first found are not read (0: off).
     pub ignore_older_secs: u64,
     /// Delete a rotated file (renamed away from its name) once every line of it was accepted,
@@ -188,9 +209,13 @@ pub struct Input {
 }
 
 impl Input {
-    /// What this input's processing is built from.
-    pub fn processing(&self) -> crate::process::Settings<'_> {
+    /// What this input's processing is built from, with the global rules.
+    pub fn processing<'a>(
+        &'a self,
+        global_rules: &'a [RuleSettings],
+    ) -> crate::process::Settings<'a> {
         crate::process::Settings {
+            global_rules,
             rules: &self.log_processing_rules,
             multiline: self.multiline.as_ref(),
             parse_json: self.parse_json,
@@ -205,12 +230,14 @@ impl Default for Input {
             include: Vec::new(),
             exclude: Vec::new(),
             read_from: ReadFrom::Beginning,
+            encoding: Encoding::Utf8,
             service: String::new(),
             source: String::new(),
             status: "info".into(),
             tags: Vec::new(),
             max_line_bytes: 900_000,
             skip_empty_lines: true,
+            trim_whitespace: true,
             ignore_older_secs: 0,
             delete_after_ship: false,
             multiline: None,
@@ -727,6 +754,65 @@ mod tests {
         assert!(!c.notices[0].contains("MAX_EVENTS"));
         let err = load(&format!("{MINIMAL}service_port = 9500\n"), &env).expect_err("file key");
         assert!(err.to_string().contains("service_port"), "{err}");
+    }
+
+    /// `${1}` in a rule is the match's first group in every format, never a variable.
+    #[test]
+    fn rule_patterns_and_placeholders_are_taken_as_written() {
+        let rules = "[[log_processing_rules]]\ntype = \"mask_sequences\"\nname = \"g\"\npattern = '(key=)\\w+$'\nreplace_placeholder = \"${1}[g]\"\n";
+        let input = "[[inputs]]\ninclude = [\"/l/*.log\"]\nservice = \"${SVC:-web}\"\n[[inputs.log_processing_rules]]\ntype = \"mask_sequences\"\nname = \"m\"\npattern = '(id=)${2}'\nreplace_placeholder = \"${1}[masked] $$1\"\n[inputs.multiline]\nstart_pattern = '^${3}'\n";
+        let c = load(&format!("{rules}{input}"), &[]).expect("valid TOML");
+        assert_eq!(c.log_processing_rules[0].replace_placeholder, "${1}[g]");
+        let rule = &c.inputs[0].log_processing_rules[0];
+        assert_eq!(rule.replace_placeholder, "${1}[masked] $$1");
+        assert_eq!(rule.pattern, "(id=)${2}");
+        let ml = c.inputs[0]
+            .multiline
+            .as_ref()
+            .and_then(|m| m.start_pattern.as_deref());
+        assert_eq!(ml, Some("^${3}"));
+        assert_eq!(
+            c.inputs[0].service, "web",
+            "other strings are still interpolated"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sidelog.yaml");
+        std::fs::write(
+            &path,
+            "inputs:\n  - include: [\"/l/*.log\"]\n    log_processing_rules:\n      - type: mask_sequences\n        name: y\n        pattern: '(k=)\\d+'\n        replace_placeholder: '${1}[y]'\n",
+        )
+        .expect("write");
+        let env = [(
+            "SIDELOG_INPUTS__0__LOG_PROCESSING_RULES__0__PATTERN".to_string(),
+            "(v=)${x}\\d+".to_string(),
+        )];
+        let c = Config::load_with_env(&path, &env).expect("valid YAML");
+        let rule = &c.inputs[0].log_processing_rules[0];
+        assert_eq!(rule.replace_placeholder, "${1}[y]");
+        assert_eq!(
+            rule.pattern, "(v=)${x}\\d+",
+            "from the environment, as written"
+        );
+    }
+
+    #[test]
+    fn global_rules_name_their_key_and_multi_line_is_per_input() {
+        let text = format!(
+            "[[log_processing_rules]]\ntype = \"multi_line\"\nname = \"ml\"\npattern = \"x\"\n[[log_processing_rules]]\ntype = \"exclude_at_match\"\nname = \"bad\"\npattern = \"a(\"\n{MINIMAL}[[inputs]]\ninclude = [\"/b/*.log\"]\n"
+        );
+        let err = load(&text, &[]).expect_err("invalid").to_string();
+        assert!(
+            err.contains("log_processing_rules[0]: rule \"ml\": multi_line"),
+            "{err}"
+        );
+        assert_eq!(
+            err.matches("log_processing_rules[1]: rule \"bad\": invalid pattern")
+                .count(),
+            1,
+            "once, not once per input: {err}"
+        );
+        assert!(!err.contains("inputs[0].log_processing_rules[1]"), "{err}");
     }
 
     #[test]

@@ -28,9 +28,13 @@ impl Config {
         if self.inputs.is_empty() {
             errors.push("inputs: at least one [[inputs]] table with `include` is required".into());
         }
+        self.check_global_rules(&mut errors);
         for (i, input) in self.inputs.iter().enumerate() {
-            check_input(i, input, &mut errors);
+            check_input(i, input, &self.log_processing_rules, &mut errors);
         }
+        // A global rule's problem is found with every input; say it once.
+        let mut seen = std::collections::HashSet::new();
+        errors.retain(|e| seen.insert(e.clone()));
         if errors.is_empty() {
             Ok(())
         } else {
@@ -166,8 +170,27 @@ fn range(key: &str, value: u64, lo: u64, hi: u64) -> (String, u64, u64, u64) {
     (key.to_string(), value, lo, hi)
 }
 
+impl Config {
+    /// Global rules act on events; grouping lines is each input's own business.
+    fn check_global_rules(&self, errors: &mut Vec<String>) {
+        for (j, rule) in self.log_processing_rules.iter().enumerate() {
+            if rule.kind == crate::process::RuleKind::MultiLine {
+                errors.push(format!(
+                    "log_processing_rules[{j}]: rule {:?}: multi_line groups the lines of one input; put it in that input's log_processing_rules",
+                    rule.name
+                ));
+            }
+        }
+    }
+}
+
 /// One `[[inputs]]` table: its globs, status, processing and tags.
-fn check_input(i: usize, input: &Input, errors: &mut Vec<String>) {
+fn check_input(
+    i: usize,
+    input: &Input,
+    global_rules: &[crate::process::RuleSettings],
+    errors: &mut Vec<String>,
+) {
     if input.include.is_empty() {
         errors.push(format!(
             "inputs[{i}].include: required, a list of at least one glob"
@@ -188,7 +211,7 @@ fn check_input(i: usize, input: &Input, errors: &mut Vec<String>) {
         errors.push(format!("inputs[{i}].status: must not be empty"));
     }
     // Compiles the patterns (the processing says which key is wrong).
-    if let Err(e) = crate::process::Processor::new(&input.processing(), i, None) {
+    if let Err(e) = crate::process::Processor::new(&input.processing(global_rules), i, None) {
         errors.push(e.to_string());
     }
     check_tags(&format!("inputs[{i}].tags"), &input.tags, errors);

@@ -1,44 +1,37 @@
 //! Log processing at the edge, per input: multi-line aggregation ([`multiline`]: a stack
-//! trace is one event), the Datadog Agent's processing rules (`exclude_at_match`,
-//! `include_at_match`, `mask_sequences`, in order) and JSON lines ([`json`]: level and time
-//! lifted to `status` and `timestamp`).
+//! trace is one event), the Datadog Agent's processing rules ([`rules`]: global ones, then
+//! the input's, in order) and JSON lines ([`json`]: level and time lifted to `status` and
+//! `timestamp`).
 //!
 //! An input without any of these has no [`Processor`], so the hot path pays nothing for this
-//! module. Patterns use the `regex` crate, whose matching is linear in the input: a hostile
-//! line cannot stall the reader. This module decides; the reader owns the per-file state
+//! module. Patterns are the Agent's RE2 syntax, rewritten for the `regex` crate ([`re2`]),
+//! whose matching is linear in the input: a hostile line cannot stall the reader. This module decides; the reader owns the per-file state
 //! ([`Grouping`]) and the file ranges the events cover. It takes its own [`settings`]; the
 //! configuration embeds them and checks their ranges.
 
 mod json;
 mod multiline;
+mod re2;
+mod rules;
 pub mod settings;
+mod trim;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use regex::bytes::{Regex, RegexBuilder};
-
-use crate::metrics::{Counter, Metrics, RuleCounter};
+use crate::metrics::Metrics;
 pub use json::json_attributes;
 pub use multiline::{Grouping, LineAction, Multiline};
+use rules::{Apply, Rule, RuleOrigin};
 pub use settings::{MultilineSettings, Preset, RuleKind, RuleSettings, Settings};
+pub use trim::trim_space;
 
-/// Compiled patterns may not grow beyond this (a config error, not an allocation storm).
-const MAX_PATTERN_BYTES: usize = 4 << 20;
-
+/// A setting of an input's processing that cannot be used, with its key.
 #[derive(Debug, thiserror::Error)]
-#[error("inputs[{input}].{key}: {reason}")]
+#[error("{key}: {reason}")]
 pub struct ProcessError {
-    input: usize,
     key: String,
     reason: String,
-}
-
-struct Rule {
-    kind: RuleKind,
-    re: Regex,
-    placeholder: Vec<u8>,
-    matches: Arc<Counter>,
 }
 
 /// What becomes of an event after the rules.
@@ -52,20 +45,11 @@ pub struct Processed<'a> {
 
 /// An input's processing: multi-line aggregation, rules and JSON attributes.
 pub struct Processor {
+    /// The global rules first, then the input's own, as the Agent applies them.
     rules: Vec<Rule>,
     pub multiline: Option<Multiline>,
     parse_json: bool,
     excluded: Option<Arc<Metrics>>,
-}
-
-/// ASCII classes, as in the Datadog Agent's Go patterns: `\d`, `\w`, `\s` and `\b` mean
-/// what they mean in RE2, and sidelog carries no Unicode tables.
-fn compile(pattern: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(pattern)
-        .unicode(false)
-        .size_limit(MAX_PATTERN_BYTES)
-        .dfa_size_limit(MAX_PATTERN_BYTES)
-        .build()
 }
 
 impl Processor {
@@ -77,19 +61,34 @@ impl Processor {
         metrics: Option<&Arc<Metrics>>,
     ) -> Result<Option<Processor>, ProcessError> {
         let err = |key: &str, reason: String| ProcessError {
-            input: index,
-            key: key.to_string(),
+            key: format!("inputs[{index}].{key}"),
             reason,
         };
-        let rules = settings
-            .rules
-            .iter()
-            .enumerate()
-            .map(|(j, r)| compile_rule(r, index, j, metrics))
-            .collect::<Result<Vec<_>, _>>()?;
-        let multiline = settings
-            .multiline
-            .map(|ml| Multiline::new(ml, settings.max_line_bytes, &err))
+        let mut rules = Vec::new();
+        let sources = [
+            (settings.global_rules, "log_processing_rules".to_string()),
+            (
+                settings.rules,
+                format!("inputs[{index}].log_processing_rules"),
+            ),
+        ];
+        for (list, prefix) in sources {
+            for (j, r) in list.iter().enumerate() {
+                let key = format!("{prefix}[{j}]");
+                if r.kind == RuleKind::MultiLine {
+                    continue;
+                }
+                let origin = RuleOrigin {
+                    input: index,
+                    metrics,
+                };
+                let rule = rules::compile_rule(r, origin)
+                    .map_err(|reason| ProcessError { key, reason })?;
+                rules.push(rule);
+            }
+        }
+        let multiline = multiline_settings(settings, &err)?
+            .map(|ml| Multiline::new(&ml, settings.max_line_bytes, &err))
             .transpose()?;
         if rules.is_empty() && multiline.is_none() && !settings.parse_json {
             return Ok(None);
@@ -103,40 +102,18 @@ impl Processor {
     }
 
     /// Applies the rules in order, then `parse_json`; `None` when a rule drops the event.
-    pub fn finish<'a>(&self, text: &'a [u8]) -> Option<Processed<'a>> {
-        let mut text = Cow::Borrowed(text);
-        for rule in &self.rules {
-            match rule.kind {
-                RuleKind::ExcludeAtMatch => {
-                    if rule.re.is_match(&text) {
-                        rule.matches.inc();
-                        self.count_excluded();
-                        return None;
-                    }
+    /// `truncated`: the event is a piece of a line cut at `max_line_bytes` (its text carries
+    /// the `...TRUNCATED...` marks already, as the Agent's does when its rules run).
+    pub fn finish<'a>(&self, text: Cow<'a, [u8]>, truncated: bool) -> Option<Processed<'a>> {
+        let text = match rules::apply(&self.rules, text, truncated) {
+            Apply::Kept(text) => text,
+            Apply::Dropped => {
+                if let Some(m) = &self.excluded {
+                    m.events_excluded.inc();
                 }
-                RuleKind::IncludeAtMatch => {
-                    if rule.re.is_match(&text) {
-                        rule.matches.inc();
-                    } else {
-                        self.count_excluded();
-                        return None;
-                    }
-                }
-                RuleKind::MaskSequences => {
-                    let mut found = 0u64;
-                    let masked = rule
-                        .re
-                        .replace_all(&text, |_: &regex::bytes::Captures<'_>| {
-                            found += 1;
-                            rule.placeholder.as_slice()
-                        });
-                    if found > 0 {
-                        rule.matches.add(found);
-                        text = Cow::Owned(masked.into_owned());
-                    }
-                }
+                return None;
             }
-        }
+        };
         let (status, timestamp_ms) = if self.parse_json {
             json_attributes(&text)
         } else {
@@ -148,49 +125,39 @@ impl Processor {
             timestamp_ms,
         })
     }
-
-    fn count_excluded(&self) {
-        if let Some(m) = &self.excluded {
-            m.events_excluded.inc();
-        }
-    }
 }
 
-/// Compiles rule `j` of input `index`, registering its match counter.
-fn compile_rule(
-    r: &RuleSettings,
-    index: usize,
-    j: usize,
-    metrics: Option<&Arc<Metrics>>,
-) -> Result<Rule, ProcessError> {
-    let err = |reason: String| ProcessError {
-        input: index,
-        key: format!("log_processing_rules[{j}]"),
-        reason,
-    };
-    if r.name.trim().is_empty() {
-        return Err(err("a rule needs a name".into()));
+/// The input's multi-line grouping: its `multiline` table, or its `multi_line` rule, which
+/// the Agent anchors by putting `^` before the pattern as written (so `a|b` is `^a|b`). With
+/// several such rules the last one counts, as in the Agent.
+fn multiline_settings(
+    settings: &Settings<'_>,
+    err: &dyn Fn(&str, String) -> ProcessError,
+) -> Result<Option<MultilineSettings>, ProcessError> {
+    let rule = settings
+        .rules
+        .iter()
+        .rev()
+        .find(|r| r.kind == RuleKind::MultiLine);
+    match (settings.multiline, rule) {
+        (Some(ml), None) => Ok(Some(ml.clone())),
+        (None, None) => Ok(None),
+        (Some(_), Some(r)) => Err(err(
+            "multiline",
+            format!(
+                "set a multiline table or a multi_line rule ({:?}), not both",
+                r.name
+            ),
+        )),
+        (None, Some(r)) if r.pattern.is_empty() => Err(err(
+            "log_processing_rules",
+            format!("rule {:?}: pattern must not be empty", r.name),
+        )),
+        (None, Some(r)) => Ok(Some(MultilineSettings {
+            start_pattern: Some(format!("^{}", r.pattern)),
+            ..MultilineSettings::default()
+        })),
     }
-    if r.pattern.is_empty() {
-        return Err(err(format!("rule {:?}: pattern must not be empty", r.name)));
-    }
-    let re =
-        compile(&r.pattern).map_err(|e| err(format!("rule {:?}: invalid pattern: {e}", r.name)))?;
-    let matches = Arc::new(Counter::default());
-    if let Some(m) = metrics {
-        m.register_rule(RuleCounter {
-            input: index,
-            name: r.name.clone(),
-            kind: r.kind.name(),
-            matches: matches.clone(),
-        });
-    }
-    Ok(Rule {
-        kind: r.kind,
-        re,
-        placeholder: r.replace_placeholder.clone().into_bytes(),
-        matches,
-    })
 }
 
 #[cfg(test)]
@@ -200,6 +167,7 @@ mod tests {
 
     fn settings(rules: &[RuleSettings]) -> Settings<'_> {
         Settings {
+            global_rules: &[],
             rules,
             multiline: None,
             parse_json: false,
@@ -242,12 +210,24 @@ mod tests {
             .expect("ok")
             .expect("some");
         let out = p
-            .finish(b"POST /api/pay card=4111 1111 1111 1111 ok")
+            .finish(
+                Cow::Borrowed(b"POST /api/pay card=4111 1111 1111 1111 ok"),
+                false,
+            )
             .expect("kept");
         assert_eq!(&*out.text, b"POST /api/pay card=[card] ok");
-        assert!(p.finish(b"GET /healthz /api/").is_none(), "excluded");
-        assert!(p.finish(b"GET /other").is_none(), "not included");
-        let kept = p.finish(b"GET /api/users").expect("kept");
+        assert!(
+            p.finish(Cow::Borrowed(b"GET /healthz /api/"), false)
+                .is_none(),
+            "excluded"
+        );
+        assert!(
+            p.finish(Cow::Borrowed(b"GET /other"), false).is_none(),
+            "not included"
+        );
+        let kept = p
+            .finish(Cow::Borrowed(b"GET /api/users"), false)
+            .expect("kept");
         assert!(
             matches!(kept.text, Cow::Borrowed(_)),
             "no copy without a mask match"
@@ -306,7 +286,7 @@ mod tests {
         let mut line = vec![b'a'; 100_000];
         line.push(b'b');
         let t = std::time::Instant::now();
-        assert!(p.finish(&line).is_some());
+        assert!(p.finish(Cow::Borrowed(&line), false).is_some());
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     }
 }

@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use regex::bytes::Regex;
 
+use super::ProcessError;
+use super::re2::compile;
 use super::settings::{MultilineSettings, Preset};
-use super::{ProcessError, compile};
 
 /// Lines looked at before `auto` decides whether a file has event starts at all.
 const AUTO_SAMPLE: u32 = 500;
 
 /// Lines that begin an event in `auto` mode: a timestamp (ISO 8601, common log, syslog,
-/// klog, epoch) or a level at the start of the line, or a JSON object.
-const AUTO_START: &str = r"^(?:\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|\d{4}/\d{2}/\d{2}[ T]\d{2}:\d{2}|\[?\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|\d{2}:\d{2}:\d{2}[.,]\d|[IWEF]\d{4} \d{2}:\d{2}:\d{2}|\d{10}(?:\.\d+)?\s|\[?(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|CRITICAL|FATAL|PANIC)\b|\{)";
+/// klog, Java's `Jul 12, 2021 12:55:15 PM`, epoch) or a level at the start of the line, or
+/// a JSON object.
+const AUTO_START: &str = r"^(?:\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|[A-Z][a-z]{2} \d{1,2}, \d{4} \d{1,2}:\d{2}:\d{2}|\d{4}/\d{2}/\d{2}[ T]\d{2}:\d{2}|\[?\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}|[A-Z][a-z]{2} [ \d]\d \d{2}:\d{2}:\d{2}|\d{2}:\d{2}:\d{2}[.,]\d|[IWEF]\d{4} \d{2}:\d{2}:\d{2}|\d{10}(?:\.\d+)?\s|\[?(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|CRITICAL|FATAL|PANIC)\b|\{)";
 /// Java: the exception's class line, `at ...` frames, `Caused by:`, `... N more`, and any
 /// indented line continue the log line before them.
 const JAVA_CONTINUE: &str = r"^(?:\s|Caused by: |\.\.\. \d+ (?:more|common frames omitted)|[a-zA-Z_$][\w$.]*(?:Exception|Error|Throwable)(?::|$))";
@@ -196,8 +198,7 @@ impl Multiline {
                     .map_err(|e| err("multiline.start_pattern", format!("invalid pattern: {e}")))?,
             ),
             (None, Some(preset)) => {
-                let re = compile(preset_pattern(preset))
-                    .map_err(|e| err("multiline.preset", e.to_string()))?;
+                let re = compile(preset_pattern(preset)).map_err(|e| err("multiline.preset", e))?;
                 if preset == Preset::Auto {
                     Grouper::Auto(re)
                 } else {

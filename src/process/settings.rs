@@ -83,8 +83,11 @@ pub struct RuleSettings {
     #[serde(rename = "type")]
     pub kind: RuleKind,
     pub name: String,
+    /// RE2 syntax, as the Agent's; `exclude_truncated` has none.
+    #[serde(default)]
     pub pattern: String,
-    /// For `mask_sequences`: what replaces each match.
+    /// For `mask_sequences`: what replaces each match; `$1`, `${1}` and `${name}` are the
+    /// match's groups, as in Go's `Regexp.ReplaceAll`.
     #[serde(default)]
     pub replace_placeholder: String,
 }
@@ -98,6 +101,11 @@ pub enum RuleKind {
     IncludeAtMatch,
     /// Replace every match with `replace_placeholder`.
     MaskSequences,
+    /// A line matching `^` + the pattern begins an event; the others are appended (the
+    /// Agent's multi-line rule).
+    MultiLine,
+    /// Drop the pieces of lines cut at `max_line_bytes`.
+    ExcludeTruncated,
 }
 
 impl RuleKind {
@@ -107,6 +115,8 @@ impl RuleKind {
             RuleKind::ExcludeAtMatch => "exclude_at_match",
             RuleKind::IncludeAtMatch => "include_at_match",
             RuleKind::MaskSequences => "mask_sequences",
+            RuleKind::MultiLine => "multi_line",
+            RuleKind::ExcludeTruncated => "exclude_truncated",
         }
     }
 }
@@ -114,6 +124,8 @@ impl RuleKind {
 /// Everything an input's processing is built from.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings<'a> {
+    /// Rules for every input, applied before the input's own.
+    pub global_rules: &'a [RuleSettings],
     pub rules: &'a [RuleSettings],
     pub multiline: Option<&'a MultilineSettings>,
     pub parse_json: bool,

@@ -4,10 +4,15 @@
 //! lines are covered by the next event's range, so a checkpoint never stops short of them
 //! for good and never passes a line still waiting in a multi-line event.
 
+use std::borrow::Cow;
+
 use super::InputRuntime;
 use super::frame::{self, Framed};
 use super::table::Tailed;
-use crate::encode::{Batch, BatchBuilder, EventRange, EventTemplate, LinePiece, StreamId};
+use crate::config::Encoding;
+use crate::encode::{
+    Batch, BatchBuilder, EventRange, EventTemplate, LinePiece, StreamId, TRUNCATED_MARKER,
+};
 use crate::process::{Grouping, LineAction, Processor};
 
 /// The open batch, and the batches full or due that wait to be handed over.
@@ -36,13 +41,6 @@ pub(crate) fn frame_and_emit(
     base: u64,
     finish: bool,
 ) -> ReadCounts {
-    // One UTF-8 check for all complete lines of the read, instead of one per line.
-    let valid = match memchr::memrchr(b'\n', data) {
-        Some(last) => simdutf8::basic::from_utf8(&data[..=last]).is_ok(),
-        None => false,
-    };
-    let timestamp = crate::clock::now_ms();
-    let mut counts = ReadCounts::default();
     let Tailed {
         reader,
         stream,
@@ -51,22 +49,118 @@ pub(crate) fn frame_and_emit(
         grouping,
         ..
     } = t;
+    let file = FileEvents {
+        template,
+        stream: *stream,
+        covered,
+        grouping: grouping.as_mut(),
+        continued: reader.continued(),
+    };
+    emit_read(events, &LineRules::of(input), file, data, base, finish)
+}
+
+/// How an input turns lines into events.
+#[derive(Clone, Copy)]
+pub(crate) struct LineRules<'a> {
+    pub max_line: usize,
+    pub skip_empty: bool,
+    pub trim: bool,
+    pub encoding: Encoding,
+    pub processor: Option<&'a Processor>,
+}
+
+impl LineRules<'_> {
+    fn of(input: &InputRuntime) -> LineRules<'_> {
+        LineRules {
+            max_line: input.max_line,
+            skip_empty: input.skip_empty,
+            trim: input.trim,
+            encoding: input.encoding,
+            processor: input.processor.as_ref(),
+        }
+    }
+}
+
+/// One file's side of a read: its events' constant part, what they cover so far, the
+/// multi-line event being assembled, and whether the read starts inside a cut line.
+pub(crate) struct FileEvents<'a> {
+    pub template: &'a EventTemplate,
+    pub stream: StreamId,
+    pub covered: &'a mut u64,
+    pub grouping: Option<&'a mut Grouping>,
+    pub continued: &'a mut bool,
+}
+
+/// Frames `data` (the file's bytes from `base`) and turns its lines into events.
+pub(super) fn emit_read(
+    events: &mut Events,
+    rules: &LineRules<'_>,
+    file: FileEvents<'_>,
+    data: &[u8],
+    base: u64,
+    finish: bool,
+) -> ReadCounts {
+    let timestamp = crate::clock::now_ms();
+    let mut counts = ReadCounts::default();
+    let FileEvents {
+        template,
+        stream,
+        covered,
+        mut grouping,
+        continued,
+    } = file;
+    // Lines grouped into multi-line events keep their indentation: the event is trimmed
+    // as a whole when it is sent, as the Agent does.
+    let trim_lines = rules.trim && grouping.is_none();
     let mut sink = Sink {
         events,
         template,
-        stream: *stream,
-        processor: input.processor.as_ref(),
+        stream,
+        processor: rules.processor,
+        trim: rules.trim,
     };
-    let consumed = frame::frame(data, input.max_line, reader.continued(), finish, |f| {
+    let mut on_line = |line: Line<'_>| {
         counts.lines += 1;
-        if f.text_len == 0 && !f.cut_before && !f.cut_after && input.skip_empty {
+        let line = if trim_lines { line.trimmed() } else { line };
+        if line.text.is_empty() && line.whole() && rules.skip_empty {
             counts.skipped_empty += 1;
             return;
         }
-        let line = Line::of(&f, data, base, valid, timestamp);
-        if sink.line(line, covered, grouping.as_mut()) {
+        if sink.line(line, covered, grouping.as_deref_mut()) {
             counts.joined += 1;
         }
+    };
+    let big_endian = match rules.encoding {
+        Encoding::Utf8 => {
+            // One UTF-8 check for all complete lines of the read, instead of one per line.
+            let valid = match memchr::memrchr(b'\n', data) {
+                Some(last) => simdutf8::basic::from_utf8(&data[..=last]).is_ok(),
+                None => false,
+            };
+            counts.consumed = frame::frame(data, rules.max_line, continued, finish, |f| {
+                on_line(Line::of(&f, data, base, valid, timestamp))
+            });
+            return counts;
+        }
+        Encoding::Utf16Le => false,
+        Encoding::Utf16Be => true,
+    };
+    let mut text = Vec::new();
+    let consumed = frame::frame_utf16(data, rules.max_line, continued, finish, big_endian, |f| {
+        let mut raw = &data[f.text_start..f.text_start + f.text_len];
+        if base + f.text_start as u64 == 0 && matches!(raw, [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]) {
+            raw = &raw[2..];
+        }
+        frame::utf16_to_utf8(raw, big_endian, &mut text);
+        on_line(Line {
+            text: &text,
+            valid: true,
+            cut_before: f.cut_before,
+            cut_after: f.cut_after,
+            text_offset: base + f.text_start as u64,
+            end: base + f.end as u64,
+            timestamp_ms: timestamp,
+        })
     });
     counts.consumed = consumed;
     counts
@@ -101,6 +195,16 @@ impl<'a> Line<'a> {
     fn whole(&self) -> bool {
         !self.cut_before && !self.cut_after
     }
+
+    /// The line without the white space around its text.
+    fn trimmed(self) -> Line<'a> {
+        let keep = crate::process::trim_space(self.text);
+        Line {
+            text: &self.text[keep.clone()],
+            text_offset: self.text_offset + keep.start as u64,
+            ..self
+        }
+    }
 }
 
 /// Where a file's events go: the open batch, through the input's [`Processor`] if it has one.
@@ -109,6 +213,8 @@ pub(crate) struct Sink<'a> {
     pub template: &'a EventTemplate,
     pub stream: StreamId,
     pub processor: Option<&'a Processor>,
+    /// Trim white space around each message (the input's `trim_whitespace`).
+    pub trim: bool,
 }
 
 impl Sink<'_> {
@@ -156,6 +262,7 @@ impl Sink<'_> {
 
     /// A line as an event of its own; its range starts where the last event ended.
     fn single(&mut self, line: Line<'_>, covered: &mut u64) {
+        let line = if self.trim { line.trimmed() } else { line };
         let range = EventRange {
             stream: self.stream,
             start: *covered,
@@ -183,16 +290,19 @@ impl Sink<'_> {
             builder.append_line(self.template, timestamp_ms, range, piece, &mut emit);
             return true;
         };
-        let Some(out) = processor.finish(piece.text) else {
+        let Some(out) = processor.finish(marked_text(&piece), piece.cut_before || piece.cut_after)
+        else {
             return false;
         };
         // A masked copy is checked again (a placeholder could meet an invalid neighbour).
         let valid = piece.valid_utf8 && matches!(out.text, std::borrow::Cow::Borrowed(_));
+        // The marks of a cut line are in the text already.
         let piece = LinePiece {
             text: &out.text,
             valid_utf8: valid,
             status: out.status.as_deref(),
-            ..piece
+            cut_before: false,
+            cut_after: false,
         };
         builder.append_line(
             self.template,
@@ -210,14 +320,19 @@ impl Sink<'_> {
             return;
         }
         let text = std::mem::take(&mut g.text);
+        let keep = if self.trim {
+            crate::process::trim_space(&text)
+        } else {
+            0..text.len()
+        };
         let range = EventRange {
             stream: self.stream,
             start: g.start,
-            text_offset: g.text_offset,
+            text_offset: g.text_offset + keep.start as u64,
             end: g.end,
         };
         let piece = LinePiece {
-            text: &text,
+            text: &text[keep],
             valid_utf8: g.valid_utf8,
             cut_before: false,
             cut_after: false,
@@ -228,5 +343,31 @@ impl Sink<'_> {
         }
         g.text = text;
         g.clear();
+    }
+}
+
+/// What the rules see of an event, as the Agent's rules see it: a piece of a cut line with
+/// its `...TRUNCATED...` marks, and text that is not UTF-8 with U+FFFD in its place (so that
+/// `.` matches there as it does in Go).
+fn marked_text<'a>(piece: &LinePiece<'a>) -> Cow<'a, [u8]> {
+    let text: Cow<'a, [u8]> = if piece.cut_before || piece.cut_after {
+        let mut marked = Vec::with_capacity(piece.text.len() + 2 * TRUNCATED_MARKER.len());
+        if piece.cut_before {
+            marked.extend_from_slice(TRUNCATED_MARKER);
+        }
+        marked.extend_from_slice(piece.text);
+        if piece.cut_after {
+            marked.extend_from_slice(TRUNCATED_MARKER);
+        }
+        Cow::Owned(marked)
+    } else {
+        Cow::Borrowed(piece.text)
+    };
+    if piece.valid_utf8 {
+        return text;
+    }
+    match String::from_utf8_lossy(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(valid) => Cow::Owned(valid.into_bytes()),
     }
 }

@@ -4,7 +4,8 @@
 //! into pieces of at most `max_line` bytes (on a UTF-8 character boundary), each marked as
 //! continuing or continued, so memory stays bounded whatever the input. An unterminated last
 //! line is left unconsumed, to be read again once it is complete, unless the caller says the
-//! file is finished.
+//! file is finished. [`frame_utf16`] does the same for files in UTF-16 (two-byte units, pieces
+//! never splitting a surrogate pair).
 
 use crate::encode::split_point;
 
@@ -87,9 +88,9 @@ fn must_cut(rest: &[u8], max_line: usize) -> bool {
     rest.len() > max_line + 1 || (rest.len() == max_line + 1 && rest[max_line] != b'\r')
 }
 
-/// The smallest buffer that always lets [`frame`] make progress.
+/// The smallest buffer that always lets [`frame`] and [`frame_utf16`] make progress.
 pub fn min_buffer(max_line: usize) -> usize {
-    max_line.max(4) + 2
+    max_line.max(4) + 4
 }
 
 fn pieces(
@@ -101,9 +102,33 @@ fn pieces(
     continued: &mut bool,
     on_line: &mut impl FnMut(Framed),
 ) {
+    pieces_cut_by(
+        rest,
+        base,
+        len,
+        end,
+        max_line,
+        continued,
+        on_line,
+        split_point,
+    );
+}
+
+/// [`pieces`] with the rule that says where a piece may end.
+#[allow(clippy::too_many_arguments)]
+fn pieces_cut_by(
+    rest: &[u8],
+    base: usize,
+    len: usize,
+    end: usize,
+    max_line: usize,
+    continued: &mut bool,
+    on_line: &mut impl FnMut(Framed),
+    split: fn(&[u8], usize) -> usize,
+) {
     let mut off = 0;
     while len - off > max_line {
-        let cut = split_point(&rest[off..len], max_line);
+        let cut = split(&rest[off..len], max_line);
         on_line(Framed {
             text_start: base + off,
             text_len: cut,
@@ -122,6 +147,127 @@ fn pieces(
         cut_after: false,
     });
     *continued = false;
+}
+
+/// UTF-16 in the given byte order: the code unit at `i`.
+fn unit(buf: &[u8], i: usize, big_endian: bool) -> u16 {
+    let pair = [buf[i], buf[i + 1]];
+    if big_endian {
+        u16::from_be_bytes(pair)
+    } else {
+        u16::from_le_bytes(pair)
+    }
+}
+
+/// Where a UTF-16 piece of at most `at` bytes may end: on a unit, and not between the two
+/// halves of a surrogate pair (the unit before the cut is then no high surrogate).
+fn split_point_utf16_le(text: &[u8], at: usize) -> usize {
+    split_point_utf16(text, at, false)
+}
+
+fn split_point_utf16_be(text: &[u8], at: usize) -> usize {
+    split_point_utf16(text, at, true)
+}
+
+fn split_point_utf16(text: &[u8], at: usize, big_endian: bool) -> usize {
+    let at = at.min(text.len()) & !1;
+    if at >= 2 && at < text.len() && (0xD800..0xDC00).contains(&unit(text, at - 2, big_endian)) {
+        at - 2
+    } else {
+        at
+    }
+}
+
+/// [`frame`] for UTF-16 text: a line ends at the unit `\n` (a `\r` unit before it is
+/// removed), on units counted from the start of `buf`, which starts on a unit of the file.
+pub fn frame_utf16(
+    buf: &[u8],
+    max_line: usize,
+    continued: &mut bool,
+    finish: bool,
+    big_endian: bool,
+    mut on_line: impl FnMut(Framed),
+) -> usize {
+    let max_line = max_line.max(4) & !1;
+    let split = if big_endian {
+        split_point_utf16_be
+    } else {
+        split_point_utf16_le
+    };
+    let whole_units = buf.len() & !1;
+    let mut pos = 0;
+    let mut i = 0;
+    while i < whole_units {
+        if unit(buf, i, big_endian) == u16::from(b'\n') {
+            let mut len = i - pos;
+            if len >= 2 && unit(buf, i - 2, big_endian) == u16::from(b'\r') {
+                len -= 2;
+            }
+            let rest = &buf[pos..];
+            pieces_cut_by(
+                rest,
+                pos,
+                len,
+                i + 2,
+                max_line,
+                continued,
+                &mut on_line,
+                split,
+            );
+            pos = i + 2;
+        }
+        i += 2;
+    }
+    if finish && pos < buf.len() {
+        let rest = &buf[pos..];
+        pieces_cut_by(
+            rest,
+            pos,
+            rest.len(),
+            buf.len(),
+            max_line,
+            continued,
+            &mut on_line,
+            split,
+        );
+        return buf.len();
+    }
+    // Cut what is certainly too long for one event (a `\r` unit may still come); keep the
+    // rest for later.
+    while buf.len() - pos > max_line + 2 {
+        let cut = split(&buf[pos..], max_line);
+        on_line(Framed {
+            text_start: pos,
+            text_len: cut,
+            end: pos + cut,
+            cut_before: *continued,
+            cut_after: true,
+        });
+        *continued = true;
+        pos += cut;
+    }
+    pos
+}
+
+/// UTF-16 text as UTF-8 into `out` (cleared first); an unpaired surrogate or a lone last
+/// byte becomes U+FFFD.
+pub fn utf16_to_utf8(raw: &[u8], big_endian: bool, out: &mut Vec<u8>) {
+    out.clear();
+    let units = raw.chunks_exact(2).map(|p| {
+        if big_endian {
+            u16::from_be_bytes([p[0], p[1]])
+        } else {
+            u16::from_le_bytes([p[0], p[1]])
+        }
+    });
+    let mut utf8 = [0u8; 4];
+    for c in char::decode_utf16(units) {
+        let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
+        out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+    }
+    if raw.len() % 2 == 1 {
+        out.extend_from_slice("\u{FFFD}".as_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +378,91 @@ mod tests {
                     "cuts {a},{b}"
                 );
             }
+        }
+    }
+
+    fn utf16(text: &str, big_endian: bool) -> Vec<u8> {
+        text.encode_utf16()
+            .flat_map(|u| {
+                if big_endian {
+                    u.to_be_bytes()
+                } else {
+                    u.to_le_bytes()
+                }
+            })
+            .collect()
+    }
+
+    /// Frames UTF-16 `input` in reads cut at `cuts`; the lines as UTF-8 with their marks.
+    fn frame_utf16_in_reads(
+        input: &[u8],
+        cuts: &[usize],
+        max_line: usize,
+        big_endian: bool,
+    ) -> (Vec<(String, bool, bool)>, usize) {
+        let mut out = Vec::new();
+        let mut continued = false;
+        let mut pos = 0;
+        let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c <= input.len()).collect();
+        bounds.push(input.len());
+        bounds.sort_unstable();
+        for limit in bounds {
+            if limit < pos {
+                continue;
+            }
+            let buf = &input[pos..limit];
+            let used = frame_utf16(buf, max_line, &mut continued, false, big_endian, |f| {
+                let mut text = Vec::new();
+                utf16_to_utf8(
+                    &buf[f.text_start..f.text_start + f.text_len],
+                    big_endian,
+                    &mut text,
+                );
+                let text = String::from_utf8(text).expect("UTF-8");
+                out.push((text, f.cut_before, f.cut_after));
+            });
+            pos += used;
+        }
+        (out, pos)
+    }
+
+    #[test]
+    fn utf16_lines_in_both_byte_orders() {
+        for be in [false, true] {
+            let input = utf16("hello\r\nwörld\n\npart", be);
+            let (lines, consumed) = frame_utf16_in_reads(&input, &[3, 7], 100, be);
+            let texts: Vec<&str> = lines.iter().map(|(t, _, _)| t.as_str()).collect();
+            assert_eq!(texts, ["hello", "wörld", ""], "big endian: {be}");
+            assert_eq!(consumed, utf16("hello\r\nwörld\n\n", be).len());
+        }
+    }
+
+    #[test]
+    fn utf16_pieces_never_split_a_surrogate_pair() {
+        let input = utf16("😀😀😀😀x\n", false);
+        // 6 bytes fit one pair and a half: every piece ends before the half.
+        let (lines, _) = frame_utf16_in_reads(&input, &[], 6, false);
+        let texts: Vec<&str> = lines.iter().map(|(t, _, _)| t.as_str()).collect();
+        assert_eq!(texts, ["😀", "😀", "😀", "😀x"]);
+        assert!(lines[0].2 && lines[1].1 && !lines[3].2);
+    }
+
+    proptest! {
+        /// Whatever the reads, UTF-16 framing gives the lines UTF-8 framing gives.
+        #[test]
+        fn utf16_framing_agrees_with_utf8_framing(
+            lines in proptest::collection::vec("[a-zé😀 \r]{0,12}", 1..8),
+            cuts in proptest::collection::vec(0usize..200, 0..6),
+            be in any::<bool>(),
+        ) {
+            let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+            let expected: Vec<(String, bool, bool)> = frame_in_reads(text.as_bytes(), &[], 1000, false)
+                .into_iter()
+                .map(|(t, b, a)| (String::from_utf8(t).expect("UTF-8"), b, a))
+                .collect();
+            let (got, consumed) = frame_utf16_in_reads(&utf16(&text, be), &cuts, 1000, be);
+            prop_assert_eq!(got, expected);
+            prop_assert_eq!(consumed, utf16(&text, be).len());
         }
     }
 }

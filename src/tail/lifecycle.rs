@@ -226,6 +226,7 @@ impl Tailer {
             template,
             stream: *stream,
             processor: self.inputs[*input].processor.as_ref(),
+            trim: self.inputs[*input].trim,
         };
         sink.flush(g, covered);
     }

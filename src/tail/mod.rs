@@ -18,6 +18,8 @@
 //! truncation starts a new one); batches carry the byte ranges of the streams they cover, and
 //! the checkpoint tracker advances each stream over its accepted prefix.
 
+#[cfg(test)]
+mod agent_cases;
 mod discover;
 mod emit;
 pub mod frame;
@@ -77,6 +79,9 @@ pub(crate) struct InputRuntime {
     pub read_from: ReadFrom,
     pub max_line: usize,
     pub skip_empty: bool,
+    /// Trim whitespace around each message, as the Agent does.
+    pub trim: bool,
+    pub encoding: crate::config::Encoding,
     pub ignore_older: Option<Duration>,
     pub delete_after_ship: bool,
     /// Multi-line aggregation, rules and JSON attributes; `None` costs nothing.
@@ -192,10 +197,16 @@ fn input_runtime(
         read_from: input.read_from,
         max_line: input.max_line_bytes,
         skip_empty: input.skip_empty_lines,
+        trim: input.trim_whitespace,
+        encoding: input.encoding,
         ignore_older: (input.ignore_older_secs > 0)
             .then(|| Duration::from_secs(input.ignore_older_secs)),
         delete_after_ship: input.delete_after_ship,
-        processor: Processor::new(&input.processing(), i, Some(metrics))?,
+        processor: Processor::new(
+            &input.processing(&config.log_processing_rules),
+            i,
+            Some(metrics),
+        )?,
         status: input.status.clone(),
         service: input.service.clone(),
         source: input.source.clone(),
