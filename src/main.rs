@@ -16,11 +16,28 @@ use clap::{Parser, Subcommand};
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// Config file (TOML or YAML); runs the shipper.
+    /// Config file (TOML or YAML); runs the shipper. Without it (and without
+    /// --agent-config), the Datadog Agent's files in /etc/datadog-agent are read.
     #[arg(short, long, env = "SIDELOG_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    agent: AgentConfig,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Where the Datadog Agent's configuration is, when sidelog takes the Agent's place.
+#[derive(clap::Args, Clone)]
+struct AgentConfig {
+    /// A directory with the Datadog Agent's datadog.yaml and/or conf.d/, read instead of a
+    /// sidelog config file (the DD_* variables apply as they do to the Agent).
+    #[arg(
+        long,
+        env = "SIDELOG_AGENT_CONFIG",
+        value_name = "DIR",
+        conflicts_with = "config"
+    )]
+    agent_config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -28,12 +45,17 @@ enum Command {
     /// Run the shipper (the same as `sidelog --config FILE`).
     Run {
         #[arg(short, long, env = "SIDELOG_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        agent: AgentConfig,
     },
-    /// Validate a config and print the effective configuration (API key redacted).
+    /// Validate a config and print the effective configuration (API key redacted); with
+    /// --agent-config, the configuration derived from the Datadog Agent's files.
     Check {
         #[arg(short, long, env = "SIDELOG_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        agent: AgentConfig,
     },
     /// Print the files, positions and delivery state of a running sidelog (from its
     /// `metrics_listen` endpoint).
@@ -69,17 +91,21 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = match (cli.command, cli.config) {
-        (Some(c), _) => c,
-        (None, Some(config)) => Command::Run { config },
-        (None, None) => {
-            eprintln!("sidelog: no config given; use --config FILE (or see `sidelog --help`)");
-            return ExitCode::from(2);
-        }
-    };
+    let command = cli.command.unwrap_or(Command::Run {
+        config: cli.config,
+        agent: cli.agent,
+    });
     match command {
-        Command::Run { config } => command::run::run(config),
-        Command::Check { config } => command::run::check(config),
+        Command::Run { config, agent } => match command::run::source(config, agent.agent_config) {
+            Ok(source) => command::run::run(source),
+            Err(code) => code,
+        },
+        Command::Check { config, agent } => {
+            match command::run::source(config, agent.agent_config) {
+                Ok(source) => command::run::check(source),
+                Err(code) => code,
+            }
+        }
         Command::Status { url, config } => command::run::status(url, config),
         Command::Generate(options) => command::generate::generate(options),
         #[cfg(feature = "inject")]

@@ -116,25 +116,46 @@ pub fn read_key_file(path: &Path) -> Result<ApiKey, SecretError> {
     })
 }
 
+/// A key written out in a configuration (the Datadog Agent's `api_key`, or an additional
+/// endpoint's in `DD_LOGS_CONFIG_ADDITIONAL_ENDPOINTS`), with where it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InlineKey {
+    pub key: ApiKey,
+    /// Where it was given (a setting's name, never the key).
+    pub origin: String,
+}
+
 /// Where the key comes from, and the key currently in use.
 pub struct KeySource {
     path: Option<PathBuf>,
+    /// Where a key that is not in a file came from.
+    given_in: String,
     current: RwLock<ApiKey>,
 }
 
 impl KeySource {
-    /// Loads the key from `path`, or from `DD_API_KEY` without one.
-    pub fn load(path: Option<&Path>) -> Result<Arc<KeySource>, SecretError> {
-        let (path, key) = match path {
-            None => {
+    /// Loads the key from `path`; without one, the key given in the configuration, or else
+    /// `DD_API_KEY`.
+    pub fn load(
+        path: Option<&Path>,
+        inline: Option<&InlineKey>,
+    ) -> Result<Arc<KeySource>, SecretError> {
+        let (path, given_in, key) = match (path, inline) {
+            (Some(path), _) => (
+                Some(path.to_path_buf()),
+                String::new(),
+                read_key_file(path)?,
+            ),
+            (None, Some(inline)) => (None, inline.origin.clone(), inline.key.clone()),
+            (None, None) => {
                 let raw = std::env::var(API_KEY_ENV).map_err(|_| SecretError::Missing)?;
                 let key = ApiKey::parse(&raw, API_KEY_ENV)?.ok_or(SecretError::Missing)?;
-                (None, key)
+                (None, format!("${API_KEY_ENV}"), key)
             }
-            Some(path) => (Some(path.to_path_buf()), read_key_file(path)?),
         };
         Ok(Arc::new(KeySource {
             path,
+            given_in,
             current: RwLock::new(key),
         }))
     }
@@ -143,7 +164,7 @@ impl KeySource {
     pub fn origin(&self) -> String {
         match &self.path {
             Some(p) => p.display().to_string(),
-            None => format!("${API_KEY_ENV}"),
+            None => self.given_in.clone(),
         }
     }
 
@@ -159,13 +180,14 @@ impl KeySource {
     /// `api_key_missing` gauge is 1, so readiness says why.
     pub async fn load_waiting(
         path: Option<&Path>,
+        inline: Option<&InlineKey>,
         wait: Duration,
         metrics: &Metrics,
     ) -> Result<Arc<KeySource>, SecretError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut announced = false;
         loop {
-            match KeySource::load(path) {
+            match KeySource::load(path, inline) {
                 Ok(keys) => {
                     metrics.api_key_missing.set(0);
                     return Ok(keys);
@@ -265,7 +287,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("key");
         std::fs::write(&path, "one").expect("write");
-        let source = KeySource::load(Some(&path)).expect("load");
+        let source = KeySource::load(Some(&path), None).expect("load");
         std::fs::write(&path, "two\n").expect("write");
         assert!(source.reload().expect("reload"));
         assert!(source.current().matches(b"two"));

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::logging::{self, LogHandle};
 use super::runtime::{block_on, runtime};
+use sidelog::config::agent::AGENT_DIR;
 use sidelog::config::{Config, LogFormat, LogLevel};
 use sidelog::metrics::Metrics;
 use sidelog::pipeline::{Pipeline, StopMode};
@@ -21,22 +22,69 @@ use sidelog::pipeline::{Pipeline, StopMode};
 /// found and, when they had lines, the first requests sent.
 const START_UP: Duration = Duration::from_secs(10);
 
+/// Where the configuration comes from: sidelog's own file, or the Datadog Agent's files.
+pub enum Source {
+    File(PathBuf),
+    Agent(PathBuf),
+}
+
+impl Source {
+    /// The configuration, or the problem as the operator reads it.
+    fn load(&self) -> Result<Config, String> {
+        let loaded = match self {
+            Source::File(path) => Config::load(path),
+            Source::Agent(dir) => Config::load_agent(dir),
+        };
+        loaded.map_err(|e| e.to_string())
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::Agent(dir) => format!("the Datadog Agent's files in {}", dir.display()),
+        }
+    }
+}
+
+/// The configuration's source: `--config`, else `--agent-config`, else the Datadog Agent's
+/// files at their standard place if they are there. Nothing: exit code 2.
+pub fn source(config: Option<PathBuf>, agent: Option<PathBuf>) -> Result<Source, ExitCode> {
+    if let Some(path) = config {
+        return Ok(Source::File(path));
+    }
+    if let Some(dir) = agent {
+        return Ok(Source::Agent(dir));
+    }
+    let standard = Path::new(AGENT_DIR);
+    if standard.join("datadog.yaml").is_file() || standard.join("conf.d").is_dir() {
+        return Ok(Source::Agent(standard.to_path_buf()));
+    }
+    eprintln!(
+        "sidelog: no config given; use --config FILE, or --agent-config DIR for the Datadog Agent's files (none in {AGENT_DIR}); see `sidelog --help`"
+    );
+    Err(ExitCode::from(2))
+}
+
 /// Loads a configuration; a problem is printed and becomes exit code 2.
 pub fn load(path: &Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| {
+    load_from(&Source::File(path.to_path_buf()))
+}
+
+fn load_from(source: &Source) -> Result<Config, ExitCode> {
+    source.load().map_err(|e| {
         eprintln!("sidelog: {e}");
         ExitCode::from(2)
     })
 }
 
 /// `sidelog run`.
-pub fn run(path: PathBuf) -> ExitCode {
-    let config = match load(&path) {
+pub fn run(source: Source) -> ExitCode {
+    let config = match load_from(&source) {
         Ok(c) => c,
         Err(code) => return code,
     };
     let log = logging::init(config.log_level, config.log_format);
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %path.display(), "sidelog starting");
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source.describe(), "sidelog starting");
     log_notices(&config);
     let runtime = match runtime() {
         Ok(rt) => rt,
@@ -45,7 +93,7 @@ pub fn run(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ship(path, config, log)) {
+    match runtime.block_on(ship(source, config, log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -88,7 +136,7 @@ enum Next {
 /// Runs the shipper until SIGTERM or SIGINT. SIGHUP re-reads the config file (and with it
 /// the key): a valid one replaces the running shipper after an orderly stop (positions are
 /// kept through the checkpoints); an invalid one is refused and the running one kept.
-async fn ship(path: PathBuf, mut config: Config, log: LogHandle) -> anyhow::Result<()> {
+async fn ship(source: Source, mut config: Config, log: LogHandle) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     tokio::spawn(release_start_up_code());
     let metrics = Arc::new(Metrics::default());
@@ -105,12 +153,12 @@ async fn ship(path: PathBuf, mut config: Config, log: LogHandle) -> anyhow::Resu
         let mut shipper = Pipeline::start(config.clone(), metrics.clone(), Some(admin.clone()));
         let next = tokio::select! {
             ended = shipper.wait() => return ended,
-            next = until_stop_or_reload(&mut signals, &path) => next,
+            next = until_stop_or_reload(&mut signals, &source) => next,
         };
         let mode = match &next {
             Next::Exit => stop_mode(&config),
             Next::Reload(_) => {
-                tracing::info!(config = %path.display(), "SIGHUP: reloading configuration and API key");
+                tracing::info!(config = %source.describe(), "SIGHUP: reloading configuration and API key");
                 StopMode::Immediate
             }
         };
@@ -145,12 +193,12 @@ async fn release_start_up_code() {
 
 /// Waits for SIGTERM/SIGINT, or for a SIGHUP with a valid configuration (an invalid one is
 /// refused and waiting goes on).
-async fn until_stop_or_reload(signals: &mut Signals, path: &Path) -> Next {
+async fn until_stop_or_reload(signals: &mut Signals, source: &Source) -> Next {
     loop {
         tokio::select! {
             _ = signals.term.recv() => return Next::Exit,
             _ = signals.int.recv() => return Next::Exit,
-            _ = signals.hup.recv() => match Config::load(path) {
+            _ = signals.hup.recv() => match source.load() {
                 Ok(new) => return Next::Reload(Box::new(new)),
                 Err(e) => tracing::error!("configuration reload refused; the running configuration stays: {e}"),
             },
@@ -189,26 +237,45 @@ fn warn_restart_only(old: &Config, new: &Config) {
     }
 }
 
-/// `sidelog check`: the effective configuration, the key's origin and length (never the key).
-pub fn check(path: PathBuf) -> ExitCode {
-    let config = match load(&path) {
+/// `sidelog check`: the effective configuration, the key's origin and length (never the key);
+/// for the Agent's files, what each input came from and the settings left aside.
+pub fn check(source: Source) -> ExitCode {
+    let config = match load_from(&source) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let key = match sidelog::secret::KeySource::load(config.datadog.api_key_file.as_deref()) {
+    let d = &config.datadog;
+    let key = match sidelog::secret::KeySource::load(d.api_key_file.as_deref(), d.api_key.as_ref())
+    {
         Ok(k) => k,
         Err(e) => {
             eprintln!("sidelog: datadog.api_key_file: {e}");
             return ExitCode::from(2);
         }
     };
-    println!("# effective configuration of {}", path.display());
+    match &source {
+        Source::File(_) => println!("# effective configuration of {}", source.describe()),
+        Source::Agent(_) => {
+            println!(
+                "# sidelog's configuration derived from {}",
+                source.describe()
+            );
+            println!(
+                "# (save it as a file and run `sidelog --config FILE` to move to sidelog's own)"
+            );
+        }
+    }
     println!(
         "# API key: loaded from {} ({} bytes, redacted)",
         key.origin(),
         key.current().len()
     );
     println!("# intake URL: {}", config.datadog.logs_url());
+    if let Some(agent) = &config.agent {
+        for (i, origin) in agent.inputs.iter().enumerate() {
+            println!("# inputs[{i}]: {origin}");
+        }
+    }
     for notice in &config.notices {
         eprintln!("sidelog: warning: {notice}");
         println!("# warning: {notice}");

@@ -18,6 +18,9 @@ pub struct AdditionalEndpoint {
     /// File holding this endpoint's API key (required).
     #[serde(with = "crate::optional::path")]
     pub api_key_file: Option<PathBuf>,
+    /// A key written out in the Datadog Agent's `additional_endpoints` (never printed).
+    #[serde(skip)]
+    pub api_key: Option<crate::secret::InlineKey>,
     pub compression: Compression,
     #[serde(with = "crate::optional::number")]
     pub compression_level: Option<i32>,
@@ -33,6 +36,7 @@ impl Default for AdditionalEndpoint {
             site: Site::Us1,
             endpoint: None,
             api_key_file: None,
+            api_key: None,
             compression: Compression::Auto,
             compression_level: None,
             reliable: true,
@@ -47,6 +51,7 @@ impl AdditionalEndpoint {
             site: self.site,
             endpoint: self.endpoint.clone(),
             api_key_file: self.api_key_file.clone(),
+            api_key: self.api_key.clone(),
             compression: self.compression,
             compression_level: self.compression_level,
             additional_endpoints: Vec::new(),

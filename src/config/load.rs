@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::{
     AdditionalEndpoint, Config, ConfigError, DatadogConfig, ENV_NOT_KEYS, ENV_PREFIX,
-    ENV_SEPARATOR, Input, LIST_KEYS, MultilineSettings, RuleKind, RuleSettings,
+    ENV_SEPARATOR, Input, LIST_KEYS, MultilineSettings, RuleKind, RuleSettings, agent,
 };
 
 impl Config {
@@ -28,7 +28,7 @@ impl Config {
                 path: path.to_path_buf(),
             });
         }
-        let (mut tree, ignored) = merged_tree(path, env)?;
+        let (mut tree, ignored) = merged_tree(config::File::from(path), path, env)?;
         let vars: std::collections::HashMap<&str, &str> =
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut errors = Vec::new();
@@ -43,6 +43,73 @@ impl Config {
         }
         Ok(config)
     }
+
+    /// Derives the configuration from the Datadog Agent's files in `dir` (`datadog.yaml`,
+    /// `conf.d`) and its `DD_*` variables; `SIDELOG_*` variables override the result as they
+    /// override a file. Errors name the Agent's settings and files.
+    pub fn load_agent(dir: &Path) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_agent_with_env(dir, &env)
+    }
+
+    /// As [`Config::load_agent`], with the environment given explicitly (for tests).
+    pub fn load_agent_with_env(
+        dir: &Path,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let (derived, notices, errors) = agent::derive(dir, env);
+        if !errors.is_empty() {
+            return Err(ConfigError::Invalid(errors));
+        }
+        // The Agent interpolates nothing: the derived values go through as they are.
+        let text = derived.to_toml();
+        let source = config::File::from_str(&text, config::FileFormat::Toml);
+        let (tree, ignored) = merged_tree(source, dir, env)?;
+        let mut config = typed(&tree)?;
+        carry_inline_keys(&derived, &mut config);
+        config.agent = derived.agent;
+        config.validate().map_err(|e| in_agent_terms(e, &config))?;
+        config.notices = notices;
+        if !ignored.is_empty() {
+            config.notices.push(ignored_variables_notice(&ignored));
+        }
+        Ok(config)
+    }
+}
+
+/// Keys written out in the Agent's settings are never in text; they go over as they are.
+fn carry_inline_keys(derived: &Config, config: &mut Config) {
+    config.datadog.api_key = derived.datadog.api_key.clone();
+    let pairs = config
+        .datadog
+        .additional_endpoints
+        .iter_mut()
+        .zip(&derived.datadog.additional_endpoints);
+    for (ours, theirs) in pairs {
+        ours.api_key = theirs.api_key.clone();
+    }
+}
+
+/// Validation errors of a derived configuration, with the `conf.d` entry of each input named
+/// beside sidelog's key.
+fn in_agent_terms(e: ConfigError, config: &Config) -> ConfigError {
+    let (ConfigError::Invalid(errors), Some(agent)) = (&e, &config.agent) else {
+        return e;
+    };
+    let named = errors
+        .iter()
+        .map(|err| {
+            let origin = agent.inputs.iter().enumerate().find_map(|(i, origin)| {
+                let rest = err.strip_prefix(&format!("inputs[{i}]"))?;
+                rest.starts_with(['.', ':']).then_some(origin)
+            });
+            match (origin, err.split_once(": ")) {
+                (Some(origin), Some((key, rest))) => format!("{origin} ({key}): {rest}"),
+                _ => err.clone(),
+            }
+        })
+        .collect();
+    ConfigError::Invalid(named)
 }
 
 /// One warning for every `SIDELOG_*` variable that names no key. Kubernetes gives every
@@ -55,13 +122,18 @@ fn ignored_variables_notice(names: &[String]) -> String {
     )
 }
 
-/// The file with the environment's overrides on top, still untyped (values from the
-/// environment are text), and the names of the prefixed variables that name no key.
-fn merged_tree(
+/// The file (`source`, read from `path`) with the environment's overrides on top, still
+/// untyped (values from the environment are text), and the names of the prefixed variables
+/// that name no key.
+fn merged_tree<S>(
+    source: S,
     path: &Path,
     env: &[(String, String)],
-) -> Result<(toml::Value, Vec<String>), ConfigError> {
-    let mut builder = config::Config::builder().add_source(config::File::from(path));
+) -> Result<(toml::Value, Vec<String>), ConfigError>
+where
+    S: config::Source + Send + Sync + 'static,
+{
+    let mut builder = config::Config::builder().add_source(source);
     let known = all_keys();
     let mut ignored = Vec::new();
     for (name, value) in env {

@@ -7,9 +7,11 @@
 //! so no other module re-checks ranges. Errors always name the key (`batch.max_events`,
 //! `inputs[0].include`) so an operator can find the line to fix.
 
+pub mod agent;
 mod endpoints;
 mod kubernetes;
 mod load;
+mod site;
 mod validate;
 
 use std::net::SocketAddr;
@@ -24,13 +26,18 @@ pub use crate::process::{MultilineSettings, Preset, RuleKind, RuleSettings};
 pub use endpoints::AdditionalEndpoint;
 pub use kubernetes::KubernetesConfig;
 pub use load::{all_keys, interpolate, keys_in};
+pub use site::Site;
 
 /// Environment variables with this prefix override configuration keys.
 pub const ENV_PREFIX: &str = "SIDELOG_";
 /// Separator between nesting levels in an environment override name.
 pub const ENV_SEPARATOR: &str = "__";
 /// Environment variables with the prefix that are not configuration keys.
-const ENV_NOT_KEYS: &[&str] = &["SIDELOG_CONFIG", "SIDELOG_BENCH_SHIPPER"];
+const ENV_NOT_KEYS: &[&str] = &[
+    "SIDELOG_CONFIG",
+    "SIDELOG_AGENT_CONFIG",
+    "SIDELOG_BENCH_SHIPPER",
+];
 /// Keys whose environment override is a comma-separated list.
 const LIST_KEYS: &[&str] = &["include", "exclude", "tags"];
 
@@ -95,6 +102,9 @@ pub struct Config {
     /// that name no key, settings of the Datadog Agent that do not apply).
     #[serde(skip)]
     pub notices: Vec<String>,
+    /// Set when the configuration was derived from the Datadog Agent's files.
+    #[serde(skip)]
+    pub agent: Option<agent::AgentOrigin>,
 }
 
 impl Default for Config {
@@ -116,6 +126,7 @@ impl Default for Config {
             kubernetes: KubernetesConfig::default(),
             log_processing_rules: Vec::new(),
             notices: Vec::new(),
+            agent: None,
         }
     }
 }
@@ -317,6 +328,9 @@ pub struct DatadogConfig {
     /// File holding the API key; when empty, the `DD_API_KEY` environment variable is used.
     #[serde(with = "crate::optional::path")]
     pub api_key_file: Option<PathBuf>,
+    /// A key written out in the Datadog Agent's files (never in sidelog's, never printed).
+    #[serde(skip)]
+    pub api_key: Option<crate::secret::InlineKey>,
     /// Sent as `hostname`; empty means the host (pod) name.
     #[serde(with = "crate::optional::string")]
     pub hostname: Option<String>,
@@ -366,6 +380,7 @@ impl Default for DatadogConfig {
             site: Site::Us1,
             endpoint: None,
             api_key_file: None,
+            api_key: None,
             hostname: None,
             tags: Vec::new(),
             compression: Compression::Auto,
@@ -448,101 +463,6 @@ impl<'de> Deserialize<'de> for RequestConcurrency {
             }
         }
         d.deserialize_any(Visitor)
-    }
-}
-
-/// A Datadog site. Anything else is refused, not guessed: a typo would send the key to
-/// someone else's domain (`datadog.endpoint` covers other intakes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Site {
-    Us1,
-    Us3,
-    Us5,
-    Eu,
-    Ap1,
-    Ap2,
-    Us1Fed,
-}
-
-impl Site {
-    /// Every site: its configuration value and its logs intake host.
-    pub const ALL: [(Site, &'static str, &'static str); 7] = [
-        (Site::Us1, "datadoghq.com", "http-intake.logs.datadoghq.com"),
-        (
-            Site::Us3,
-            "us3.datadoghq.com",
-            "http-intake.logs.us3.datadoghq.com",
-        ),
-        (
-            Site::Us5,
-            "us5.datadoghq.com",
-            "http-intake.logs.us5.datadoghq.com",
-        ),
-        (Site::Eu, "datadoghq.eu", "http-intake.logs.datadoghq.eu"),
-        (
-            Site::Ap1,
-            "ap1.datadoghq.com",
-            "http-intake.logs.ap1.datadoghq.com",
-        ),
-        (
-            Site::Ap2,
-            "ap2.datadoghq.com",
-            "http-intake.logs.ap2.datadoghq.com",
-        ),
-        (
-            Site::Us1Fed,
-            "ddog-gov.com",
-            "http-intake.logs.ddog-gov.com",
-        ),
-    ];
-
-    fn entry(self) -> (Site, &'static str, &'static str) {
-        Site::ALL
-            .into_iter()
-            .find(|(s, _, _)| *s == self)
-            .unwrap_or(Site::ALL[0])
-    }
-
-    pub fn intake_host(self) -> &'static str {
-        self.entry().2
-    }
-}
-
-impl std::fmt::Display for Site {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.entry().1)
-    }
-}
-
-impl std::str::FromStr for Site {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Site, String> {
-        Site::ALL
-            .into_iter()
-            .find(|(_, name, _)| *name == s.trim())
-            .map(|(site, _, _)| site)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Site::ALL.iter().map(|(_, n, _)| *n).collect();
-                format!(
-                    "{s:?} is not a Datadog site (allowed: {}; set datadog.endpoint for any other intake)",
-                    known.join(", ")
-                )
-            })
-    }
-}
-
-impl Serialize for Site {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Site {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -132,7 +132,7 @@ fn check_additional(
     errors: &mut Vec<String>,
 ) {
     let key = format!("datadog.additional_endpoints[{i}]");
-    if extra.api_key_file.is_none() {
+    if extra.api_key_file.is_none() && extra.api_key.is_none() {
         errors.push(format!(
             "{key}.api_key_file: required (each endpoint has its own key)"
         ));

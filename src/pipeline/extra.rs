@@ -73,7 +73,7 @@ pub(super) fn start(
 ) -> anyhow::Result<Extras> {
     let mut extras = Extras::default();
     for (i, extra) in config.datadog.additional_endpoints.iter().enumerate() {
-        let keys = match KeySource::load(extra.api_key_file.as_deref()) {
+        let keys = match KeySource::load(extra.api_key_file.as_deref(), extra.api_key.as_ref()) {
             Ok(keys) => keys,
             Err(e) if !extra.reliable => {
                 tracing::warn!(error = %e, endpoint = i, "best-effort additional endpoint left out: no API key");

@@ -161,7 +161,9 @@ async fn load_key(
     signal: &mut ShutdownSignal,
 ) -> anyhow::Result<Option<Arc<KeySource>>> {
     let wait = Duration::from_secs(config.datadog.api_key_wait_secs);
-    let load = KeySource::load_waiting(config.datadog.api_key_file.as_deref(), wait, metrics);
+    let d = &config.datadog;
+    let load =
+        KeySource::load_waiting(d.api_key_file.as_deref(), d.api_key.as_ref(), wait, metrics);
     tokio::pin!(load);
     loop {
         tokio::select! {

@@ -130,40 +130,81 @@ pub(super) fn emit_read(
             counts.joined += 1;
         }
     };
-    let big_endian = match rules.encoding {
-        Encoding::Utf8 => {
-            // One UTF-8 check for all complete lines of the read, instead of one per line.
-            let valid = match memchr::memrchr(b'\n', data) {
-                Some(last) => simdutf8::basic::from_utf8(&data[..=last]).is_ok(),
-                None => false,
-            };
-            counts.consumed = frame::frame(data, rules.max_line, continued, finish, |f| {
-                on_line(Line::of(&f, data, base, valid, timestamp))
-            });
-            return counts;
-        }
-        Encoding::Utf16Le => false,
-        Encoding::Utf16Be => true,
+    let read = Read {
+        data,
+        base,
+        max_line: rules.max_line,
+        finish,
+        timestamp,
     };
-    let mut text = Vec::new();
-    let consumed = frame::frame_utf16(data, rules.max_line, continued, finish, big_endian, |f| {
-        let mut raw = &data[f.text_start..f.text_start + f.text_len];
-        if base + f.text_start as u64 == 0 && matches!(raw, [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]) {
-            raw = &raw[2..];
-        }
-        frame::utf16_to_utf8(raw, big_endian, &mut text);
-        on_line(Line {
-            text: &text,
-            valid: true,
-            cut_before: f.cut_before,
-            cut_after: f.cut_after,
-            text_offset: base + f.text_start as u64,
-            end: base + f.end as u64,
-            timestamp_ms: timestamp,
-        })
-    });
+    let consumed = match rules.encoding {
+        Encoding::Utf8 => read.utf8_lines(continued, &mut on_line),
+        Encoding::Utf16Le => read.utf16_lines(continued, false, &mut on_line),
+        Encoding::Utf16Be => read.utf16_lines(continued, true, &mut on_line),
+    };
     counts.consumed = consumed;
     counts
+}
+
+/// One read's bytes and what framing them needs.
+struct Read<'a> {
+    data: &'a [u8],
+    /// Where `data` starts in the file.
+    base: u64,
+    max_line: usize,
+    finish: bool,
+    timestamp: u64,
+}
+
+impl Read<'_> {
+    /// Frames UTF-8 text; returns the bytes consumed.
+    fn utf8_lines(&self, continued: &mut bool, on_line: &mut impl FnMut(Line<'_>)) -> usize {
+        let data = self.data;
+        // One UTF-8 check for all complete lines of the read, instead of one per line.
+        let valid = match memchr::memrchr(b'\n', data) {
+            Some(last) => simdutf8::basic::from_utf8(&data[..=last]).is_ok(),
+            None => false,
+        };
+        frame::frame(data, self.max_line, continued, self.finish, |f| {
+            on_line(Line::of(&f, data, self.base, valid, self.timestamp))
+        })
+    }
+
+    /// Frames UTF-16 text, each line turned into UTF-8 (a byte order mark at the start of
+    /// the file dropped); returns the bytes consumed.
+    fn utf16_lines(
+        &self,
+        continued: &mut bool,
+        big_endian: bool,
+        on_line: &mut impl FnMut(Line<'_>),
+    ) -> usize {
+        let data = self.data;
+        let mut text = Vec::new();
+        frame::frame_utf16(
+            data,
+            self.max_line,
+            continued,
+            self.finish,
+            big_endian,
+            |f| {
+                let mut raw = &data[f.text_start..f.text_start + f.text_len];
+                let at_file_start = self.base + f.text_start as u64 == 0;
+                if at_file_start && matches!(raw, [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]) {
+                    raw = &raw[2..];
+                }
+                frame::utf16_to_utf8(raw, big_endian, &mut text);
+                on_line(Line {
+                    text: &text,
+                    valid: true,
+                    cut_before: f.cut_before,
+                    cut_after: f.cut_after,
+                    text_offset: self.base + f.text_start as u64,
+                    end: self.base + f.end as u64,
+                    timestamp_ms: self.timestamp,
+                })
+            },
+        )
+    }
 }
 
 /// A framed line with its place in the file.

@@ -85,14 +85,23 @@ impl Harness {
 
     /// Starts `sidelog --config <config>` with extra environment variables.
     pub fn start_with_env(&mut self, config: &Path, env: &[(&str, &str)]) {
+        let config = config.to_str().expect("UTF-8 path");
+        self.start_args(&["--config", config], env);
+    }
+
+    /// Starts `sidelog <args>` with extra environment variables (and none of the Datadog
+    /// Agent's from the machine's environment).
+    pub fn start_args(&mut self, args: &[&str], env: &[(&str, &str)]) {
         self.runs += 1;
         let stderr = File::create(self.stderr_path(self.runs)).expect("stderr file");
         let mut cmd = Command::new(BIN);
-        cmd.arg("--config")
-            .arg(config)
+        cmd.args(args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(stderr);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DD_")) {
+            cmd.env_remove(k);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
