@@ -562,3 +562,161 @@ fn runs_from_the_agents_files_and_follows_a_rotated_key() {
         "checkpoints in run_path"
     );
 }
+
+const SEED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/kubernetes/agent");
+
+/// The Pod's manifests without their comments.
+fn manifest_body(name: &str) -> String {
+    let text = std::fs::read_to_string(Path::new(SEED_DIR).join(name)).expect("manifest");
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_seed_pod_moves_to_sidelog_by_its_image_alone() {
+    let agent = manifest_body("datadog-agent-pod.yaml");
+    let sidelog = manifest_body("sidelog-pod.yaml");
+    let changed: Vec<(&str, &str)> = agent
+        .lines()
+        .zip(sidelog.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(agent.lines().count(), sidelog.lines().count());
+    assert_eq!(
+        changed,
+        [(
+            "      image: gcr.io/datadoghq/agent:7",
+            "      image: sidelog:0.1.0"
+        )]
+    );
+}
+
+/// The seed Pod's `datadog-agent` container, run as the real binary from the files and
+/// variables its manifest gives it (paths moved into a temporary directory, the intake
+/// local): every line arrives as the Agent's configuration asks, debug lines dropped, user
+/// ids and client addresses masked with their groups kept.
+#[test]
+fn the_seed_pods_agent_configuration_ships_what_the_agent_would() {
+    let docs = sidelog::yaml11::load(
+        &std::fs::read_to_string(Path::new(SEED_DIR).join("sidelog-pod.yaml")).expect("pod"),
+    )
+    .expect("YAML");
+    let mut h = Harness::with_intake();
+    let log = h.log("user-msvc.log");
+    let conf = docs[0]["data"]["conf.yaml"]
+        .as_str()
+        .expect("conf.yaml")
+        .replace("/var/log/user-msvc.log", log.to_str().expect("UTF-8"));
+    let dir = agent_dir(h.dir.path(), None, &[("user-msvc.d/conf.yaml", &conf)]);
+    let secret = KubeletVolume::new(
+        &h.dir.path().join("secret"),
+        "api_key",
+        &format!("{API_KEY}\n"),
+    );
+    let container = &docs[2]["spec"]["containers"][1];
+    assert_eq!(container["name"].as_str(), Some("datadog-agent"));
+    let mut vars: Vec<(String, String)> = container["env"]
+        .as_vec()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            let name = e["name"].as_str().expect("name").to_string();
+            let value = match e["value"].as_str() {
+                Some(v) => v.replace(
+                    "/etc/datadog-agent/secret/api_key",
+                    secret.path().to_str().expect("UTF-8"),
+                ),
+                None => "user-msvc".to_string(), // the Downward API's metadata.name
+            };
+            (name, value)
+        })
+        .collect();
+    let url = h
+        .intake()
+        .endpoint()
+        .trim_start_matches("http://")
+        .to_string();
+    vars.push(("DD_LOGS_CONFIG_LOGS_DD_URL".into(), url));
+    vars.push(("DD_LOGS_CONFIG_LOGS_NO_SSL".into(), "true".into()));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut written = Vec::new();
+    for seq in 0..400 {
+        let mut line = Vec::new();
+        sidelog::sample::line(&mut line, &mut rng, 0, seq, 200, 0);
+        written.push(
+            String::from_utf8(line)
+                .expect("UTF-8")
+                .trim_end_matches('\n')
+                .to_string(),
+        );
+    }
+    append(&log, written.clone());
+    h.start_args(&["--agent-config", dir.to_str().expect("UTF-8")], &vars);
+    let expected = expected_messages(&written);
+    h.wait_events(expected.len() as u64, T);
+    assert_eq!(h.terminate().code(), Some(0), "{}", h.stderr());
+
+    let events = h.intake().events();
+    let got: Vec<String> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_lines(&got, &expected, "what the Agent's configuration asks for");
+    assert!(
+        expected.len() < written.len(),
+        "some debug lines were dropped"
+    );
+    for e in &events {
+        assert_eq!(
+            (e["service"].as_str(), e["ddsource"].as_str()),
+            (Some("user-msvc"), Some("go"))
+        );
+        assert_eq!(e["hostname"].as_str(), Some("user-msvc"));
+        let tags: Vec<&str> = e["ddtags"]
+            .as_str()
+            .unwrap_or_default()
+            .split(',')
+            .collect();
+        for tag in [
+            "cluster:seed",
+            "region:eu-west-1",
+            "env:seed",
+            "version:1.0",
+            "team:users",
+            "sourcecategory:http",
+            "filename:user-msvc.log",
+        ] {
+            assert!(tags.contains(&tag), "{tag} not in {tags:?}");
+        }
+    }
+    let log_text = h.stderr();
+    for named in [
+        "DD_APM_ENABLED",
+        "DD_PROCESS_AGENT_ENABLED",
+        "DD_DOGSTATSD_NON_LOCAL_TRAFFIC",
+        "DD_KUBERNETES_KUBELET_HOST",
+    ] {
+        assert_eq!(
+            log_text.matches(named).count(),
+            1,
+            "{named} named once: {log_text}"
+        );
+    }
+}
+
+/// What the seed Pod's Agent configuration makes of each line: the global rule (client
+/// addresses) first, then the source's (debug lines dropped, user ids masked), trimmed.
+fn expected_messages(written: &[String]) -> Vec<String> {
+    let ip = regex::Regex::new(r"(10\.)\d+\.\d+\.\d+").expect("regex");
+    let user = regex::Regex::new(r#"("user_id":)\d+"#).expect("regex");
+    written
+        .iter()
+        .map(|l| ip.replace_all(l, "${1}x.x.x").into_owned())
+        .filter(|l| !l.contains(r#""level":"debug""#))
+        .map(|l| user.replace_all(&l, r#"${1}"[masked]""#).trim().to_string())
+        .collect()
+}

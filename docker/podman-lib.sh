@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Shared by the podman plays of the seed Pods (podman-seed-pod.sh, podman-agent-pod.sh):
+# podman itself, the images built FROM scratch around static binaries, a Secret volume laid
+# out as the kubelet lays it out, and the Pod torn down at the end. Source it; it expects
+# $root (the repository) and $work (a scratch directory) to be set.
+
+pm() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
+
+# podman and runc from Debian's packages when missing; PyYAML for the manifest edits.
+podman_setup() {
+  echo "== podman"
+  if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
+    local sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq podman runc >/dev/null
+  fi
+  python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q pyyaml 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages pyyaml
+  printf '[containers]\ndefault_ulimits = []\n' > "$work/containers.conf"
+  export CONTAINERS_CONF="$work/containers.conf"
+  podman --version
+}
+
+# The Pod's binary as docker/Dockerfile builds it (the shipper alone, `dist` profile), as
+# image sidelog:0.1.0; and one with the development tools, sidelog-devtools:0.1.0, for the
+# intake container only. Both FROM scratch: no base image can be pulled here.
+build_images() {
+  echo "== images (FROM scratch, static binaries)"
+  target="$(rustc -vV | sed -n 's/^host: //p')"
+  local static="-C target-feature=+crt-static -C relocation-model=static"
+  (cd "$root" && RUSTFLAGS="$static" \
+    cargo build --profile dist --no-default-features --locked --target "$target" --quiet)
+  (cd "$root" && RUSTFLAGS="$static" \
+    cargo build --release --locked --target "$target" --quiet)
+  build_image "$root/target/$target/dist/sidelog" sidelog
+  build_image "$root/target/$target/release/sidelog" sidelog-devtools
+  pm images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep sidelog
+  if pm run --rm --network none sidelog:0.1.0 intake --help >/dev/null 2>&1; then
+    echo "the Pod's image must not carry the built-in intake"; exit 1
+  fi
+}
+
+build_image() {
+  mkdir -p "$work/$2"
+  cp "$1" "$work/$2/sidelog"
+  cp "$root/docker/Dockerfile.scratch" "$work/$2/"
+  pm build --quiet -f "$work/$2/Dockerfile.scratch" -t "$2:0.1.0" "$work/$2" >/dev/null
+}
+
+# secret_volume DIR FILE CONTENT: a Secret volume as the kubelet lays it out
+# (FILE -> ..data/FILE, ..data -> ..<timestamp>).
+secret_volume() {
+  mkdir -p "$1/..2026_11_26_10_00_01"
+  echo "$3" > "$1/..2026_11_26_10_00_01/$2"
+  ln -s "..2026_11_26_10_00_01" "$1/..data"
+  ln -s "..data/$2" "$1/$2"
+  chmod -R a+rX "$1"
+}
+
+# rotate_secret DIR FILE CONTENT: what the kubelet does when the Secret changes: a new
+# timestamped directory, a ..data_tmp link renamed over ..data, the old directory removed.
+rotate_secret() {
+  local old new
+  old="$(readlink "$1/..data")"
+  new="..2026_11_26_10_00_02"
+  mkdir "$1/$new"
+  echo "$3" > "$1/$new/$2"
+  chmod -R a+rX "$1"
+  ln -s "$new" "$1/..data_tmp"
+  mv -T "$1/..data_tmp" "$1/..data"
+  rm -rf "${1:?}/$old"
+}
+
+# teardown MANIFEST SIDECAR STATUS: on failure the sidecar's and the intake's logs, then the
+# Pod down and the scratch directory gone.
+teardown() {
+  if [ -f "$1" ]; then
+    if [ "$3" -ne 0 ]; then
+      echo "--- $2's log"
+      pm logs "user-msvc-$2" 2>&1 | tail -40 || true
+      echo "--- intake's log"
+      pm logs user-msvc-intake 2>&1 | tail -10 || true
+    fi
+    pm kube play --down "$1" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+}
+
+# The directory of the Pod's emptyDir mounted at $2 in container $1.
+volume_dir() {
+  pm volume inspect --format '{{.Mountpoint}}' \
+    "$(pm inspect "$1" --format "{{range .Mounts}}{{if eq .Destination \"$2\"}}{{.Name}}{{end}}{{end}}")"
+}
