@@ -72,6 +72,27 @@ rotate_secret() {
   rm -rf "${1:?}/$old"
 }
 
+# rotate_and_check SECRET FILE CONTAINER CHECK EVENTS INTAKE_DIR: rotates the key the way the
+# kubelet does (the intake takes only the new one from then on), runs CHECK "after the key
+# rotation", and checks that more was accepted and that the shipper in CONTAINER said it took
+# up the new key.
+rotate_and_check() {
+  echo "== rotate the API key as the kubelet does"
+  local before after log
+  before=$(wc -l < "$5")
+  rotate_secret "$1" "$2" key-two
+  echo "key-two" > "$6/api-key"
+  sleep 5
+  "$4" "after the key rotation"
+  after=$(wc -l < "$5")
+  [ "$after" -gt "$before" ] || { echo "nothing accepted with the new key"; exit 1; }
+  # Read the log whole first: `grep -q` stops at the first match, and with pipefail the
+  # writer's broken pipe would fail the check.
+  log="$(pm logs "user-msvc-$3" 2>&1)"
+  grep -q "API key changed" <<<"$log" || { echo "sidelog did not report the new key"; exit 1; }
+  accepted=$after
+}
+
 # teardown MANIFEST SIDECAR STATUS: on failure the sidecar's and the intake's logs, then the
 # Pod down and the scratch directory gone.
 teardown() {

@@ -381,24 +381,14 @@ pub fn all_keys() -> BTreeSet<String> {
     // Optional tables and lists of tables are filled in so their keys are listed too.
     let input = Input {
         multiline: Some(MultilineSettings::default()),
-        log_processing_rules: vec![RuleSettings {
-            kind: RuleKind::MaskSequences,
-            name: String::new(),
-            pattern: String::new(),
-            replace_placeholder: String::new(),
-        }],
+        log_processing_rules: vec![RuleSettings::new(RuleKind::MaskSequences, "", "", "")],
         ..Input::default()
     };
     let mut datadog = DatadogConfig::default();
     datadog
         .additional_endpoints
         .push(AdditionalEndpoint::default());
-    let rule = RuleSettings {
-        kind: RuleKind::MaskSequences,
-        name: String::new(),
-        pattern: String::new(),
-        replace_placeholder: String::new(),
-    };
+    let rule = RuleSettings::new(RuleKind::MaskSequences, "", "", "");
     let value = toml::Value::try_from(Config {
         log_processing_rules: vec![rule],
         inputs: vec![input],

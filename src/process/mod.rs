@@ -176,12 +176,7 @@ mod tests {
     }
 
     fn rule(kind: RuleKind, name: &str, pattern: &str, placeholder: &str) -> RuleSettings {
-        RuleSettings {
-            kind,
-            name: name.into(),
-            pattern: pattern.into(),
-            replace_placeholder: placeholder.into(),
-        }
+        RuleSettings::new(kind, name, pattern, placeholder)
     }
 
     #[test]

@@ -92,6 +92,17 @@ pub struct RuleSettings {
     pub replace_placeholder: String,
 }
 
+impl RuleSettings {
+    pub fn new(kind: RuleKind, name: &str, pattern: &str, replace_placeholder: &str) -> Self {
+        RuleSettings {
+            kind,
+            name: name.into(),
+            pattern: pattern.into(),
+            replace_placeholder: replace_placeholder.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleKind {

@@ -44,37 +44,36 @@ pub fn frame(
                 if len > 0 && rest[len - 1] == b'\r' {
                     len -= 1;
                 }
-                pieces(
-                    rest,
-                    pos,
+                let span = Span {
+                    base: pos,
                     len,
-                    pos + nl + 1,
-                    max_line,
-                    continued,
-                    &mut on_line,
-                );
+                    end: pos + nl + 1,
+                };
+                pieces(rest, span, max_line, continued, &mut on_line, split_point);
                 pos += nl + 1;
             }
             None => {
                 if finish {
-                    let len = rest.len();
-                    pieces(rest, pos, len, buf.len(), max_line, continued, &mut on_line);
+                    let span = Span {
+                        base: pos,
+                        len: rest.len(),
+                        end: buf.len(),
+                    };
+                    pieces(rest, span, max_line, continued, &mut on_line, split_point);
                     pos = buf.len();
                     break;
                 }
                 // Cut what is certainly too long for one event; keep the rest for later.
-                while must_cut(&buf[pos..], max_line) {
-                    let cut = split_point(&buf[pos..], max_line);
-                    on_line(Framed {
-                        text_start: pos,
-                        text_len: cut,
-                        end: pos + cut,
-                        cut_before: *continued,
-                        cut_after: true,
-                    });
-                    *continued = true;
-                    pos += cut;
-                }
+                let too_long = |rest: &[u8]| must_cut(rest, max_line);
+                pos = cut_unterminated(
+                    buf,
+                    pos,
+                    max_line,
+                    continued,
+                    &mut on_line,
+                    too_long,
+                    split_point,
+                );
                 break;
             }
         }
@@ -93,39 +92,26 @@ pub fn min_buffer(max_line: usize) -> usize {
     max_line.max(4) + 4
 }
 
-fn pieces(
-    rest: &[u8],
+/// Where a line's text is in the buffer: from `base`, `len` bytes, the line (its ending
+/// included) ending at `end`.
+#[derive(Clone, Copy)]
+struct Span {
     base: usize,
     len: usize,
     end: usize,
-    max_line: usize,
-    continued: &mut bool,
-    on_line: &mut impl FnMut(Framed),
-) {
-    pieces_cut_by(
-        rest,
-        base,
-        len,
-        end,
-        max_line,
-        continued,
-        on_line,
-        split_point,
-    );
 }
 
-/// [`pieces`] with the rule that says where a piece may end.
-#[allow(clippy::too_many_arguments)]
-fn pieces_cut_by(
+/// Emits a complete line as one piece, or as pieces of at most `max_line` bytes ending
+/// where `split` allows.
+fn pieces(
     rest: &[u8],
-    base: usize,
-    len: usize,
-    end: usize,
+    span: Span,
     max_line: usize,
     continued: &mut bool,
     on_line: &mut impl FnMut(Framed),
     split: fn(&[u8], usize) -> usize,
 ) {
+    let Span { base, len, end } = span;
     let mut off = 0;
     while len - off > max_line {
         let cut = split(&rest[off..len], max_line);
@@ -203,38 +189,43 @@ pub fn frame_utf16(
             if len >= 2 && unit(buf, i - 2, big_endian) == u16::from(b'\r') {
                 len -= 2;
             }
-            let rest = &buf[pos..];
-            pieces_cut_by(
-                rest,
-                pos,
+            let span = Span {
+                base: pos,
                 len,
-                i + 2,
-                max_line,
-                continued,
-                &mut on_line,
-                split,
-            );
+                end: i + 2,
+            };
+            pieces(&buf[pos..], span, max_line, continued, &mut on_line, split);
             pos = i + 2;
         }
         i += 2;
     }
     if finish && pos < buf.len() {
-        let rest = &buf[pos..];
-        pieces_cut_by(
-            rest,
-            pos,
-            rest.len(),
-            buf.len(),
-            max_line,
-            continued,
-            &mut on_line,
-            split,
-        );
+        let span = Span {
+            base: pos,
+            len: buf.len() - pos,
+            end: buf.len(),
+        };
+        pieces(&buf[pos..], span, max_line, continued, &mut on_line, split);
         return buf.len();
     }
     // Cut what is certainly too long for one event (a `\r` unit may still come); keep the
     // rest for later.
-    while buf.len() - pos > max_line + 2 {
+    let too_long = |rest: &[u8]| rest.len() > max_line + 2;
+    cut_unterminated(buf, pos, max_line, continued, &mut on_line, too_long, split)
+}
+
+/// Emits pieces of the unterminated line at `pos` while `too_long` says it cannot fit one
+/// event whatever follows; returns where the rest, kept for the next read, starts.
+fn cut_unterminated(
+    buf: &[u8],
+    mut pos: usize,
+    max_line: usize,
+    continued: &mut bool,
+    on_line: &mut impl FnMut(Framed),
+    too_long: impl Fn(&[u8]) -> bool,
+    split: fn(&[u8], usize) -> usize,
+) -> usize {
+    while too_long(&buf[pos..]) {
         let cut = split(&buf[pos..], max_line);
         on_line(Framed {
             text_start: pos,

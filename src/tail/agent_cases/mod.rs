@@ -64,12 +64,7 @@ impl Case {
 }
 
 fn rule(kind: RuleKind, name: &str, pattern: &str, placeholder: &str) -> RuleSettings {
-    RuleSettings {
-        kind,
-        name: name.into(),
-        pattern: pattern.into(),
-        replace_placeholder: placeholder.into(),
-    }
+    RuleSettings::new(kind, name, pattern, placeholder)
 }
 
 fn exclude(pattern: &str) -> RuleSettings {
