@@ -259,6 +259,22 @@ fn the_agents_defaults_where_nothing_is_said() {
     let ml = c.inputs[0].multiline.as_ref().expect("auto multi-line");
     assert_eq!(ml.preset, Some(Preset::Auto));
     assert_eq!(c.datadog.request_concurrency, RequestConcurrency::Adaptive);
+    let gzip_level = env(&[
+        ("DD_API_KEY", "k"),
+        ("DD_LOGS_CONFIG_COMPRESSION_LEVEL", "6"),
+    ]);
+    let c = Config::load_agent_with_env(&dir, &gzip_level).expect("derived");
+    assert_eq!(
+        c.datadog.compression_level, None,
+        "gzip's level leaves zstd's alone"
+    );
+    assert!(
+        c.notices
+            .iter()
+            .any(|n| n.contains("DD_LOGS_CONFIG_COMPRESSION_LEVEL: the level of gzip")),
+        "{:?}",
+        c.notices
+    );
 
     // aggregation_timeout turns a multi_line rule into the same grouping with that timeout.
     let dir = agent_dir(

@@ -189,6 +189,12 @@ impl Settings {
             }
         };
         d.compression = kind;
+        if kind != Compression::Gzip && self.found.contains_key("logs_config.compression_level") {
+            notes.warn(format!(
+                "{}: the level of gzip; bodies are zstd (set compression_kind: gzip for gzip, zstd_compression_level for zstd's level)",
+                self.origin("logs_config.compression_level")
+            ));
+        }
         let Some(level) = self.int(level_key, notes) else {
             return;
         };
