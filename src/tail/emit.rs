@@ -259,6 +259,12 @@ pub(crate) struct Sink<'a> {
 }
 
 impl Sink<'_> {
+    /// A line that goes out on its own while grouping is on, trimmed if the input trims
+    /// (without grouping, lines are trimmed as they are framed).
+    fn trimmed<'l>(&self, line: Line<'l>) -> Line<'l> {
+        if self.trim { line.trimmed() } else { line }
+    }
+
     /// One line: an event of its own, or part of the multi-line event being assembled.
     /// True when it was appended to a pending event.
     fn line(&mut self, line: Line<'_>, covered: &mut u64, grouping: Option<&mut Grouping>) -> bool {
@@ -268,9 +274,10 @@ impl Sink<'_> {
             return false;
         };
         if !line.whole() {
-            // A piece of a line too long for one event goes out on its own, in order.
+            // A piece of a line too long for one event goes out on its own, in order,
+            // trimmed as a line on its own is.
             self.flush(g, covered);
-            self.single(line, covered);
+            self.single(self.trimmed(line), covered);
             return false;
         }
         let action = ml.classify(line.text, g);
@@ -282,7 +289,7 @@ impl Sink<'_> {
             }
             LineAction::Alone => {
                 self.flush(g, covered);
-                self.single(line, covered);
+                self.single(self.trimmed(line), covered);
                 false
             }
             _ => {
@@ -303,7 +310,6 @@ impl Sink<'_> {
 
     /// A line as an event of its own; its range starts where the last event ended.
     fn single(&mut self, line: Line<'_>, covered: &mut u64) {
-        let line = if self.trim { line.trimmed() } else { line };
         let range = EventRange {
             stream: self.stream,
             start: *covered,

@@ -266,14 +266,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Frames `input` fed in reads cut at `cuts`, re-reading unconsumed bytes like the tailer.
-    fn frame_in_reads(
+    /// Feeds `input` to `framer` in reads cut at `cuts`, re-reading unconsumed bytes like
+    /// the tailer; the framer gets a read, the `continued` state and whether it is the last
+    /// read, and returns the bytes it consumed. Returns the bytes consumed in all.
+    fn in_reads(
         input: &[u8],
         cuts: &[usize],
-        max_line: usize,
-        finish: bool,
-    ) -> Vec<(Vec<u8>, bool, bool)> {
-        let mut out = Vec::new();
+        mut framer: impl FnMut(&[u8], &mut bool, bool) -> usize,
+    ) -> usize {
         let mut continued = false;
         let mut pos = 0;
         let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c <= input.len()).collect();
@@ -283,17 +283,25 @@ mod tests {
             if limit < pos {
                 continue;
             }
-            let last = i + 1 == bounds.len();
-            let buf = &input[pos..limit];
-            let used = frame(buf, max_line, &mut continued, finish && last, |f| {
-                out.push((
-                    buf[f.text_start..f.text_start + f.text_len].to_vec(),
-                    f.cut_before,
-                    f.cut_after,
-                ));
-            });
-            pos += used;
+            pos += framer(&input[pos..limit], &mut continued, i + 1 == bounds.len());
         }
+        pos
+    }
+
+    /// Frames `input` fed in reads cut at `cuts`: the lines with their marks.
+    fn frame_in_reads(
+        input: &[u8],
+        cuts: &[usize],
+        max_line: usize,
+        finish: bool,
+    ) -> Vec<(Vec<u8>, bool, bool)> {
+        let mut out = Vec::new();
+        in_reads(input, cuts, |buf, continued, last| {
+            frame(buf, max_line, continued, finish && last, |f| {
+                let text = &buf[f.text_start..f.text_start + f.text_len];
+                out.push((text.to_vec(), f.cut_before, f.cut_after));
+            })
+        });
         out
     }
 
@@ -384,7 +392,8 @@ mod tests {
             .collect()
     }
 
-    /// Frames UTF-16 `input` in reads cut at `cuts`; the lines as UTF-8 with their marks.
+    /// Frames UTF-16 `input` in reads cut at `cuts`: the lines as UTF-8 with their marks,
+    /// and the bytes consumed.
     fn frame_utf16_in_reads(
         input: &[u8],
         cuts: &[usize],
@@ -392,29 +401,16 @@ mod tests {
         big_endian: bool,
     ) -> (Vec<(String, bool, bool)>, usize) {
         let mut out = Vec::new();
-        let mut continued = false;
-        let mut pos = 0;
-        let mut bounds: Vec<usize> = cuts.iter().copied().filter(|&c| c <= input.len()).collect();
-        bounds.push(input.len());
-        bounds.sort_unstable();
-        for limit in bounds {
-            if limit < pos {
-                continue;
-            }
-            let buf = &input[pos..limit];
-            let used = frame_utf16(buf, max_line, &mut continued, false, big_endian, |f| {
+        let consumed = in_reads(input, cuts, |buf, continued, _| {
+            frame_utf16(buf, max_line, continued, false, big_endian, |f| {
                 let mut text = Vec::new();
-                utf16_to_utf8(
-                    &buf[f.text_start..f.text_start + f.text_len],
-                    big_endian,
-                    &mut text,
-                );
+                let raw = &buf[f.text_start..f.text_start + f.text_len];
+                utf16_to_utf8(raw, big_endian, &mut text);
                 let text = String::from_utf8(text).expect("UTF-8");
                 out.push((text, f.cut_before, f.cut_after));
-            });
-            pos += used;
-        }
-        (out, pos)
+            })
+        });
+        (out, consumed)
     }
 
     #[test]
