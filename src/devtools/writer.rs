@@ -1,5 +1,7 @@
-//! A writer like an application's: sample lines at a steady rate over some files, one append
-//! per file per interval, on a thread of its own. The demo and the benchmarks write with it.
+//! A writer like an application's: sample lines at a steady rate over some files, on a thread
+//! of its own, either each line with a write(2) of its own when it is due (as most logging
+//! libraries write) or one append per file per interval. The demo and the benchmarks write
+//! with it.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 /// Writes benchmark lines like an app: `rate` lines/s over some files, one append per file
-/// every `interval`, on a thread of its own.
+/// every `interval` (zero: each line on its own when it is due), on a thread of its own.
 pub struct PacedLines {
     stop: Arc<AtomicBool>,
     written: Arc<AtomicU64>,
@@ -81,6 +83,59 @@ struct Counts {
 }
 
 fn write_paced(
+    files: Vec<fs::File>,
+    rate: u64,
+    interval: Duration,
+    line_bytes: usize,
+    counts: &Counts,
+) -> std::io::Result<()> {
+    if interval.is_zero() {
+        write_each_line(files, rate, line_bytes, counts)
+    } else {
+        write_batched(files, rate, interval, line_bytes, counts)
+    }
+}
+
+/// Each line with a write of its own at its due time (line k at k / rate), the files in turn.
+fn write_each_line(
+    mut files: Vec<fs::File>,
+    rate: u64,
+    line_bytes: usize,
+    counts: &Counts,
+) -> std::io::Result<()> {
+    let n = files.len().max(1);
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut seqs = vec![0u64; n];
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    let per_line = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let mut total = 0u64;
+    while !counts.stop.load(Ordering::Relaxed) {
+        let due_at = start + per_line.mul_f64(total as f64);
+        if let Some(wait) = due_at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let f = (total % n as u64) as usize;
+        buf.clear();
+        crate::sample::line(
+            &mut buf,
+            &mut rng,
+            f,
+            seqs[f],
+            line_bytes,
+            crate::clock::now_us(),
+        );
+        seqs[f] += 1;
+        files[f].write_all(&buf)?;
+        counts.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        total += 1;
+        counts.lines.store(total, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// One append per file every `interval`, holding the lines due since the last one.
+fn write_batched(
     mut files: Vec<fs::File>,
     rate: u64,
     interval: Duration,

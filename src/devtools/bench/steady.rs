@@ -144,10 +144,11 @@ pub struct SteadyOptions {
     /// Lines per second, over all files.
     #[arg(long, default_value_t = 1000)]
     pub rate: u64,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     pub files: usize,
-    /// How often the app appends to each file (one write per file per interval).
-    #[arg(long, default_value_t = 10)]
+    /// 0 (the default): each line with a write of its own when it is due, as most logging
+    /// libraries write; N: one append per file every N ms with the lines due meanwhile.
+    #[arg(long, default_value_t = 0)]
     pub interval_ms: u64,
     /// How long to measure, after a warm-up of 5 s.
     #[arg(long, default_value_t = 60)]
@@ -191,8 +192,94 @@ fn context_switches(pid: u32) -> u64 {
         .sum()
 }
 
+/// One thread's CPU time (nanoseconds, from `schedstat`) and wake-ups (voluntary context
+/// switches), by the role its name says.
+#[derive(Debug, Default, Clone, Copy)]
+struct ThreadUse {
+    cpu_ns: u64,
+    wakeups: u64,
+}
+
+/// The shipper's threads by role: the reader, the file-event thread, the runtime (requests,
+/// dispatch, checkpoints) and the compressors.
+#[derive(Debug, Default, Clone, Copy)]
+struct Roles {
+    reader: ThreadUse,
+    file_events: ThreadUse,
+    runtime: ThreadUse,
+    compressors: ThreadUse,
+}
+
+fn roles(pid: u32) -> Roles {
+    let mut r = Roles::default();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return r;
+    };
+    for task in tasks.flatten() {
+        let read = |f: &str| fs::read_to_string(task.path().join(f)).unwrap_or_default();
+        let name = read("comm");
+        let cpu_ns = read("schedstat")
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let wakeups = read("status")
+            .lines()
+            .find(|l| l.starts_with("voluntary_ctxt_switches:"))
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0);
+        let slot = match name.trim() {
+            n if n.starts_with("sidelog-tail") => &mut r.reader,
+            n if n.starts_with("notify") => &mut r.file_events,
+            n if n.starts_with("sidelog-zip") => &mut r.compressors,
+            _ => &mut r.runtime,
+        };
+        slot.cpu_ns += cpu_ns;
+        slot.wakeups += wakeups;
+    }
+    r
+}
+
+impl ThreadUse {
+    fn since(self, before: ThreadUse) -> ThreadUse {
+        ThreadUse {
+            cpu_ns: self.cpu_ns.saturating_sub(before.cpu_ns),
+            wakeups: self.wakeups.saturating_sub(before.wakeups),
+        }
+    }
+}
+
+impl Roles {
+    fn since(self, b: Roles) -> Roles {
+        Roles {
+            reader: self.reader.since(b.reader),
+            file_events: self.file_events.since(b.file_events),
+            runtime: self.runtime.since(b.runtime),
+            compressors: self.compressors.since(b.compressors),
+        }
+    }
+
+    /// Where the CPU went: per request (the runtime and the compressors), per wake-up of the
+    /// reader, per line (the file-event thread, woken by each write), and by thread.
+    fn split(&self, secs: f64, requests: u64, lines: u64) -> String {
+        let pct = |t: ThreadUse| 100.0 * t.cpu_ns as f64 / 1e9 / secs;
+        let per = |ns: u64, n: u64| ns as f64 / 1e3 / n.max(1) as f64;
+        format!(
+            "split: {:.0} us per request (runtime and compressors), {:.0} us per reader wake-up ({:.0}/s), {:.0} us of file events per line; by thread: reader {:.2}%, file events {:.2}%, runtime {:.2}%, compressors {:.2}%",
+            per(self.runtime.cpu_ns + self.compressors.cpu_ns, requests),
+            per(self.reader.cpu_ns, self.reader.wakeups),
+            self.reader.wakeups as f64 / secs,
+            per(self.file_events.cpu_ns, lines),
+            pct(self.reader),
+            pct(self.file_events),
+            pct(self.runtime),
+            pct(self.compressors),
+        )
+    }
+}
+
 /// The everyday cost: an app-like writer at a steady rate; CPU of the shipper alone, its
-/// wake-ups, the requests it makes, its memory.
+/// wake-ups, the requests it makes, its memory, and where the CPU went.
 pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
     let files = opts.files.max(1);
     let (_tmp, dir) = temp_or(&None)?;
@@ -212,14 +299,16 @@ pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let mut shipper = start_shipper(&config, &log)?;
     let pid = shipper.0.id();
-    let interval = Duration::from_millis(opts.interval_ms.max(1));
+    let interval = Duration::from_millis(opts.interval_ms);
     let writer = PacedLines::start(&paths, opts.rate, interval, opts.line_bytes.max(64))?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (before, requests0) = (usage(pid), stats(&client, &url).await?);
+    let roles0 = roles(pid);
     let t0 = std::time::Instant::now();
     let lines0 = writer.written();
     tokio::time::sleep(Duration::from_secs(opts.seconds.max(1))).await;
     let (after, requests1) = (usage(pid), stats(&client, &url).await?);
+    let by_role = roles(pid).since(roles0);
     let (secs, lines) = (t0.elapsed().as_secs_f64(), writer.written() - lines0);
     let rss = proc_status_kb(pid, "VmRSS").unwrap_or(0);
     let hwm = proc_status_kb(pid, "VmHWM").unwrap_or(0);
@@ -239,9 +328,13 @@ pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
     let requests =
         num_of(&requests1, "accepted_requests") - num_of(&requests0, "accepted_requests");
     println!(
-        "sidelog bench steady: {} lines/s over {files} files, one append per file every {} ms, {:.0} s: CPU {:.2}% of a core, {:.1} ms per 1,000 lines; {:.1} requests/s; {:.0} wake-ups/s; RSS {:.1} MB (peak {:.1} MB); p99 {} ms; {} of {total} lines arrived, {} duplicates",
+        "sidelog bench steady: {} lines/s over {files} files, {}, {:.0} s: CPU {:.2}% of a core, {:.1} ms per 1,000 lines; {:.1} requests/s; {:.0} wake-ups/s; RSS {:.1} MB (peak {:.1} MB); p99 {} ms; {} of {total} lines arrived, {} duplicates",
         opts.rate,
-        opts.interval_ms,
+        if opts.interval_ms == 0 {
+            "each line written on its own".to_string()
+        } else {
+            format!("one append per file every {} ms", opts.interval_ms)
+        },
         secs,
         100.0 * cpu / secs,
         1000.0 * cpu / (lines.max(1) as f64 / 1000.0),
@@ -253,6 +346,7 @@ pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
         s["distinct"],
         s["duplicates"],
     );
+    println!("  {}", by_role.split(secs, requests, lines));
     Ok(())
 }
 
