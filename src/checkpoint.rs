@@ -95,18 +95,19 @@ pub fn move_aside(data_dir: &Path) -> io::Result<PathBuf> {
     Ok(to)
 }
 
-/// Writes `entries` atomically: whatever crashes, the file is the old one or the new one,
-/// never a mix and never empty.
+/// Writes `entries` atomically: the file is replaced by a rename, so a reader (or a restart
+/// after a kill -9) sees the old content or the new, never a mix.
 ///
-/// Where an fsync is worth its cost: the new file's data is synced before it is renamed over
-/// the old one, on every write, because a rename that reaches the disk before the data can
-/// leave an empty file after a power cut on file systems that do not flush on rename (XFS,
-/// ext4 without `auto_da_alloc`), and a lost checkpoint file means every file starts again by
-/// `read_from`. The directory is synced (which makes the rename itself survive a power cut)
-/// only when `durable`: a kill -9 or an OOM kill keeps the page cache, so the rename alone is
-/// enough for the crashes a sidecar meets; a node crash takes a Pod's `emptyDir` with it; and
-/// on a host, losing the last rename only repeats lines (the previous file is intact), so
-/// once per `checkpoint_interval_ms` and at shutdown is enough.
+/// Where an fsync is worth its cost: only when `durable`, at most once per
+/// `checkpoint_interval_ms` and at shutdown; then the new file's data is synced before the
+/// rename and the directory after it, so a power cut leaves the last durable file or a newer
+/// one. A kill -9 or an OOM kill keeps the page cache, so the writes between need no sync for
+/// the crashes a sidecar meets. After a power cut one of them may be lost or, on file systems
+/// that do not flush data on a rename (XFS; ext4 does with its default `auto_da_alloc`), left
+/// empty: an empty file is moved aside as corrupt and the files are read again from
+/// `read_from`, so a power cut can repeat lines, never lose them. Measured at 50 lines/s
+/// (`bench steady`): an fsync per write, 4 a second, cost 1.45-1.50% of a core in all
+/// against 1.20-1.25% without.
 pub fn store(data_dir: &Path, entries: &[Entry], durable: bool) -> Result<(), CheckpointError> {
     let path = data_dir.join(CHECKPOINT_FILE);
     let tmp = data_dir.join(format!("{CHECKPOINT_FILE}.tmp"));
@@ -121,7 +122,9 @@ pub fn store(data_dir: &Path, entries: &[Entry], durable: bool) -> Result<(), Ch
     .map_err(|e| err(io::Error::other(e)))?;
     let mut f = File::create(&tmp).map_err(err)?;
     f.write_all(&body).map_err(err)?;
-    f.sync_data().map_err(err)?;
+    if durable {
+        f.sync_data().map_err(err)?;
+    }
     drop(f);
     fs::rename(&tmp, &path).map_err(err)?;
     if durable {
@@ -168,8 +171,15 @@ pub async fn write_as_accepted(
             continue;
         };
         last_write = Some(Instant::now());
-        let dir = dir.clone();
-        match tokio::task::spawn_blocking(move || store(&dir, &entries, durable)).await {
+        // A write without a sync is a few small system calls: done here, with no thread
+        // woken for it; one with syncs waits for the disk, on a blocking thread.
+        let stored = if durable {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || store(&dir, &entries, durable)).await
+        } else {
+            Ok(store(&dir, &entries, durable))
+        };
+        match stored {
             Ok(Ok(())) if durable => {
                 last_durable = Instant::now();
                 durable_due = None;

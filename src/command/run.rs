@@ -12,7 +12,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use super::logging::{self, LogHandle};
-use super::runtime::{block_on, runtime};
+use super::runtime::{block_on, shipper_runtime};
 use sidelog::config::agent::AGENT_DIR;
 use sidelog::config::{Config, LogFormat, LogLevel};
 use sidelog::metrics::Metrics;
@@ -86,7 +86,7 @@ pub fn run(source: Source) -> ExitCode {
     let log = logging::init(config.log_level, config.log_format);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %source.describe(), "sidelog starting");
     log_notices(&config);
-    let runtime = match runtime() {
+    let runtime = match shipper_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sidelog: cannot start runtime: {e}");

@@ -14,6 +14,16 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// The shipper's runtime: one thread. Its async work (requests, dispatch, checkpoints, the
+/// admin endpoint) is small next to reading and compressing, which have threads of their
+/// own; a second worker only added wake-ups, the two parking and stealing from each other.
+pub fn shipper_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("sidelog-rt")
+        .build()
+}
+
 /// Runs `f` on a Tokio runtime with a token cancelled by SIGTERM or SIGINT.
 pub fn block_on<F, Fut>(f: F) -> ExitCode
 where
