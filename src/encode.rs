@@ -264,6 +264,14 @@ impl BatchBuilder {
         self.opened
     }
 
+    /// Counts the open batch from `at` if it was started later (its lines were there since
+    /// then, waiting to be read).
+    pub fn backdate(&mut self, at: Instant) {
+        if let Some(opened) = self.opened.as_mut() {
+            *opened = (*opened).min(at);
+        }
+    }
+
     /// Hands back a body buffer for reuse, so steady state allocates no batch memory.
     pub fn recycle(&mut self, mut buf: Vec<u8>) {
         // One spare: the next batch starts in it while this one is being sent; more would

@@ -67,8 +67,8 @@ struct SendingGuard<'a>(&'a Sending);
 
 impl Drop for SendingGuard<'_> {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.wake.poke();
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.wake.requests_ended();
         }
     }
 }

@@ -4,18 +4,18 @@
 //! Each include glob is split into a root directory (its leading components without glob
 //! characters) and a depth. Scans walk only the roots, to that depth, following symlinks but
 //! never the same directory twice, so a symlink loop cannot hang a scan. Each root is watched
-//! (inotify): file events ring the reader's [`Wake`] with the path they name, and a lost
-//! event is made up for by the periodic rescan.
+//! (inotify, on a descriptor the reader waits on and reads itself): file events tell the
+//! reader the path they name, and a lost event is made up for by the periodic rescan.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
-use notify::{EventKind, RecursiveMode, Watcher};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
-use super::wake::Wake;
+use super::wake::WakeState;
 use crate::tail::identity::DevIno;
 
 /// Deepest walk under a root for globs with `**`.
@@ -166,86 +166,157 @@ impl Matcher {
     }
 }
 
-/// The directory watches of every input's roots.
+/// What a directory watch reports: writes (to read), names that came, went or changed
+/// (to look at), and the directory itself going. Not reads, opens or closes: sidelog's own
+/// reads would wake it.
+const WATCHED: WatchMask = WatchMask::MODIFY
+    .union(WatchMask::CREATE)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
+
+/// The directory watches of every input's roots (and of their subdirectories, for globs
+/// that reach below), on one inotify descriptor the reader reads itself.
 pub(crate) struct Watches {
-    watcher: Option<notify::RecommendedWatcher>,
+    inotify: Option<Inotify>,
+    dirs: HashMap<WatchDescriptor, PathBuf>,
     watched: HashSet<PathBuf>,
+    buffer: Vec<u8>,
 }
 
 impl Watches {
-    /// Starts the file-event watcher; without one, new lines are found by rescans only.
-    pub(crate) fn start(wake: Arc<Wake>) -> Watches {
-        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            on_event(&wake, res)
-        });
-        let watcher = match watcher {
-            Ok(w) => Some(w),
+    /// Opens the inotify descriptor; without one, new lines are found by rescans only.
+    pub(crate) fn start() -> Watches {
+        let inotify = match Inotify::init() {
+            Ok(i) => Some(i),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch files; new lines are found by rescans only");
                 None
             }
         };
         Watches {
-            watcher,
+            inotify,
+            dirs: HashMap::new(),
             watched: HashSet::new(),
+            buffer: vec![0; 16 * 1024],
         }
     }
 
-    /// Watches every root that exists and is not watched yet (a root may appear later).
+    /// The descriptor to wait on for file events.
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inotify.as_ref().map(|i| i.as_fd())
+    }
+
+    /// Watches every root that exists and is not watched yet (a root may appear later), and,
+    /// for a root whose globs reach below it, its subdirectories to that depth.
     pub(crate) fn ensure<'a>(&mut self, roots: impl Iterator<Item = &'a Root>) {
-        let Some(watcher) = self.watcher.as_mut() else {
+        if self.inotify.is_none() {
+            return;
+        }
+        for root in roots {
+            if root.dir.is_dir() {
+                self.watch_tree(&root.dir, root.depth);
+            }
+        }
+    }
+
+    fn watch_tree(&mut self, dir: &Path, depth: usize) {
+        self.watch(dir);
+        if depth <= 1 {
+            return;
+        }
+        let Ok(entries) = fs::read_dir(dir) else {
             return;
         };
-        for root in roots {
-            if self.watched.contains(&root.dir) || !root.dir.is_dir() {
-                continue;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                self.watch_tree(&path, depth - 1);
             }
-            let mode = if root.depth > 1 {
-                RecursiveMode::Recursive
-            } else {
-                RecursiveMode::NonRecursive
-            };
-            match watcher.watch(&root.dir, mode) {
-                Ok(()) => {
-                    tracing::debug!(dir = %root.dir.display(), "watching");
-                    self.watched.insert(root.dir.clone());
-                }
+        }
+    }
+
+    fn watch(&mut self, dir: &Path) {
+        let Some(inotify) = self.inotify.as_mut() else {
+            return;
+        };
+        if self.watched.contains(dir) {
+            return;
+        }
+        match inotify.watches().add(dir, WATCHED) {
+            Ok(wd) => {
+                tracing::debug!(dir = %dir.display(), "watching");
+                self.dirs.insert(wd, dir.to_path_buf());
+                self.watched.insert(dir.to_path_buf());
+            }
+            Err(e) => {
+                crate::warn_limited!(dir = %dir.display(), error = %e, "cannot watch directory; new lines there are found by rescans")
+            }
+        }
+    }
+
+    /// Reads the file events waiting on the descriptor into `into`, without waiting.
+    pub(crate) fn read_events(&mut self, into: &mut WakeState) {
+        let Some(inotify) = self.inotify.as_mut() else {
+            return;
+        };
+        loop {
+            let events = match inotify.read_events(&mut self.buffer) {
+                Ok(events) => events,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    crate::warn_limited!(dir = %root.dir.display(), error = %e, "cannot watch directory; new lines there are found by rescans")
+                    crate::warn_limited!(error = %e, "file watch error; rescanning");
+                    into.rescan = true;
+                    return;
                 }
+            };
+            let mut any = false;
+            for event in events {
+                any = true;
+                on_event(&mut self.dirs, &mut self.watched, event, into);
+            }
+            if !any {
+                return;
             }
         }
     }
 }
 
-fn on_event(wake: &Wake, res: notify::Result<notify::Event>) {
-    match res {
-        Ok(event) => {
-            if event.need_rescan() {
-                wake.rescan();
-            }
-            match event.kind {
-                // Our own reads show up as access events; they say nothing new.
-                EventKind::Access(_) => {}
-                EventKind::Create(notify::event::CreateKind::Folder) => wake.rescan(),
-                // A write: the file only has to be read, its name still leads to it.
-                EventKind::Modify(notify::event::ModifyKind::Data(_)) => {
-                    for p in event.paths {
-                        wake.grown(p);
-                    }
-                }
-                _ => {
-                    for p in event.paths {
-                        wake.path(p);
-                    }
-                }
-            }
-        }
-        Err(e) => {
-            crate::warn_limited!(error = %e, "file watch error; rescanning");
-            wake.rescan();
-        }
+/// What one inotify event asks of the reader.
+fn on_event(
+    dirs: &mut HashMap<WatchDescriptor, PathBuf>,
+    watched: &mut HashSet<PathBuf>,
+    event: inotify::Event<&std::ffi::OsStr>,
+    into: &mut WakeState,
+) {
+    let mask = event.mask;
+    if mask.contains(EventMask::Q_OVERFLOW) {
+        into.rescan = true;
+        return;
     }
+    if mask.intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+        // The directory went: watch it again if it comes back (at a rescan).
+        if let Some(dir) = dirs.remove(&event.wd) {
+            watched.remove(&dir);
+        }
+        into.rescan = true;
+        return;
+    }
+    let (Some(dir), Some(name)) = (dirs.get(&event.wd), event.name) else {
+        return;
+    };
+    let path = dir.join(name);
+    if mask.contains(EventMask::ISDIR) {
+        if mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
+            into.rescan = true;
+        }
+        return;
+    }
+    // A write: the file only has to be read, its name still leads to it.
+    into.add(path, mask == EventMask::MODIFY);
 }
 
 #[cfg(test)]

@@ -60,6 +60,9 @@ const DRAIN_POLL: Duration = Duration::from_millis(200);
 /// an app's appends come in bursts, and one read of a burst costs a fraction of one read per
 /// append (measured at 1,000 lines/s in two files: see the README's everyday cost).
 const WRITE_COALESCE: Duration = Duration::from_millis(20);
+/// A turn that made fewer events than this leaves the Pod quiet: the next writes gather
+/// until a batch would leave anyway (see `Tailer::gather_for`).
+const QUIET_EVENTS: u64 = 256;
 
 /// Why the reading loop ended.
 enum End {
@@ -142,6 +145,8 @@ pub struct Tailer {
     /// Requests in flight (the dispatcher counts them).
     sending: Arc<AtomicUsize>,
     watches: Watches,
+    /// The last turn made few events: writes may gather longer (see `gather_for`).
+    quiet: bool,
     /// The Pod's tags, and the generation of them the files' templates were built with.
     pod_tags: Option<(Arc<PodTagsSource>, u64)>,
 }
@@ -251,7 +256,8 @@ impl Tailer {
             pending_deletes: Vec::new(),
             tracker: links.tracker,
             metrics: links.metrics,
-            watches: Watches::start(links.wake.clone()),
+            watches: Watches::start(),
+            quiet: true,
             wake: links.wake,
             out: links.out,
             recycled: links.recycled,
@@ -295,10 +301,19 @@ impl Tailer {
                 return End::Drained;
             }
             let sleep = (!busy).then(|| self.sleep_for(&clock, draining));
-            let mut woken = self.wake.take(sleep);
-            if sleep.is_some() && !draining && woken.only_writes() {
-                std::thread::sleep(WRITE_COALESCE);
-                woken.merge(self.wake.take(None));
+            let mut woken = self.wake.take(sleep, &mut self.watches);
+            let mut gathered_since = None;
+            if let Some(sleep) = sleep
+                && !draining
+                && woken.only_writes()
+            {
+                let now = Instant::now();
+                if self.events.builder.opened_at().is_none() {
+                    gathered_since = Some(now);
+                }
+                self.wake
+                    .gather(self.gather_for(now).min(sleep.max(WRITE_COALESCE)));
+                woken.merge(self.wake.take(None, &mut self.watches));
             }
             if woken.abandon {
                 return End::Abandoned;
@@ -320,9 +335,11 @@ impl Tailer {
             }
             self.due(&mut clock, woken.rescan, draining);
             self.apply_pod_tags();
-            if !self.take_turn() {
+            let events_before = self.events.builder.stats.events;
+            if !self.take_turn(gathered_since) {
                 return End::SenderGone;
             }
+            self.quiet = self.events.builder.stats.events - events_before < QUIET_EVENTS;
         }
     }
 
@@ -365,13 +382,29 @@ impl Tailer {
         }
     }
 
-    /// One turn: a read for every file that may have data, then what follows from it.
-    /// False once the sender is gone.
-    fn take_turn(&mut self) -> bool {
+    /// How long writes may gather before they are read: in a quiet Pod (the last turn made
+    /// few events) until the open batch, or one opened now, would leave anyway, so that a
+    /// batch costs the reader one wake-up instead of one per write; otherwise briefly.
+    fn gather_for(&self, now: Instant) -> Duration {
+        if !self.quiet {
+            return WRITE_COALESCE;
+        }
+        let linger = self.timing.linger_batch.min(self.timing.batch_timeout);
+        let until = self.events.builder.opened_at().unwrap_or(now) + linger;
+        until.saturating_duration_since(now).max(WRITE_COALESCE)
+    }
+
+    /// One turn: a read for every file that may have data, then what follows from it. A
+    /// batch begun by writes that gathered since `gathered_since` counts from then, so it
+    /// leaves as soon as they are read. False once the sender is gone.
+    fn take_turn(&mut self, gathered_since: Option<Instant>) -> bool {
         while let Ok(buf) = self.recycled.try_recv() {
             self.events.builder.recycle(buf);
         }
         self.read_turn(false);
+        if let Some(at) = gathered_since {
+            self.events.builder.backdate(at);
+        }
         self.flush_groups(false);
         self.serve_waiting();
         if self.batch_due()
@@ -389,13 +422,26 @@ impl Tailer {
     /// is in flight (while one is, the batch fills: fewer, larger requests under load).
     fn batch_due(&self) -> bool {
         let Some(opened) = self.events.builder.opened_at() else {
+            self.wake.hold_for_sending(false);
             return false;
         };
         let age = opened.elapsed();
-        age >= self.timing.batch_timeout
-            || (age >= self.timing.linger_batch
-                && !self.table.files().any(|t| t.active)
-                && self.sending.load(Ordering::Relaxed) == 0)
+        if age >= self.timing.batch_timeout {
+            self.wake.hold_for_sending(false);
+            return true;
+        }
+        if age < self.timing.linger_batch || self.table.files().any(|t| t.active) {
+            self.wake.hold_for_sending(false);
+            return false;
+        }
+        // It has lingered: it leaves now, or when the last request in flight ends (the
+        // flag is up before the count is read, so that request rings).
+        self.wake.hold_for_sending(true);
+        let idle = self.sending.load(Ordering::SeqCst) == 0;
+        if idle {
+            self.wake.hold_for_sending(false);
+        }
+        idle
     }
 
     /// Whether no file has grown for `shutdown_quiet_ms` (as the reader saw them).
