@@ -79,8 +79,9 @@ pub struct Config {
     pub shutdown_drain: bool,
     /// While draining, a file still growing is followed until every file was quiet this long.
     pub shutdown_quiet_ms: u64,
-    /// Accepted positions are written after every accepted batch; at most this often they
-    /// are also made durable against a power cut (directory fsync).
+    /// Accepted positions are written 50 ms after the last write once a batch's worth was
+    /// accepted since, else at most this often; at most this often they are also made
+    /// durable against a power cut (fsync).
     pub checkpoint_interval_ms: u64,
     /// Address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`, `/status`); empty: off.
     #[serde(with = "crate::optional::parsed")]

@@ -245,7 +245,7 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
         Some(Err(e)) => {
             tracing::error!(error = %e, events, "cannot compress batch; its events are dropped");
             ctx.metrics.events_dropped_unencodable.add(events as u64);
-            ctx.tracker.ack(&marks);
+            ctx.tracker.ack(&marks, events as u64);
             return;
         }
         None => return,
@@ -274,7 +274,7 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
     drop(slot);
     if sent.is_some() {
         // Every event was accepted or, alone, refused for good: the lines are done with.
-        ctx.tracker.ack(&marks);
+        ctx.tracker.ack(&marks, events as u64);
         ctx.metrics.line_bytes_sent.add(line_bytes);
         ctx.metrics
             .last_accepted_unix_ms

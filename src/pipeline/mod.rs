@@ -505,18 +505,21 @@ mod tests {
         );
         t.observe(StreamId(1), 300, 300, 0);
         t.observe(StreamId(2), 50, 500, 0);
-        t.ack(&[
-            Mark {
-                stream: StreamId(1),
-                start: 0,
-                end: 100,
-            },
-            Mark {
-                stream: StreamId(2),
-                start: 0,
-                end: 500,
-            },
-        ]);
+        t.ack(
+            &[
+                Mark {
+                    stream: StreamId(1),
+                    start: 0,
+                    end: 100,
+                },
+                Mark {
+                    stream: StreamId(2),
+                    start: 0,
+                    end: 500,
+                },
+            ],
+            2,
+        );
         t
     }
 
