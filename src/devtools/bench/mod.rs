@@ -19,10 +19,12 @@ use anyhow::{Context, bail};
 
 use crate::sample;
 
+mod fleet;
 mod pod;
 mod steady;
 mod throughput;
 
+pub use fleet::FleetOptions;
 pub use pod::{CrashOptions, DrainOptions, OutageOptions};
 pub use steady::{IdleOptions, LatencyOptions, SteadyOptions};
 pub use throughput::ThroughputOptions;
@@ -46,6 +48,9 @@ pub enum BenchCommand {
     Latency(LatencyOptions),
     /// The everyday cost: CPU, wake-ups, requests and memory under an app-like writer.
     Steady(SteadyOptions),
+    /// Many quiet Pods at once: N shippers, each with its own file, against one intake; CPU
+    /// and memory per Pod.
+    Fleet(FleetOptions),
 }
 
 /// Runs one benchmark.
@@ -58,6 +63,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Crash(o) => pod::crash(o).await,
         BenchCommand::Latency(o) => steady::latency(o).await,
         BenchCommand::Steady(o) => steady::steady(o).await,
+        BenchCommand::Fleet(o) => fleet::fleet(o).await,
     }
 }
 
@@ -155,6 +161,29 @@ pub fn thread_cpu(pid: u32) -> Vec<(String, f64)> {
     let mut v: Vec<(String, f64)> = by_name.into_iter().collect();
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
     v
+}
+
+/// CPU time of every thread of a process, in nanoseconds (`schedstat`, precise where the
+/// clock ticks of `stat` are 10 ms).
+pub fn threads_cpu_ns(pid: u32) -> anyhow::Result<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("cannot read the threads of {pid}"))?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let text = fs::read_to_string(task.path().join("schedstat"))
+            .with_context(|| format!("cannot read {}", task.path().display()))?;
+        total += text
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .context("schedstat without a run time")?;
+    }
+    Ok(total)
+}
+
+/// A number from the intake's `/stats`.
+fn num_of(s: &serde_json::Value, key: &str) -> u64 {
+    s[key].as_u64().unwrap_or(0)
 }
 
 /// A `/proc/<pid>/status` field in kB (e.g. `VmHWM`, `VmRSS`).

@@ -349,7 +349,3 @@ pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
     println!("  {}", by_role.split(secs, requests, lines));
     Ok(())
 }
-
-fn num_of(s: &serde_json::Value, key: &str) -> u64 {
-    s[key].as_u64().unwrap_or(0)
-}
