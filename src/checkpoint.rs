@@ -4,8 +4,9 @@
 //! Batches carry the byte ranges they cover; when a batch is accepted its ranges are acked
 //! here, in whatever order answers arrive. A stream's position is the end of the longest run
 //! of acked ranges from its start, so it never jumps over a range still in flight. Positions
-//! are written after every accepted batch, atomically (temp file, fsync, rename; the
-//! directory is synced once per `checkpoint_interval_ms`: see [`store`]).
+//! are written as batches are accepted, atomically (temp file, rename), and made durable
+//! (fsync of the file and the directory) every [`DURABLE_EVERY`] and at shutdown: see
+//! [`store`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -29,6 +30,9 @@ pub const CHECKPOINT_FILE: &str = "checkpoints.json";
 /// second) one write a batch would cost 5% of throughput (measured: 1 GB at 155 MB/s, 11.1
 /// instead of 10.5 CPU-s/GB), while this caps it at 20 writes a second.
 pub const WRITE_SPACING: Duration = Duration::from_millis(50);
+/// How often a checkpoint write is also made durable against a power cut (see [`store`]);
+/// at shutdown it always is.
+pub const DURABLE_EVERY: Duration = Duration::from_secs(10);
 /// Accepted bytes not yet written that make a write due after [`WRITE_SPACING`]; below it
 /// (and below [`BUSY_EVENTS`]) writes are spaced by `checkpoint_interval_ms`: a crash then
 /// repeats at most that long of a quiet Pod's lines, where a write per accepted batch (4 a
@@ -106,16 +110,16 @@ pub fn move_aside(data_dir: &Path) -> io::Result<PathBuf> {
 /// Writes `entries` atomically: the file is replaced by a rename, so a reader (or a restart
 /// after a kill -9) sees the old content or the new, never a mix.
 ///
-/// Where an fsync is worth its cost: only when `durable`, at most once per
-/// `checkpoint_interval_ms` and at shutdown; then the new file's data is synced before the
+/// Where an fsync is worth its cost: only when `durable`, at most once per [`DURABLE_EVERY`]
+/// and at shutdown; then the new file's data is synced before the
 /// rename and the directory after it, so a power cut leaves the last durable file or a newer
 /// one. A kill -9 or an OOM kill keeps the page cache, so the writes between need no sync for
 /// the crashes a sidecar meets. After a power cut one of them may be lost or, on file systems
 /// that do not flush data on a rename (XFS; ext4 does with its default `auto_da_alloc`), left
 /// empty: an empty file is moved aside as corrupt and the files are read again from
-/// `read_from`, so a power cut can repeat lines, never lose them. Measured at 50 lines/s
-/// (`bench steady`): an fsync per write, 4 a second, cost 1.45-1.50% of a core in all
-/// against 1.20-1.25% without.
+/// `read_from`, so a power cut can repeat lines, never lose them (about [`DURABLE_EVERY`] of
+/// them). Measured at 50 lines/s (`bench steady`): an fsync per write, 4 a second, cost
+/// 1.45-1.50% of a core in all against 1.20-1.25% without.
 pub fn store(data_dir: &Path, entries: &[Entry], durable: bool) -> Result<(), CheckpointError> {
     let path = data_dir.join(CHECKPOINT_FILE);
     let tmp = data_dir.join(format!("{CHECKPOINT_FILE}.tmp"));
@@ -147,9 +151,9 @@ pub fn store(data_dir: &Path, entries: &[Entry], durable: bool) -> Result<(), Ch
 /// write at a time: at most one per [`WRITE_SPACING`] while much is accepted (a batch's
 /// worth since the last write), one per `interval` while little is; changes that come
 /// meanwhile are taken by the next write. So a kill -9 repeats at most the batches in flight
-/// and about a batch or `interval` of accepted lines. At most every `interval` (and only
-/// when something changed) a write is made durable too (see [`store`]). Ends with `stop`;
-/// the caller writes the last checkpoints itself.
+/// and about a batch or `interval` of accepted lines. At most every [`DURABLE_EVERY`] (and
+/// only when something changed) a write is made durable too (see [`store`]). Ends with
+/// `stop`; the caller writes the last checkpoints itself.
 pub async fn write_as_accepted(
     dir: PathBuf,
     tracker: Arc<Tracker>,
@@ -157,7 +161,7 @@ pub async fn write_as_accepted(
     interval: Duration,
     stop: CancellationToken,
 ) {
-    let durable_every = interval;
+    let durable_every = DURABLE_EVERY.max(interval);
     let mut last_durable = Instant::now();
     // A durable write still owed for changes written without one.
     let mut durable_due: Option<Instant> = None;
@@ -172,12 +176,17 @@ pub async fn write_as_accepted(
             _ = stop.cancelled() => return,
         };
         // Paced after the change, not before the wait: a change long after the last write is
-        // written at once, with no timer to wake for.
+        // written at once, with no timer to wake for. While it waits, more accepted batches
+        // may make the write due sooner.
         if let Some(at) = last_write {
-            let next = tracker.next_write_after(at, durable_every);
-            if next > Instant::now() {
+            loop {
+                let next = tracker.next_write_after(at, interval);
+                if next <= Instant::now() {
+                    break;
+                }
                 tokio::select! {
-                    _ = tokio::time::sleep_until(next) => {}
+                    _ = tokio::time::sleep_until(next) => break,
+                    _ = tracker.changed() => {}
                     _ = stop.cancelled() => return,
                 }
             }
@@ -208,7 +217,7 @@ pub async fn write_as_accepted(
                 crate::warn_limited!(error = %e, "checkpoint write failed; will retry");
                 // Do not spin on a full disk: try again after the interval.
                 tokio::select! {
-                    _ = tokio::time::sleep(durable_every) => {}
+                    _ = tokio::time::sleep(interval.max(WRITE_SPACING)) => {}
                     _ = stop.cancelled() => return,
                 }
             }

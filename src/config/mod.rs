@@ -80,8 +80,8 @@ pub struct Config {
     /// While draining, a file still growing is followed until every file was quiet this long.
     pub shutdown_quiet_ms: u64,
     /// Accepted positions are written 50 ms after the last write once a batch's worth was
-    /// accepted since, else at most this often; at most this often they are also made
-    /// durable against a power cut (fsync).
+    /// accepted since, else at most this often; every 10 s (or this, if longer) a write is
+    /// also made durable against a power cut (fsync).
     pub checkpoint_interval_ms: u64,
     /// Address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`, `/status`); empty: off.
     #[serde(with = "crate::optional::parsed")]
@@ -506,6 +506,11 @@ pub struct BatchConfig {
     /// if no request is in flight: lines reach the intake within about this, at no more
     /// than 1000 / linger_ms requests a second when lines trickle in.
     pub linger_ms: u64,
+    /// In a quiet Pod, writes gather (and the batch waits) until a batch can hold about this
+    /// many events at the rate lines come, longer than `linger_ms` and up to `timeout_ms`:
+    /// a request costs about 0.5 ms of CPU whatever it carries. 0: batches leave after
+    /// `linger_ms` however few events they hold.
+    pub quiet_min_events: u64,
 }
 
 impl Default for BatchConfig {
@@ -518,6 +523,7 @@ impl Default for BatchConfig {
             max_bytes: 2_000_000,
             timeout_ms: 1_000,
             linger_ms: 200,
+            quiet_min_events: 8,
         }
     }
 }

@@ -81,6 +81,7 @@ impl Config {
             range("batch.max_bytes", b.max_bytes as u64, 64 * 1024, INTAKE_MAX_BODY_BYTES as u64),
             range("batch.timeout_ms", b.timeout_ms, 1, 600_000),
             range("batch.linger_ms", b.linger_ms, 0, 600_000),
+            range("batch.quiet_min_events", b.quiet_min_events, 0, INTAKE_MAX_EVENTS as u64),
             range("datadog.request_timeout_ms", d.request_timeout_ms, 100, 600_000),
             range("datadog.compression_threads", d.compression_threads as u64, 0, 64),
             range("datadog.request_concurrency_max", d.request_concurrency_max as u64, 1, 64),

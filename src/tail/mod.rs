@@ -109,6 +109,9 @@ struct Timing {
     /// Once every file is read to its end, a batch leaves this long after its first event
     /// if no request is in flight (`batch.linger_ms`).
     linger_batch: Duration,
+    /// In a quiet Pod, writes gather until a batch can hold about this many events
+    /// (`batch.quiet_min_events`), up to `batch_timeout`.
+    quiet_min_events: u64,
 }
 
 /// A rotated file read to its end, to delete once the intake accepted all of it.
@@ -147,6 +150,10 @@ pub struct Tailer {
     watches: Watches,
     /// The last turn made few events: writes may gather longer (see `gather_for`).
     quiet: bool,
+    /// Events per second lately (from the last two turns that made any), and when the last
+    /// of them made some.
+    rate: f64,
+    last_events_at: Option<Instant>,
     /// The Pod's tags, and the generation of them the files' templates were built with.
     pod_tags: Option<(Arc<PodTagsSource>, u64)>,
 }
@@ -250,6 +257,7 @@ impl Tailer {
                     .then(|| Duration::from_millis(config.tail.rotate_wait_ms)),
                 quiet: Duration::from_millis(config.shutdown_quiet_ms),
                 linger_batch: Duration::from_millis(config.batch.linger_ms),
+                quiet_min_events: config.batch.quiet_min_events,
             },
             next_stream: 1,
             turn: Vec::new(),
@@ -258,6 +266,8 @@ impl Tailer {
             metrics: links.metrics,
             watches: Watches::start(),
             quiet: true,
+            rate: f64::MAX,
+            last_events_at: None,
             wake: links.wake,
             out: links.out,
             recycled: links.recycled,
@@ -339,7 +349,14 @@ impl Tailer {
             if !self.take_turn(gathered_since) {
                 return End::SenderGone;
             }
-            self.quiet = self.events.builder.stats.events - events_before < QUIET_EVENTS;
+            let made = self.events.builder.stats.events - events_before;
+            self.quiet = made < QUIET_EVENTS;
+            if made > 0 {
+                let since = self.last_events_at.replace(Instant::now());
+                if let Some(since) = since {
+                    self.rate = made as f64 / since.elapsed().as_secs_f64().max(0.001);
+                }
+            }
         }
     }
 
@@ -389,8 +406,12 @@ impl Tailer {
         if !self.quiet {
             return WRITE_COALESCE;
         }
-        let linger = self.timing.linger_batch.min(self.timing.batch_timeout);
-        let until = self.events.builder.opened_at().unwrap_or(now) + linger;
+        let t = &self.timing;
+        // Long enough for `quiet_min_events` at the rate lines came lately: a Pod writing a
+        // few lines a second sends a batch of several, not one per linger.
+        let filled = Duration::from_secs_f64(t.quiet_min_events as f64 / self.rate.max(0.01));
+        let window = filled.clamp(t.linger_batch, t.batch_timeout.max(t.linger_batch));
+        let until = self.events.builder.opened_at().unwrap_or(now) + window;
         until.saturating_duration_since(now).max(WRITE_COALESCE)
     }
 
