@@ -58,6 +58,17 @@ const WORDS: &[&str] = &[
     "error",
 ];
 
+/// What a line looks like after its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Access-log and JSON lines at random, padded with words to the target size.
+    Mixed,
+    /// Access-log lines only, as long as they come (the target is ignored).
+    Access,
+    /// JSON lines only, as long as they come (the target is ignored).
+    Json,
+}
+
 /// Appends one line of about `target` bytes (newline included): the prefix, then an access-log
 /// or a JSON line with realistic variety.
 pub fn line(
@@ -68,9 +79,27 @@ pub fn line(
     target: usize,
     write_us: u64,
 ) {
+    line_shaped(out, rng, Shape::Mixed, file, seq, target, write_us);
+}
+
+/// [`line`] of a given [`Shape`].
+pub fn line_shaped(
+    out: &mut Vec<u8>,
+    rng: &mut fastrand::Rng,
+    shape: Shape,
+    file: usize,
+    seq: u64,
+    target: usize,
+    write_us: u64,
+) {
     let start = out.len();
     let _ = write!(out, "{:02}:{:010}:{:016} ", file % 100, seq, write_us);
-    if rng.bool() {
+    let access = match shape {
+        Shape::Mixed => rng.bool(),
+        Shape::Access => true,
+        Shape::Json => false,
+    };
+    if access {
         let _ = write!(
             out,
             r#"10.{}.{}.{} - - [25/Nov/2026:10:{:02}:{:02} +0000] "{} /api/v1/{}/{} HTTP/1.1" {} {} "-" "Mozilla/5.0 (X11; Linux x86_64) rv:{}" rt={}.{:03}"#,
@@ -103,6 +132,10 @@ pub fn line(
             rng.u32(..10_000_000),
             rng.u16(..5000),
         );
+    }
+    if shape != Shape::Mixed {
+        out.push(b'\n');
+        return;
     }
     // Pad with words up to the target size, as real lines carry more fields.
     while out.len() - start + 1 < target {

@@ -88,6 +88,9 @@ fn metrics_health_and_status_agree_with_what_was_shipped() {
     assert!((0.0..60.0).contains(&since), "{since}");
     let sent_compressed = sample(&text, "sidelog_bytes_sent_compressed_total").expect("bytes");
     assert!(sent_compressed > 0.0);
+    // What the benchmarks report as bytes on the wire is what the shipper counts as sent.
+    let received = h.intake().state.stats()["wire_bytes"].as_u64();
+    assert_eq!(received.map(|b| b as f64), Some(sent_compressed));
 
     assert_eq!(get(&h, &format!("{base}/healthz")).0, 200);
     assert_eq!(get(&h, &format!("{base}/readyz")), (200, "ready\n".into()));

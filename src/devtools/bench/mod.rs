@@ -19,11 +19,14 @@ use anyhow::{Context, bail};
 
 use crate::sample;
 
+mod codec;
 mod fleet;
+mod peer;
 mod pod;
 mod steady;
 mod throughput;
 
+pub use codec::CodecOptions;
 pub use fleet::FleetOptions;
 pub use pod::{CrashOptions, DrainOptions, OutageOptions};
 pub use steady::{IdleOptions, LatencyOptions, SteadyOptions};
@@ -51,6 +54,9 @@ pub enum BenchCommand {
     /// Many quiet Pods at once: N shippers, each with its own file, against one intake; CPU
     /// and memory per Pod.
     Fleet(FleetOptions),
+    /// Bytes on the wire and CPU per GB of each compression setting, on the shipper's own
+    /// batches of several shapes of lines.
+    Codec(CodecOptions),
 }
 
 /// Runs one benchmark.
@@ -64,6 +70,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Latency(o) => steady::latency(o).await,
         BenchCommand::Steady(o) => steady::steady(o).await,
         BenchCommand::Fleet(o) => fleet::fleet(o).await,
+        BenchCommand::Codec(o) => codec::codec(o).await,
     }
 }
 

@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::peer::PeerArgs;
 use super::*;
 use crate::devtools::writer::PacedLines;
 
@@ -14,6 +15,8 @@ pub struct IdleOptions {
     pub files: usize,
     #[arg(long, default_value_t = 30)]
     pub seconds: u64,
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -29,7 +32,11 @@ pub struct LatencyOptions {
 }
 
 pub async fn idle(opts: IdleOptions) -> anyhow::Result<()> {
-    let IdleOptions { files, seconds } = opts;
+    let IdleOptions {
+        files,
+        seconds,
+        peer,
+    } = opts;
     let files = files.max(1);
     let (_tmp, dir) = temp_or(&None)?;
     let logs = dir.join("logs");
@@ -54,7 +61,10 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<()> {
     let config = write_config(&dir, &format!("{}/*.log", logs.display()), &url, "")?;
     let log = dir.join("shipper.log");
     let client = reqwest::Client::new();
-    let mut shipper = start_shipper(&config, &log)?;
+    let mut shipper = match peer.start(&dir, &logs, &url, &log) {
+        Some(started) => started?,
+        None => start_shipper(&config, &log)?,
+    };
     let pid = shipper.0.id();
     let lines = files as u64 * 10;
     wait_arrived(
@@ -83,7 +93,8 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<()> {
     terminate(&mut shipper)?;
     terminate(&mut intake)?;
     println!(
-        "sidelog bench idle: {files} files, {seconds} s idle: CPU {:.3} s, RSS {:.1} MB ({rss} kB: {anon} kB anonymous, {file} kB mapped from files; peak {:.1} MB), {fds} open descriptors",
+        "bench idle, {}: {files} files, {seconds} s idle: CPU {:.3} s, RSS {:.1} MB ({rss} kB: {anon} kB anonymous, {file} kB mapped from files; peak {:.1} MB), {fds} open descriptors",
+        peer.name(),
         cpu1 - cpu0,
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0
@@ -159,6 +170,8 @@ pub struct SteadyOptions {
     /// Extra `[datadog]` settings for the shipper, e.g. `compression = "gzip"`.
     #[arg(long, default_value = "")]
     pub datadog: String,
+    #[command(flatten)]
+    pub peer: PeerArgs,
 }
 
 /// What the kernel says a process did over a window.
@@ -260,18 +273,26 @@ impl Roles {
     }
 
     /// Where the CPU went: per request (the runtime and the compressors), per wake-up of the
-    /// reader, per line (the file-event thread, woken by each write), and by thread.
+    /// reader (which reads the file events itself), and by thread; for an older build with a
+    /// thread of its own for file events, that thread's CPU per line too.
     fn split(&self, secs: f64, requests: u64, lines: u64) -> String {
         let pct = |t: ThreadUse| 100.0 * t.cpu_ns as f64 / 1e9 / secs;
         let per = |ns: u64, n: u64| ns as f64 / 1e3 / n.max(1) as f64;
+        let file_events = if self.file_events.cpu_ns > 0 {
+            format!(
+                ", file-event thread {:.0} us per line ({:.2}%)",
+                per(self.file_events.cpu_ns, lines),
+                pct(self.file_events)
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "split: {:.0} us per request (runtime and compressors), {:.0} us per reader wake-up ({:.0}/s), {:.0} us of file events per line; by thread: reader {:.2}%, file events {:.2}%, runtime {:.2}%, compressors {:.2}%",
+            "split: {:.0} us per request (runtime and compressors), {:.0} us per reader wake-up ({:.0}/s); by thread: reader {:.2}%, runtime {:.2}%, compressors {:.2}%{file_events}",
             per(self.runtime.cpu_ns + self.compressors.cpu_ns, requests),
             per(self.reader.cpu_ns, self.reader.wakeups),
             self.reader.wakeups as f64 / secs,
-            per(self.file_events.cpu_ns, lines),
             pct(self.reader),
-            pct(self.file_events),
             pct(self.runtime),
             pct(self.compressors),
         )
@@ -297,7 +318,10 @@ pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
     )?;
     let log = dir.join("shipper.log");
     let client = reqwest::Client::new();
-    let mut shipper = start_shipper(&config, &log)?;
+    let mut shipper = match opts.peer.start(&dir, &logs, &url, &log) {
+        Some(started) => started?,
+        None => start_shipper(&config, &log)?,
+    };
     let pid = shipper.0.id();
     let interval = Duration::from_millis(opts.interval_ms);
     let writer = PacedLines::start(&paths, opts.rate, interval, opts.line_bytes.max(64))?;
@@ -327,8 +351,11 @@ pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
     let cpu = after.cpu - before.cpu;
     let requests =
         num_of(&requests1, "accepted_requests") - num_of(&requests0, "accepted_requests");
+    let wire = num_of(&requests1, "wire_bytes") - num_of(&requests0, "wire_bytes");
+    let log_gb = (lines * opts.line_bytes.max(64) as u64) as f64 / 1e9;
+    let who = opts.peer.name();
     println!(
-        "sidelog bench steady: {} lines/s over {files} files, {}, {:.0} s: CPU {:.2}% of a core, {:.1} ms per 1,000 lines; {:.1} requests/s; {:.0} wake-ups/s; RSS {:.1} MB (peak {:.1} MB); p99 {} ms; {} of {total} lines arrived, {} duplicates",
+        "bench steady, {who}: {} lines/s over {files} files, {}, {:.0} s: CPU {:.2}% of a core, {:.1} ms per 1,000 lines; {:.1} requests/s, {:.0} MB on the wire per GB of lines; {:.0} wake-ups/s; RSS {:.1} MB (peak {:.1} MB); p99 {} ms; {} of {total} lines arrived, {} duplicates",
         opts.rate,
         if opts.interval_ms == 0 {
             "each line written on its own".to_string()
@@ -339,6 +366,7 @@ pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
         100.0 * cpu / secs,
         1000.0 * cpu / (lines.max(1) as f64 / 1000.0),
         requests as f64 / secs,
+        wire as f64 / 1e6 / log_gb.max(1e-9),
         (after.switches - before.switches) as f64 / secs,
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0,
@@ -346,6 +374,8 @@ pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
         s["distinct"],
         s["duplicates"],
     );
-    println!("  {}", by_role.split(secs, requests, lines));
+    if who == "sidelog" {
+        println!("  {}", by_role.split(secs, requests, lines));
+    }
     Ok(())
 }

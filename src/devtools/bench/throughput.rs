@@ -296,6 +296,8 @@ struct ShipRun {
     samples: Vec<(f64, u64)>,
     status: std::process::ExitStatus,
     distinct: u64,
+    /// Request bodies as they came over the wire.
+    wire_bytes: u64,
     duplicates: u64,
     unrecognised: u64,
 }
@@ -363,6 +365,7 @@ async fn ship_all(
         samples,
         status,
         distinct: s["distinct"].as_u64().unwrap_or(0),
+        wire_bytes: fin["wire_bytes"].as_u64().unwrap_or(0),
         duplicates: fin["duplicates"].as_u64().unwrap_or(0),
         unrecognised: fin["unrecognised"].as_u64().unwrap_or(0),
     })
@@ -392,6 +395,10 @@ fn report(run: &ShipRun, c: &CeilingResult, lines: u64, bytes: u64) -> anyhow::R
     let c_mbps = bytes as f64 / 1e6 / c.wall.as_secs_f64();
     let mbps = bytes as f64 / 1e6 / run.wall.as_secs_f64();
     let cpu_gb = run.cpu / gb;
+    println!(
+        "  on the wire  {:.1} MB per GB of log lines",
+        run.wire_bytes as f64 / 1e6 / gb
+    );
     println!(
         "  end-to-end   {mbps:7.1} MB/s  {:9.0} lines/s  CPU {cpu_gb:5.1} s/GB   peak RSS {:.1} MB   ({:.1} s; intake used {:.1} CPU s{})",
         lines as f64 / run.wall.as_secs_f64(),

@@ -132,7 +132,7 @@ async fn process(
     if let Some(deferred) = &state.deferred {
         return defer(req, encoding, state, faults, deferred).await;
     }
-    let raw = match read_body(req, &encoding, faults).await {
+    let raw = match read_body(req, &encoding, state, faults).await {
         Ok(raw) => raw,
         Err(refusal) => return refusal.answer(state, faults),
     };
@@ -167,7 +167,7 @@ async fn defer(
     faults: &Faults,
     deferred: &std::sync::mpsc::Sender<verify::Received>,
 ) -> Response<Full<Bytes>> {
-    let body = match collect_body(req).await {
+    let body = match collect_body(req, state).await {
         Ok(body) => body,
         Err(refusal) => return refusal.answer(state, faults),
     };
@@ -246,8 +246,8 @@ impl Refusal {
     }
 }
 
-/// Reads the body as it came over the wire, up to [`MAX_WIRE_BYTES`].
-async fn collect_body(req: Request<Incoming>) -> Result<Bytes, Refusal> {
+/// Reads the body as it came over the wire, up to [`MAX_WIRE_BYTES`], and counts its bytes.
+async fn collect_body(req: Request<Incoming>, state: &IntakeState) -> Result<Bytes, Refusal> {
     let body = Limited::new(req.into_body(), MAX_WIRE_BYTES)
         .collect()
         .await
@@ -257,16 +257,21 @@ async fn collect_body(req: Request<Incoming>) -> Result<Bytes, Refusal> {
                 "request body too large".into(),
             )
         })?;
-    Ok(body.to_bytes())
+    let body = body.to_bytes();
+    state
+        .wire_bytes
+        .fetch_add(body.len() as u64, Ordering::Relaxed);
+    Ok(body)
 }
 
 /// Reads and decompresses the body within the intake's limits.
 async fn read_body(
     req: Request<Incoming>,
     encoding: &str,
+    state: &IntakeState,
     faults: &Faults,
 ) -> Result<Vec<u8>, Refusal> {
-    let body = collect_body(req).await?;
+    let body = collect_body(req, state).await?;
     if encoding == "zstd" && faults.refuse_zstd {
         return Err(Refusal::Status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

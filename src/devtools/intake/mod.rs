@@ -124,6 +124,8 @@ pub struct IntakeState {
     pub events: AtomicU64,
     /// Uncompressed body bytes of accepted requests.
     pub bytes: AtomicU64,
+    /// Body bytes as they came over the wire (compressed), of every request read.
+    pub wire_bytes: AtomicU64,
     pub rejected: AtomicU64,
     kept: Mutex<Vec<serde_json::Value>>,
     encodings: Mutex<BTreeMap<String, u64>>,
@@ -161,6 +163,7 @@ impl IntakeState {
             "rejected_requests": self.rejected.load(Ordering::Relaxed),
             "events": self.events.load(Ordering::Relaxed),
             "bytes": self.bytes.load(Ordering::Relaxed),
+            "wire_bytes": self.wire_bytes.load(Ordering::Relaxed),
         });
         if let Some(v) = &self.verify {
             let v = lock(v);

@@ -32,9 +32,10 @@ pub struct Verifier {
 /// Length of the benchmark line prefix.
 const VERIFY_PREFIX_LEN: usize = crate::sample::PREFIX_LEN;
 
-/// How every event sidelog encodes begins. A JSON string cannot hold an unescaped `"`, so
-/// this sequence marks event starts exactly, without parsing the JSON.
-const EVENT_START: &[u8] = br#"{"message":""#;
+/// The key every event holds once: sidelog writes it first, other shippers (Fluent Bit's
+/// datadog output) after other fields. A JSON string cannot hold an unescaped `"`, so this
+/// sequence marks an event's message exactly, without parsing the JSON.
+const EVENT_START: &[u8] = br#""message":""#;
 
 impl Verifier {
     /// Records every event of a body sidelog encoded; returns how many events it holds.
@@ -173,5 +174,25 @@ fn lower_to_idle_class() {
         if rc != 0 {
             tracing::debug!("intake verifier keeps the normal scheduling class");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_counted_wherever_their_message_key_stands() {
+        let mut v = Verifier::default();
+        // sidelog's order, Fluent Bit's (timestamp first), a repeat, and a line of another
+        // shape whose text holds the key escaped, which is not an event.
+        let body = concat!(
+            r#"[{"message":"00:0000000000:0000000000000000 a","status":"info"},"#,
+            r#"{"timestamp":1796297800786,"message":"00:0000000001:0000000000000000 b"},"#,
+            r#"{"timestamp":1796297800787,"message":"00:0000000001:0000000000000000 b"},"#,
+            r#"{"message":"00:0000000002:0000000000000000 say \"message\":\"x\""}]"#
+        );
+        assert_eq!(v.record_body(body.as_bytes(), 1), 4);
+        assert_eq!((v.distinct, v.duplicates, v.unrecognised), (3, 1, 0));
     }
 }
