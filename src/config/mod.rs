@@ -117,7 +117,7 @@ impl Default for Config {
             shutdown_timeout_ms: 20_000,
             shutdown_drain: true,
             shutdown_quiet_ms: 2_000,
-            checkpoint_interval_ms: 1_000,
+            checkpoint_interval_ms: 5_000,
             metrics_listen: None,
             exit_when_file: None,
             inputs: Vec::new(),
@@ -523,7 +523,7 @@ impl Default for BatchConfig {
             max_bytes: 2_000_000,
             timeout_ms: 1_000,
             linger_ms: 200,
-            quiet_min_events: 8,
+            quiet_min_events: 10,
         }
     }
 }
