@@ -23,6 +23,10 @@ pub struct CodecOptions {
     /// `batch.max_events` of the shipper.
     #[arg(long, default_value_t = 1000)]
     pub max_events: usize,
+    /// Times each setting compresses every batch; the least CPU of them is reported (the
+    /// machine's noise only ever adds).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 /// One compression setting to measure.
@@ -68,8 +72,11 @@ const SHAPES: [(&str, Shape, usize); 4] = [
 
 pub async fn codec(opts: CodecOptions) -> anyhow::Result<()> {
     println!(
-        "sidelog bench codec: {} MB of lines per shape, batches of up to {} events and {} bytes, one thread",
-        opts.mb, opts.max_events, opts.max_bytes
+        "sidelog bench codec: {} MB of lines per shape, batches of up to {} events and {} bytes, one thread, least CPU of {} rounds",
+        opts.mb,
+        opts.max_events,
+        opts.max_bytes,
+        opts.rounds.max(1)
     );
     println!(
         "{:<16} {:<32} {:>10} {:>10} {:>10} {:>9}",
@@ -79,7 +86,12 @@ pub async fn codec(opts: CodecOptions) -> anyhow::Result<()> {
         let (log_bytes, batches) = encoded_batches(&opts, shape, line_bytes);
         let mut rows = Vec::new();
         for s in settings() {
-            rows.push((s.name, measure(&s, &batches)?));
+            let mut best = measure(&s, &batches)?;
+            for _ in 1..opts.rounds {
+                let (wire, cpu) = measure(&s, &batches)?;
+                best = (wire, best.1.min(cpu));
+            }
+            rows.push((s.name, best));
         }
         let reference = rows
             .iter()
@@ -187,4 +199,35 @@ fn thread_cpu() -> f64 {
     // SAFETY: clock_gettime fills the timespec we pass; the clock id is always valid.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batches measured are the shipper's: JSON arrays within the limits, one event per
+    /// line, and every setting's output decodes back to them.
+    #[test]
+    fn batches_hold_every_line_and_every_setting_round_trips() {
+        let opts = CodecOptions {
+            mb: 1,
+            max_bytes: 200_000,
+            max_events: 100,
+            rounds: 1,
+        };
+        let (log_bytes, batches) = encoded_batches(&opts, Shape::Json, 0);
+        assert!(log_bytes >= 1_000_000);
+        let mut events = 0;
+        for b in &batches {
+            let parsed: Vec<serde_json::Value> = serde_json::from_slice(b).expect("a JSON array");
+            assert!(parsed.len() <= 100 && b.len() <= 200_000);
+            events += parsed.len();
+        }
+        let lines = log_bytes as usize / 150;
+        assert!(events > lines / 2, "{events} events");
+        for s in settings() {
+            let (wire, _) = measure(&s, &batches[..2]).expect("compresses");
+            assert!(wire > 0 && wire < (batches[0].len() + batches[1].len()) as u64);
+        }
+    }
 }
