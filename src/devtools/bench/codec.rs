@@ -6,11 +6,8 @@
 
 use super::*;
 use crate::compress::{Codec, CodecKind};
-use crate::encode::{
-    Batch, BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece, StreamId,
-};
+use crate::encode::{Batch, BatchBuilder, EventFields, EventTemplate};
 use crate::sample::Shape;
-use crate::tail::frame::frame;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CodecOptions {
@@ -133,28 +130,9 @@ fn encoded_batches(opts: &CodecOptions, shape: Shape, line_bytes: usize) -> (u64
     let mut builder = BatchBuilder::new(opts.max_events, opts.max_bytes);
     let mut bodies = Vec::new();
     let mut keep = |b: Batch| bodies.push(b.body);
-    let mut cont = false;
-    let valid = simdutf8::basic::from_utf8(&text).is_ok();
-    frame(&text, 900_000, &mut cont, false, |fr| {
-        builder.append_line(
-            &template,
-            1_764_000_000_000 + fr.end as u64 / 256,
-            EventRange {
-                stream: StreamId(1),
-                start: fr.text_start as u64,
-                text_offset: fr.text_start as u64,
-                end: fr.end as u64,
-            },
-            LinePiece {
-                text: &text[fr.text_start..fr.text_start + fr.text_len],
-                valid_utf8: valid,
-                cut_before: fr.cut_before,
-                cut_after: fr.cut_after,
-                status: None,
-            },
-            &mut keep,
-        );
-    });
+    // Times that move as lines do, as a real stream's.
+    let timestamp = |end: usize| 1_764_000_000_000 + end as u64 / 256;
+    frame_into(&mut builder, &template, (1, 0), &text, timestamp, &mut keep);
     if let Some(b) = builder.take() {
         keep(b);
     }
@@ -190,14 +168,18 @@ fn measure(s: &Setting, batches: &[Vec<u8>]) -> anyhow::Result<(u64, f64)> {
     Ok((wire, thread_cpu() - cpu0))
 }
 
-/// CPU-seconds this thread has used.
+/// CPU-seconds this thread has used, to the nanosecond: `getrusage(RUSAGE_THREAD)` counts
+/// in scheduler ticks here, too coarse for a fraction of a second of compression.
 fn thread_cpu() -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime fills the timespec we pass; the clock id is always valid.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::encode::{Batch, BatchBuilder, EventRange, EventTemplate, LinePiece, StreamId};
 use crate::sample;
+use crate::tail::frame::frame;
 
 mod codec;
 mod fleet;
@@ -109,6 +111,41 @@ fn generate(
         w.flush()?;
     }
     Ok((paths, lines, bytes))
+}
+
+/// Frames `buf`, bytes from `start` of stream `stream`, into `builder` as the reader does
+/// (lines cut at 900,000 bytes), each event stamped `timestamp_ms(end of its line)`; full
+/// batches go to `emit`.
+fn frame_into(
+    builder: &mut BatchBuilder,
+    template: &EventTemplate,
+    (stream, start): (u64, usize),
+    buf: &[u8],
+    timestamp_ms: impl Fn(usize) -> u64,
+    emit: &mut dyn FnMut(Batch),
+) {
+    let valid = simdutf8::basic::from_utf8(buf).is_ok();
+    let mut cont = false;
+    frame(buf, 900_000, &mut cont, false, |fr| {
+        builder.append_line(
+            template,
+            timestamp_ms(start + fr.end),
+            EventRange {
+                stream: StreamId(stream),
+                start: (start + fr.text_start) as u64,
+                text_offset: (start + fr.text_start) as u64,
+                end: (start + fr.end) as u64,
+            },
+            LinePiece {
+                text: &buf[fr.text_start..fr.text_start + fr.text_len],
+                valid_utf8: valid,
+                cut_before: fr.cut_before,
+                cut_after: fr.cut_after,
+                status: None,
+            },
+            emit,
+        );
+    });
 }
 
 /// CPU seconds (user + system) this process has used.

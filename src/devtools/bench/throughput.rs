@@ -12,10 +12,7 @@ use anyhow::bail;
 use super::*;
 use crate::compress::CodecKind;
 use crate::config::Compression;
-use crate::encode::{
-    Batch, BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece, StreamId,
-};
-use crate::tail::frame::frame;
+use crate::encode::{Batch, BatchBuilder, EventFields, EventTemplate};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ThroughputOptions {
@@ -143,30 +140,15 @@ impl<'a> CeilingWorker<'a> {
     }
 
     fn encode(&mut self, f: usize, start: usize, buf: &[u8]) {
-        let valid = simdutf8::basic::from_utf8(buf).is_ok();
         let mut ready = Vec::new();
-        let mut cont = false;
-        let (builder, template) = (&mut self.builder, &self.templates[f]);
-        frame(buf, 900_000, &mut cont, false, |fr| {
-            builder.append_line(
-                template,
-                1_764_000_000_000,
-                EventRange {
-                    stream: StreamId(f as u64),
-                    start: (start + fr.text_start) as u64,
-                    text_offset: (start + fr.text_start) as u64,
-                    end: (start + fr.end) as u64,
-                },
-                LinePiece {
-                    text: &buf[fr.text_start..fr.text_start + fr.text_len],
-                    valid_utf8: valid,
-                    cut_before: fr.cut_before,
-                    cut_after: fr.cut_after,
-                    status: None,
-                },
-                &mut |b| ready.push(b),
-            );
-        });
+        frame_into(
+            &mut self.builder,
+            &self.templates[f],
+            (f as u64, start),
+            buf,
+            |_| 1_764_000_000_000,
+            &mut |b| ready.push(b),
+        );
         for b in ready {
             self.compress(b);
         }
