@@ -523,7 +523,7 @@ impl Default for BatchConfig {
             max_bytes: 2_000_000,
             timeout_ms: 1_000,
             linger_ms: 200,
-            quiet_min_events: 10,
+            quiet_min_events: 12,
         }
     }
 }

@@ -150,6 +150,9 @@ pub struct Tailer {
     watches: Watches,
     /// The last turn made few events: writes may gather longer (see `gather_for`).
     quiet: bool,
+    /// The last turn made events: more are likely, so the reader gathers them without
+    /// waiting for the first one's file event.
+    flowing: bool,
     /// Events per second lately (from the last two turns that made any), and when the last
     /// of them made some.
     rate: f64,
@@ -266,6 +269,7 @@ impl Tailer {
             metrics: links.metrics,
             watches: Watches::start(),
             quiet: true,
+            flowing: false,
             rate: f64::MAX,
             last_events_at: None,
             wake: links.wake,
@@ -311,20 +315,22 @@ impl Tailer {
                 return End::Drained;
             }
             let sleep = (!busy).then(|| self.sleep_for(&clock, draining));
-            let mut woken = self.wake.take(sleep, &mut self.watches);
-            let mut gathered_since = None;
-            if let Some(sleep) = sleep
-                && !draining
-                && woken.only_writes()
-            {
-                let now = Instant::now();
-                if self.events.builder.opened_at().is_none() {
-                    gathered_since = Some(now);
+            let (woken, gathered_since) = match sleep {
+                // Lines kept coming: the next ones gather at once, without a wake-up for the
+                // first of them (one wake-up per batch in a steady quiet Pod, not two).
+                Some(sleep) if self.flowing && !draining => self.gather(sleep),
+                _ => {
+                    let mut woken = self.wake.take(sleep, &mut self.watches);
+                    match sleep {
+                        Some(sleep) if !draining && woken.only_writes() => {
+                            let (more, since) = self.gather(sleep);
+                            woken.merge(more);
+                            (woken, since)
+                        }
+                        _ => (woken, None),
+                    }
                 }
-                self.wake
-                    .gather(self.gather_for(now).min(sleep.max(WRITE_COALESCE)));
-                woken.merge(self.wake.take(None, &mut self.watches));
-            }
+            };
             if woken.abandon {
                 return End::Abandoned;
             }
@@ -351,6 +357,7 @@ impl Tailer {
             }
             let made = self.events.builder.stats.events - events_before;
             self.quiet = made < QUIET_EVENTS;
+            self.flowing = made > 0;
             if made > 0 {
                 let since = self.last_events_at.replace(Instant::now());
                 if let Some(since) = since {
@@ -397,6 +404,17 @@ impl Tailer {
             }
             clock.next_poll = now + if draining { DRAIN_POLL } else { ORPHAN_POLL };
         }
+    }
+
+    /// Lets writes gather for as long as [`Self::gather_for`] allows (at most `sleep`), then
+    /// takes what came; with the time the gathering began when no batch was open yet (the
+    /// batch counts from then).
+    fn gather(&mut self, sleep: Duration) -> (wake::WakeState, Option<Instant>) {
+        let now = Instant::now();
+        let since = self.events.builder.opened_at().is_none().then_some(now);
+        self.wake
+            .gather(self.gather_for(now).min(sleep.max(WRITE_COALESCE)));
+        (self.wake.take(None, &mut self.watches), since)
     }
 
     /// How long writes may gather before they are read: in a quiet Pod (the last turn made

@@ -247,7 +247,12 @@ impl FileReader {
             self.caught_up = true;
             return Poll::CaughtUp;
         }
-        match read_full(file, buf, self.pos) {
+        // No further than the size just seen: a read that only finds the end costs a system
+        // call per turn, and whatever is written after the stat brings its own file event.
+        let want = buf
+            .len()
+            .min(usize::try_from(size - self.pos).unwrap_or(usize::MAX));
+        match read_full(file, &mut buf[..want], self.pos) {
             Ok(0) => Poll::CaughtUp,
             Ok(n) => {
                 self.last_read = Instant::now();

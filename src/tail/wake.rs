@@ -142,7 +142,12 @@ impl Wake {
             return;
         };
         let mut fds = [PollFd::new(bell, PollFlags::IN)];
-        let _ = poll(&mut fds, Some(&timespec(time)));
+        let rung = matches!(poll(&mut fds, Some(&timespec(time))), Ok(n) if n > 0);
+        if rung {
+            // Read now, or every gathering after it would end at once.
+            let mut count = [0u8; 8];
+            let _ = rustix::io::read(bell.as_fd(), &mut count);
+        }
     }
 
     /// Sleeps until the bell rings, a file event comes, or `timeout` passes.
