@@ -4,7 +4,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sidelog::encode::{BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece, StreamId};
+use sidelog::encode::{BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece};
+use sidelog::position::StreamId;
 use sidelog::tail::frame::frame;
 
 struct Counting;

@@ -6,8 +6,9 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sidelog::compress::CodecKind;
 use sidelog::encode::{
-    BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece, StreamId, escape_str,
+    BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece, escape_str,
 };
+use sidelog::position::StreamId;
 use sidelog::tail::frame::frame;
 
 /// About 1 MiB of mixed access-log and JSON lines, ~200 bytes each.

@@ -28,7 +28,7 @@ podman_setup() {
 build_images() {
   echo "== images (FROM scratch, static binaries)"
   target="$(rustc -vV | sed -n 's/^host: //p')"
-  local static="-C target-feature=+crt-static -C relocation-model=static"
+  local static="-C target-feature=+crt-static"
   (cd "$root" && RUSTFLAGS="$static" \
     cargo build --profile dist --no-default-features --locked --target "$target" --quiet)
   (cd "$root" && RUSTFLAGS="$static" \

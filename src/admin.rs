@@ -369,13 +369,13 @@ mod tests {
         state.attach(tracker.clone(), "http://x".into());
         state.metrics.retries_network.add(3);
         tracker.register(
-            crate::encode::StreamId(1),
-            crate::tail::identity::DevIno { dev: 1, ino: 2 },
-            crate::tail::identity::Fingerprint { len: 0, hash: 0 },
+            crate::position::StreamId(1),
+            crate::position::DevIno { dev: 1, ino: 2 },
+            crate::position::Fingerprint { len: 0, hash: 0 },
             std::path::Path::new("/var/log/a \"b\".log"),
             10,
         );
-        tracker.observe(crate::encode::StreamId(1), 40, 100, 0);
+        tracker.observe(crate::position::StreamId(1), 40, 100, 0);
         let text = prometheus(&state);
         assert!(
             text.contains("sidelog_retries_total{reason=\"network\"} 3"),

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::encode::{Mark, StreamId};
 use crate::metrics::Metrics;
-use crate::tail::identity::{DevIno, Fingerprint};
+use crate::position::{DevIno, Fingerprint};
+use crate::position::{Mark, StreamId};
 
 pub const CHECKPOINT_FILE: &str = "checkpoints.json";
 

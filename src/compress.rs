@@ -1,9 +1,19 @@
 //! Request body codecs: compression for the sender, decompression for the built-in intake
 //! and for refused batches that must be split.
 //!
-//! Whole batches are compressed in one call on a blocking thread; nothing here is async.
+//! Whole batches are compressed in one call (by the pipeline's compressors: inline for small
+//! bodies, else on a compressor thread); nothing here is async.
 
 use std::io::{self, Read};
+
+use bytes::Bytes;
+
+/// A compressed request body and the codec it was compressed with.
+#[derive(Clone)]
+pub(crate) struct Compressed {
+    pub body: Bytes,
+    pub codec: Codec,
+}
 
 /// How a request body is encoded on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use crate::config::INTAKE_MAX_EVENT_BYTES;
+use crate::position::{Mark, StreamId};
 
 /// Marker the Datadog Agent puts where it cut a long line.
 pub const TRUNCATED_MARKER: &[u8] = b"...TRUNCATED...";
@@ -162,19 +163,6 @@ pub fn escape_lossy(out: &mut Vec<u8>, s: &[u8], known_valid: bool) -> bool {
         }
     }
     true
-}
-
-/// One opening of a file's content: the file bytes of events are counted per stream, and a
-/// truncation starts a new one. The checkpoint tracker knows streams by this id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamId(pub u64);
-
-/// The file bytes one event accounts for: `[start, end)` of stream `stream`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mark {
-    pub stream: StreamId,
-    pub start: u64,
-    pub end: u64,
 }
 
 /// Where an event's bytes are in its file: `[start, end)` of `stream` are covered by it (skipped

@@ -1,11 +1,12 @@
 //! sidelog: tails log files and ships their lines to a Datadog-compatible logs intake, at least
 //! once, in bounded memory.
 //!
-//! Stages, each in its own module: [`tail`] (discovery, reading, framing, file identity),
+//! Stages, each in its own module: [`tail`] (discovery, reading, framing), [`position`] (file
+//! identity, streams and the byte ranges the reader and the checkpoints share),
 //! [`encode`] (events and batches), [`compress`], [`ship`] (HTTP and retries), [`checkpoint`]
 //! (accepted positions), [`secret`] (the API key), `podtags` (tags from the Pod's labels),
 //! wired together by [`pipeline`] and brought down by [`shutdown`]; [`admin`] serves metrics,
-//! health and status, and [`residency`] hands the pages of start-up code back to the kernel.
+//! health and status.
 //! The built-in intake, the benchmarks and the demo are `devtools` (a feature the image
 //! leaves out).
 
@@ -24,8 +25,8 @@ pub mod metrics;
 mod optional;
 pub mod pipeline;
 mod podtags;
+pub mod position;
 pub mod process;
-pub mod residency;
 pub mod sample;
 pub mod secret;
 mod ship;

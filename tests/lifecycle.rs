@@ -1,6 +1,5 @@
-//! The sidecar's life cycle: `exit_when_file` for Jobs, `delete_after_ship` for volumes with
-//! a size limit, and the start-up code handed back to the kernel. The real binary against the
-//! built-in intake.
+//! The sidecar's life cycle: `exit_when_file` for Jobs and `delete_after_ship` for volumes
+//! with a size limit. The real binary against the built-in intake.
 
 mod common;
 
@@ -26,35 +25,6 @@ fn wait_exit(h: &mut Harness, timeout: Duration) -> std::process::ExitStatus {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Ten seconds in, the pages of the code that ran at start-up are handed back to the kernel:
-/// lines written before and after, to a file known before and to one created after, all
-/// arrive once each, in order.
-#[test]
-fn shipping_goes_on_after_the_start_up_code_is_handed_back() {
-    let mut h = Harness::with_intake();
-    let (known, later) = (h.log("known.log"), h.log("later.log"));
-    append(&known, numbered("known", 0..200));
-    let config = h.default_config();
-    h.start(&config);
-    h.wait_events(200, T);
-    h.wait_stderr("start-up code pages handed back to the kernel", T);
-    append(&known, numbered("known", 200..400));
-    append(&later, numbered("later", 0..200));
-    h.wait_events(600, T);
-    let by_file = h.messages_by_file();
-    assert_lines(
-        &by_file["known.log"],
-        &numbered("known", 0..400),
-        "known.log",
-    );
-    assert_lines(
-        &by_file["later.log"],
-        &numbered("later", 0..200),
-        "later.log",
-    );
-    assert_eq!(h.intake().event_count(), 600);
 }
 
 #[test]

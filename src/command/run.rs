@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -17,10 +16,6 @@ use sidelog::config::agent::AGENT_DIR;
 use sidelog::config::{Config, LogFormat, LogLevel};
 use sidelog::metrics::Metrics;
 use sidelog::pipeline::{Pipeline, StopMode};
-
-/// By then start-up is over: arguments and configuration parsed, the logger set up, the files
-/// found and, when they had lines, the first requests sent.
-const START_UP: Duration = Duration::from_secs(10);
 
 /// Where the configuration comes from: sidelog's own file, or the Datadog Agent's files.
 pub enum Source {
@@ -138,7 +133,6 @@ enum Next {
 /// kept through the checkpoints); an invalid one is refused and the running one kept.
 async fn ship(source: Source, mut config: Config, log: LogHandle) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
-    tokio::spawn(release_start_up_code());
     let metrics = Arc::new(Metrics::default());
     let admin = sidelog::admin::AdminState::new(metrics.clone());
     let admin_stop = CancellationToken::new();
@@ -178,17 +172,6 @@ async fn ship(source: Source, mut config: Config, log: LogHandle) -> anyhow::Res
         log.set(new.log_level);
         config = *new;
     }
-}
-
-/// Code that ran only at start-up stays mapped (and counted in the resident set) for the life
-/// of the process unless it is handed back; see [`sidelog::residency`].
-async fn release_start_up_code() {
-    tokio::time::sleep(START_UP).await;
-    let bytes = sidelog::residency::release_code_pages();
-    tracing::debug!(
-        kb = bytes / 1024,
-        "start-up code pages handed back to the kernel"
-    );
 }
 
 /// Waits for SIGTERM/SIGINT, or for a SIGHUP with a valid configuration (an invalid one is

@@ -1,5 +1,5 @@
 //! From the reader's batches to accepted requests: admission into the window of batches past
-//! the reader, compression on the blocking pool, sending in the order read, splitting refused
+//! the reader, compression (inline for small bodies, else on a compressor thread), sending in the order read, splitting refused
 //! batches, and acknowledging the file ranges of what was settled.
 //!
 //! At most `request_concurrency + 2 * compressors` batches are past the reader. A batch is
@@ -16,10 +16,10 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::additional::{BestEffort, Endpoints};
 use super::compressors::Compressors;
-use super::extra::{BestEffort, Endpoints};
 use crate::checkpoint::Tracker;
-use crate::compress::{self, Codec};
+use crate::compress::{self, Codec, Compressed};
 use crate::config::Config;
 use crate::encode::{self, Batch};
 use crate::metrics::Metrics;
@@ -29,8 +29,8 @@ use crate::tail::Wake;
 
 /// What the dispatcher's batch source did.
 pub(super) enum Taken {
-    /// A batch went on its way.
-    Sent,
+    /// A batch was handed to a task of its own, which compresses, sends and acknowledges it.
+    Dispatched,
     /// The reader ended and handed over everything it had.
     ReaderEnded,
 }
@@ -112,7 +112,7 @@ impl Dispatcher {
             .request_concurrency
             .max(config.datadog.request_concurrency_max);
         let (turn_tx, turn_rx) = watch::channel(0u64);
-        let Endpoints { main, extras } = endpoints;
+        let Endpoints { main, additional } = endpoints;
         Ok(Dispatcher {
             // Two per compressor may be compressing or compressed and waiting, so compression
             // never idles behind a slow send (measured: +8% throughput over one); a
@@ -125,11 +125,11 @@ impl Dispatcher {
             compress_slots: Arc::new(Semaphore::new(compressors + usize::from(slow_codec))),
             tasks: JoinSet::new(),
             next_seq: 0,
-            _best_effort_tasks: extras.tasks,
+            _best_effort_tasks: additional.tasks,
             ctx: Arc::new(ShipContext {
                 sender: main,
-                reliable: extras.reliable,
-                best_effort: extras.best_effort,
+                reliable: additional.reliable,
+                best_effort: additional.best_effort,
                 tracker,
                 metrics,
                 config,
@@ -159,7 +159,7 @@ impl Dispatcher {
                     let seq = self.next_seq;
                     self.next_seq += 1;
                     self.tasks.spawn(ship_batch(self.ctx.clone(), batch, seq, admission));
-                    return Taken::Sent;
+                    return Taken::Dispatched;
                 }
                 Some(res) = self.tasks.join_next(), if !self.tasks.is_empty() => report_join(res),
             }
@@ -283,22 +283,15 @@ async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Ad
     drop(window);
 }
 
-/// A compressed body and the codec it was compressed with.
-#[derive(Clone)]
-pub(super) struct Packed {
-    pub body: Bytes,
-    pub codec: Codec,
-}
-
 /// A batch compressed with every codec its endpoints want.
-struct Packs {
-    main: Packed,
+struct PerCodec {
+    main: Compressed,
     /// For additional endpoints with another codec than the main one.
-    others: Vec<Packed>,
+    others: Vec<Compressed>,
 }
 
-impl Packs {
-    fn for_codec(&self, codec: Codec) -> Packed {
+impl PerCodec {
+    fn for_codec(&self, codec: Codec) -> Compressed {
         std::iter::once(&self.main)
             .chain(&self.others)
             .find(|p| p.codec == codec)
@@ -310,7 +303,7 @@ impl Packs {
 /// Compresses a batch on a compressor thread with the main endpoint's codec (and those of
 /// additional endpoints that want another), then gives its uncompressed buffer back to the
 /// reader. `None` when the compressors are gone (the batch is read again after a restart).
-async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Result<Packs>> {
+async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Result<PerCodec>> {
     let main = ctx.sender.codec();
     let mut codecs = vec![main];
     let extra_codecs = ctx
@@ -331,7 +324,7 @@ async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Res
         };
         body = back;
         match compressed {
-            Ok(c) => packed.push(Packed {
+            Ok(c) => packed.push(Compressed {
                 body: Bytes::from(c),
                 codec,
             }),
@@ -342,7 +335,7 @@ async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Res
     let _ = ctx.recycle.send(body);
     let mut packed = packed.into_iter();
     let main = packed.next()?;
-    Some(Ok(Packs {
+    Some(Ok(PerCodec {
         main,
         others: packed.collect(),
     }))
@@ -354,7 +347,7 @@ async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Res
 async fn deliver_batch(
     ctx: &ShipContext,
     to: &Sender,
-    mut packed: Packed,
+    mut packed: Compressed,
     events: usize,
     raw_len: usize,
 ) -> Option<()> {
@@ -420,7 +413,7 @@ async fn split_and_deliver(
 
 /// The uncompressed body went back to the reader long ago; refusals are rare, so get it back
 /// from the compressed one rather than keep every batch twice.
-async fn recover_body(ctx: &ShipContext, packed: &Packed) -> Option<Vec<u8>> {
+async fn recover_body(ctx: &ShipContext, packed: &Compressed) -> Option<Vec<u8>> {
     let limit = ctx.config.batch.max_bytes + 1024;
     let (body, codec) = (packed.body.clone(), packed.codec);
     let raw = tokio::task::spawn_blocking(move || {
@@ -438,7 +431,7 @@ async fn recover_body(ctx: &ShipContext, packed: &Packed) -> Option<Vec<u8>> {
 
 /// Compresses a body (part of a refused batch, or one to encode again) with the sender's
 /// codec. `None` when that fails (the batch is read again after a restart).
-async fn pack(ctx: &ShipContext, to: &Sender, body: Vec<u8>) -> Option<Packed> {
+async fn pack(ctx: &ShipContext, to: &Sender, body: Vec<u8>) -> Option<Compressed> {
     let codec = to.codec();
     let packed = ctx.compressors.compress(codec, body).await;
     let Some((Ok(packed), _)) = packed else {
@@ -447,7 +440,7 @@ async fn pack(ctx: &ShipContext, to: &Sender, body: Vec<u8>) -> Option<Packed> {
         );
         return None;
     };
-    Some(Packed {
+    Some(Compressed {
         body: Bytes::from(packed),
         codec,
     })

@@ -10,7 +10,9 @@
 //! most 2, plus a spare one for gzip and deflate) but start sending in the order they were
 //! read, to every endpoint (the main one and `additional_endpoints`), at most
 //! `request_concurrency` at a time (adaptive by default; with 1, each file's lines reach the
-//! intake in order). Accepted positions are written after every accepted batch.
+//! intake in order). Accepted positions are written as they are accepted: at most one write
+//! per 50 ms while a batch's worth keeps being accepted, else every `checkpoint_interval_ms`
+//! (see [`crate::checkpoint`]).
 //!
 //! The way out ([`crate::shutdown`]): on SIGTERM the reader keeps reading every file to its
 //! end until all are quiet for `shutdown_quiet_ms` (a Pod's volume goes with the Pod), hands
@@ -19,9 +21,9 @@
 //! once instead. Either way the checkpoints of what was accepted are written last, and what
 //! was not accepted is logged and counted.
 
+mod additional;
 mod compressors;
 mod dispatch;
-mod extra;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -260,12 +262,12 @@ fn endpoints(
     metrics: &Arc<Metrics>,
     helpers: &CancellationToken,
     shutdown: &Arc<Shutdown>,
-) -> anyhow::Result<extra::Endpoints> {
+) -> anyhow::Result<additional::Endpoints> {
     keys.follow(KEY_POLL, helpers.clone());
     let main = Arc::new(Sender::new(config, keys, metrics.clone())?);
     tracing::info!(url = %main.url(), "shipping to intake");
-    let extras = extra::start(config, metrics, KEY_POLL, helpers, &shutdown.signal())?;
-    Ok(extra::Endpoints { main, extras })
+    let additional = additional::start(config, metrics, KEY_POLL, helpers, &shutdown.signal())?;
+    Ok(additional::Endpoints { main, additional })
 }
 
 /// The Pod's tags from its Downward API files, re-read until `stop` (none configured: `None`).
@@ -355,7 +357,7 @@ async fn ship_until_done(
 ) -> Ended {
     let mut deadline = signal.clone();
     let shipped = async {
-        while let Taken::Sent = stages.dispatcher.take(&mut stages.batches).await {}
+        while let Taken::Dispatched = stages.dispatcher.take(&mut stages.batches).await {}
         if !signal.phase().leaving() {
             return Ended::ReaderFailed;
         }
@@ -483,8 +485,8 @@ fn load_checkpoints(data_dir: &Path) -> Vec<checkpoint::Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::{Mark, StreamId};
-    use crate::tail::identity::{DevIno, Fingerprint};
+    use crate::position::{DevIno, Fingerprint};
+    use crate::position::{Mark, StreamId};
 
     fn tracker_with_lag() -> Tracker {
         let t = Tracker::new();

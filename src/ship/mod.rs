@@ -219,46 +219,46 @@ impl Sender {
         codec: Codec,
         signal: &mut ShutdownSignal,
     ) -> Delivery {
-        let mut attempt: u32 = 0;
+        let mut failures: u32 = 0;
         loop {
             let Some(pass) = self.gate.pass(signal).await else {
                 return Delivery::Abandoned;
             };
             let sent_at = Instant::now();
             let answer = tokio::select! {
-                answer = self.attempt(body.clone(), codec, attempt) => answer,
+                answer = self.post_once(body.clone(), codec, failures) => answer,
                 _ = signal.abandoned() => return Delivery::Abandoned,
             };
             let (reason, retry_after) = match answer {
-                Attempt::Accepted => {
+                Posted::Accepted => {
                     self.limiter.observe(Outcome::Success(sent_at.elapsed()));
                     self.intake_answered(pass);
                     self.key_accepted();
                     return Delivery::Accepted;
                 }
-                Attempt::Refused { status, detail } => {
+                Posted::Refused { status, detail } => {
                     self.limiter.observe(Outcome::Success(sent_at.elapsed()));
                     self.intake_answered(pass);
                     return Delivery::Refused { status, detail };
                 }
-                Attempt::Unsupported => {
+                Posted::Unsupported => {
                     self.intake_answered(pass);
                     return Delivery::Reencode;
                 }
-                Attempt::Retry {
+                Posted::Retry {
                     reason,
                     retry_after,
                 } => (reason, retry_after),
             };
-            attempt = attempt.saturating_add(1);
+            failures = failures.saturating_add(1);
             // The intake's own wait is honoured even beyond retry_max_ms (retrying earlier
             // only earns more refusals), up to a bound against nonsense values.
             let wait = pass.failed(retry_after.map(|d| d.min(MAX_RETRY_AFTER)));
-            if attempt.is_power_of_two() {
-                tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, url = %self.url, "{reason}; holding requests, one probe retrying after the wait");
+            if failures.is_power_of_two() {
+                tracing::warn!(failures, wait_ms = wait.as_millis() as u64, url = %self.url, "{reason}; holding requests, one probe retrying after the wait");
             } else {
                 tracing::debug!(
-                    attempt,
+                    failures,
                     wait_ms = wait.as_millis() as u64,
                     "{reason}; retrying"
                 );
@@ -284,7 +284,7 @@ impl Sender {
     }
 
     /// One POST of `body`, and what its answer means.
-    async fn attempt(&self, body: Bytes, codec: Codec, attempt: u32) -> Attempt {
+    async fn post_once(&self, body: Bytes, codec: Codec, failures: u32) -> Posted {
         let result = self
             .client
             .post(self.url.clone())
@@ -295,12 +295,12 @@ impl Sender {
             .send()
             .await;
         let resp = match result {
-            Ok(resp) if resp.status().is_success() => return Attempt::Accepted,
+            Ok(resp) if resp.status().is_success() => return Posted::Accepted,
             Ok(resp) => resp,
             Err(e) => {
                 self.limiter.observe(Outcome::Congested);
                 self.metrics.retries_network.inc();
-                return Attempt::retry(format!("request failed: {}", error_chain(&e)), None);
+                return Posted::retry(format!("request failed: {}", error_chain(&e)), None);
             }
         };
         let status = resp.status();
@@ -311,7 +311,7 @@ impl Sender {
             .and_then(parse_retry_after);
         let m = &self.metrics;
         if status == StatusCode::UNSUPPORTED_MEDIA_TYPE && self.encoding.refused(codec) {
-            return Attempt::Unsupported;
+            return Posted::Unsupported;
         }
         match classify(status) {
             Answer::Throttled | Answer::ServerError => {
@@ -321,12 +321,12 @@ impl Sender {
                 } else {
                     m.retries_server_error.inc();
                 }
-                Attempt::retry(format!("intake answered {status}"), retry_after)
+                Posted::retry(format!("intake answered {status}"), retry_after)
             }
             Answer::KeyRejected => {
                 m.retries_key_rejected.inc();
                 self.key_rejected(status);
-                Attempt::retry(
+                Posted::retry(
                     format!(
                         "intake rejected the API key from {} ({status})",
                         self.keys.origin()
@@ -336,7 +336,7 @@ impl Sender {
             }
             Answer::Refused => {
                 let text = resp.text().await.unwrap_or_default();
-                Attempt::Refused {
+                Posted::Refused {
                     status: status.as_u16(),
                     detail: truncate(&text, 300).to_string(),
                 }
@@ -344,13 +344,13 @@ impl Sender {
             Answer::Unexpected => {
                 m.retries_unexpected_status.inc();
                 let text = resp.text().await.unwrap_or_default();
-                let loud = attempt == 0 || attempt.is_power_of_two();
+                let loud = failures == 0 || failures.is_power_of_two();
                 if loud && status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
                     tracing::error!(%status, encoding = codec.content_encoding(), body = %truncate(&text, 300), "the intake cannot decode this encoding, and datadog.compression asks for it explicitly; keeping the data on disk and retrying (set compression = \"auto\" to fall back to gzip)");
                 } else if loud {
                     tracing::error!(%status, body = %truncate(&text, 300), url = %self.url, "unexpected answer from the intake; keeping the data on disk and retrying (check datadog.endpoint)");
                 }
-                Attempt::retry(format!("intake answered {status}"), retry_after)
+                Posted::retry(format!("intake answered {status}"), retry_after)
             }
         }
     }
@@ -370,8 +370,8 @@ impl Sender {
     }
 }
 
-/// What one attempt's answer means.
-enum Attempt {
+/// What the answer to one POST means.
+enum Posted {
     Accepted,
     /// 415 to a codec there is a fallback for: compress again with it.
     Unsupported,
@@ -385,9 +385,9 @@ enum Attempt {
     },
 }
 
-impl Attempt {
-    fn retry(reason: String, retry_after: Option<Duration>) -> Attempt {
-        Attempt::Retry {
+impl Posted {
+    fn retry(reason: String, retry_after: Option<Duration>) -> Posted {
+        Posted::Retry {
             reason,
             retry_after,
         }

@@ -16,7 +16,7 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
 use super::wake::WakeState;
-use crate::tail::identity::DevIno;
+use crate::position::DevIno;
 
 /// Deepest walk under a root for globs with `**`.
 const MAX_DEPTH: usize = 32;

@@ -10,9 +10,8 @@ use super::InputRuntime;
 use super::frame::{self, Framed};
 use super::table::Tailed;
 use crate::config::Encoding;
-use crate::encode::{
-    Batch, BatchBuilder, EventRange, EventTemplate, LinePiece, StreamId, TRUNCATED_MARKER,
-};
+use crate::encode::{Batch, BatchBuilder, EventRange, EventTemplate, LinePiece, TRUNCATED_MARKER};
+use crate::position::StreamId;
 use crate::process::{Grouping, LineAction, Processor};
 
 /// The open batch, and the batches full or due that wait to be handed over.

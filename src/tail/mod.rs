@@ -11,7 +11,8 @@
 //! - `table`: every tailed file by key, identity and name, and the descriptor budget;
 //! - `reader`: one file's reader (position, partial line, renamed away, truncated, closed);
 //! - `emit`: from the bytes of a read to events in the open batch;
-//! - [`frame`] (lines) and [`identity`] (device, inode and fingerprint).
+//! - [`frame`] (lines); a file's identity (device, inode and fingerprint) is
+//!   [`crate::position`], shared with the checkpoints.
 //!
 //! A file is known by device and inode, checked against a fingerprint of its first bytes, never
 //! by its name. Each opening of a file's content is a stream with its own [`StreamId`] (a
@@ -23,7 +24,6 @@ mod agent_cases;
 mod discover;
 mod emit;
 pub mod frame;
-pub(crate) mod identity;
 mod lifecycle;
 mod opening;
 mod reader;
@@ -40,13 +40,13 @@ use tokio::sync::mpsc;
 
 use crate::checkpoint::{Entry, Tracker};
 use crate::config::{Config, ReadFrom};
-use crate::encode::{Batch, BatchBuilder, StreamId};
+use crate::encode::{Batch, BatchBuilder};
 use crate::metrics::Metrics;
 use crate::podtags::PodTagsSource;
+use crate::position::{DevIno, Fingerprint, StreamId};
 use crate::process::Processor;
 use discover::{Matcher, Watches};
 use emit::Events;
-use identity::{DevIno, Fingerprint};
 use reader::{Poll, Progress};
 use table::{FileKey, FileTable};
 pub use wake::Wake;
@@ -303,7 +303,7 @@ impl Tailer {
     /// The reading loop: sleeps until something is due, then takes a turn.
     fn follow(&mut self) -> End {
         self.rescan(true);
-        let mut clock = Clock::new(Instant::now(), &self.timing);
+        let mut deadlines = Deadlines::new(Instant::now(), &self.timing);
         let mut draining = false;
         loop {
             let busy = self.table.files().any(|t| t.active);
@@ -314,7 +314,7 @@ impl Tailer {
                 );
                 return End::Drained;
             }
-            let sleep = (!busy).then(|| self.sleep_for(&clock, draining));
+            let sleep = (!busy).then(|| self.sleep_for(&deadlines, draining));
             let (woken, gathered_since) = match sleep {
                 // Lines kept coming: the next ones gather at once, without a wake-up for the
                 // first of them (one wake-up per batch in a steady quiet Pod, not two).
@@ -341,7 +341,7 @@ impl Tailer {
                 draining = true;
                 tracing::info!("draining: reading every file to its end before exiting");
                 self.rescan(false);
-                clock.next_poll = Instant::now() + DRAIN_POLL;
+                deadlines.next_poll = Instant::now() + DRAIN_POLL;
             }
             for path in woken.paths {
                 self.on_path(&path);
@@ -349,7 +349,7 @@ impl Tailer {
             for path in woken.grown {
                 self.on_write(&path);
             }
-            self.due(&mut clock, woken.rescan, draining);
+            self.due(&mut deadlines, woken.rescan, draining);
             self.apply_pod_tags();
             let events_before = self.events.builder.stats.events;
             if !self.take_turn(gathered_since) {
@@ -369,9 +369,9 @@ impl Tailer {
 
     /// How long the loop may sleep: until the next rescan, batch deadline, poll of files
     /// without a name, or multi-line timeout.
-    fn sleep_for(&self, clock: &Clock, draining: bool) -> Duration {
+    fn sleep_for(&self, deadlines: &Deadlines, draining: bool) -> Duration {
         let now = Instant::now();
-        let mut due = clock.next_rescan;
+        let mut due = deadlines.next_rescan;
         if let Some(opened) = self.events.builder.opened_at() {
             due = due.min(opened + self.timing.batch_timeout);
             if self.sending.load(Ordering::Relaxed) == 0 {
@@ -379,7 +379,7 @@ impl Tailer {
             }
         }
         if draining || self.table.files().any(|t| t.reader.is_orphan()) {
-            due = due.min(clock.next_poll);
+            due = due.min(deadlines.next_poll);
         }
         if let Some(group) = self.next_group_deadline() {
             due = due.min(group);
@@ -388,13 +388,13 @@ impl Tailer {
     }
 
     /// Rescans and polls that are due.
-    fn due(&mut self, clock: &mut Clock, rescan: bool, draining: bool) {
+    fn due(&mut self, deadlines: &mut Deadlines, rescan: bool, draining: bool) {
         let now = Instant::now();
-        if rescan || now >= clock.next_rescan {
+        if rescan || now >= deadlines.next_rescan {
             self.rescan(false);
-            clock.next_rescan = now + self.timing.rescan_every;
+            deadlines.next_rescan = now + self.timing.rescan_every;
         }
-        if now >= clock.next_poll {
+        if now >= deadlines.next_poll {
             // Orphans have no name for file events to name; while draining, nothing may be
             // missed before the files are declared quiet.
             for (_, t) in self.table.iter_mut() {
@@ -402,7 +402,7 @@ impl Tailer {
                     t.active = true;
                 }
             }
-            clock.next_poll = now + if draining { DRAIN_POLL } else { ORPHAN_POLL };
+            deadlines.next_poll = now + if draining { DRAIN_POLL } else { ORPHAN_POLL };
         }
     }
 
@@ -657,15 +657,15 @@ fn observe(tracker: &Tracker, t: &table::Tailed, size: u64) {
 }
 
 /// When the loop's periodic work is next due.
-struct Clock {
+struct Deadlines {
     next_rescan: Instant,
     /// The next look at files without a name (and, while draining, at every open file).
     next_poll: Instant,
 }
 
-impl Clock {
-    fn new(now: Instant, timing: &Timing) -> Clock {
-        Clock {
+impl Deadlines {
+    fn new(now: Instant, timing: &Timing) -> Deadlines {
+        Deadlines {
             next_rescan: now + timing.rescan_every,
             next_poll: now + ORPHAN_POLL,
         }

@@ -8,11 +8,11 @@ use std::io;
 use std::path::Path;
 
 use super::Tailer;
-use super::identity::DevIno;
 use super::reader::{FileReader, resume_position};
 use super::table::{FileKey, Tailed};
 use crate::config::ReadFrom;
 use crate::encode::{EventFields, EventTemplate};
+use crate::position::DevIno;
 use crate::process::Grouping;
 
 impl Tailer {

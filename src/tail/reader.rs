@@ -14,7 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::identity::{DevIno, FINGERPRINT_BYTES, Fingerprint};
+use crate::position::{DevIno, FINGERPRINT_BYTES, Fingerprint};
 
 /// What one look at a file found.
 #[derive(Debug)]

@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
-use super::identity::DevIno;
 use super::reader::FileReader;
-use crate::encode::{EventTemplate, StreamId};
+use crate::encode::EventTemplate;
+use crate::position::DevIno;
+use crate::position::StreamId;
 use crate::process::Grouping;
 
 /// A file's key in the table: stable for as long as the file is tailed, whatever happens to

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::encode::{Batch, BatchBuilder, EventRange, EventTemplate, LinePiece, StreamId};
+use crate::encode::{Batch, BatchBuilder, EventRange, EventTemplate, LinePiece};
+use crate::position::StreamId;
 use crate::sample;
 use crate::tail::frame::frame;
 

@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use super::emit::{Events, FileEvents, LineRules, Sink, emit_read};
 use crate::config::Encoding;
-use crate::encode::{BatchBuilder, EventFields, EventTemplate, StreamId};
+use crate::encode::{BatchBuilder, EventFields, EventTemplate};
 use crate::metrics::Metrics;
+use crate::position::StreamId;
 use crate::process::{Grouping, Processor, RuleKind, RuleSettings, Settings};
 
 const M: &str = "...TRUNCATED...";

@@ -1,4 +1,6 @@
-//! File identity: device + inode, checked against a fingerprint of the file's first bytes.
+//! Where a line is, as the reader and the checkpoints both know it: a file's identity (device
+//! and inode, checked against a fingerprint of its first bytes), a stream (one opening of a
+//! file's content) and the byte ranges of streams that events cover.
 //!
 //! The inode alone is fooled when a deleted file's inode is reused; the first bytes alone are
 //! fooled by files that share a header. Together they follow a file across renames and notice
@@ -13,6 +15,19 @@ use serde::{Deserialize, Serialize};
 
 /// How many leading bytes the fingerprint covers at most.
 pub const FINGERPRINT_BYTES: usize = 1024;
+
+/// One opening of a file's content: the file bytes of events are counted per stream, and a
+/// truncation starts a new one. The checkpoint tracker knows streams by this id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(pub u64);
+
+/// The file bytes one event accounts for: `[start, end)` of stream `stream`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    pub stream: StreamId,
+    pub start: u64,
+    pub end: u64,
+}
 
 /// A hash of the first `len` bytes of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

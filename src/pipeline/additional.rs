@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::dispatch::Packed;
+use crate::compress::Compressed;
 use crate::config::Config;
 use crate::metrics::{EndpointCounters, Metrics};
 use crate::secret::KeySource;
@@ -30,12 +30,12 @@ const BEST_EFFORT_QUEUE: usize = 2;
 /// Where batches go: the main endpoint and the additional ones.
 pub(super) struct Endpoints {
     pub main: Arc<Sender>,
-    pub extras: Extras,
+    pub additional: AdditionalEndpoints,
 }
 
 /// The additional endpoints of a run.
 #[derive(Default)]
-pub(super) struct Extras {
+pub(super) struct AdditionalEndpoints {
     pub reliable: Vec<Arc<Sender>>,
     pub best_effort: Vec<BestEffort>,
     /// The best-effort endpoints' sending tasks.
@@ -45,13 +45,13 @@ pub(super) struct Extras {
 /// A best-effort endpoint's side of its queue.
 pub(super) struct BestEffort {
     pub sender: Arc<Sender>,
-    queue: mpsc::Sender<Packed>,
+    queue: mpsc::Sender<Compressed>,
     counters: Arc<EndpointCounters>,
 }
 
 impl BestEffort {
     /// Queues a copy, or drops it when the endpoint is behind.
-    pub fn offer(&self, packed: Packed) {
+    pub fn offer(&self, packed: Compressed) {
         if self.queue.try_send(packed).is_err() {
             if self.counters.dropped.get() == 0 {
                 tracing::warn!(url = %self.sender.url(), "best-effort endpoint is behind or down: dropping its copies of batches (counted in sidelog_additional_endpoint_batches_dropped_total)");
@@ -70,8 +70,8 @@ pub(super) fn start(
     key_poll: Duration,
     helpers: &CancellationToken,
     signal: &ShutdownSignal,
-) -> anyhow::Result<Extras> {
-    let mut extras = Extras::default();
+) -> anyhow::Result<AdditionalEndpoints> {
+    let mut additional = AdditionalEndpoints::default();
     for (i, extra) in config.datadog.additional_endpoints.iter().enumerate() {
         let keys = match KeySource::load(extra.api_key_file.as_deref(), extra.api_key.as_ref()) {
             Ok(keys) => keys,
@@ -101,24 +101,24 @@ pub(super) fn start(
         );
         tracing::info!(url = %sender.url(), reliable = extra.reliable, "also shipping to additional endpoint");
         if extra.reliable {
-            extras.reliable.push(sender);
+            additional.reliable.push(sender);
             continue;
         }
         let (queue, rx) = mpsc::channel(BEST_EFFORT_QUEUE);
         let counters = metrics.register_endpoint(sender.url());
-        extras.tasks.spawn(send_best_effort(
+        additional.tasks.spawn(send_best_effort(
             sender.clone(),
             rx,
             counters.clone(),
             signal.clone(),
         ));
-        extras.best_effort.push(BestEffort {
+        additional.best_effort.push(BestEffort {
             sender,
             queue,
             counters,
         });
     }
-    Ok(extras)
+    Ok(additional)
 }
 
 /// Sends a best-effort endpoint's copies one at a time (retrying through the outage gate like
@@ -126,7 +126,7 @@ pub(super) fn start(
 /// dropped: there is no splitting for a best-effort copy.
 async fn send_best_effort(
     sender: Arc<Sender>,
-    mut queue: mpsc::Receiver<Packed>,
+    mut queue: mpsc::Receiver<Compressed>,
     counters: Arc<EndpointCounters>,
     mut signal: ShutdownSignal,
 ) {
