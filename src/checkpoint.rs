@@ -20,8 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
-use crate::position::{DevIno, Fingerprint};
-use crate::position::{Mark, StreamId};
+use crate::position::{DevIno, Fingerprint, Mark, StreamId};
 
 pub const CHECKPOINT_FILE: &str = "checkpoints.json";
 

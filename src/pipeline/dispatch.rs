@@ -1,6 +1,7 @@
 //! From the reader's batches to accepted requests: admission into the window of batches past
-//! the reader, compression (inline for small bodies, else on a compressor thread), sending in the order read, splitting refused
-//! batches, and acknowledging the file ranges of what was settled.
+//! the reader, compression (inline for small bodies, else on a compressor thread), sending in
+//! the order read, splitting refused batches, and acknowledging the file ranges of what was
+//! settled.
 //!
 //! At most `request_concurrency + 2 * compressors` batches are past the reader. A batch is
 //! taken from the reader only when a compressor is free or about to be, so uncompressed

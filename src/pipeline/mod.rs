@@ -485,8 +485,7 @@ fn load_checkpoints(data_dir: &Path) -> Vec<checkpoint::Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::position::{DevIno, Fingerprint};
-    use crate::position::{Mark, StreamId};
+    use crate::position::{DevIno, Fingerprint, Mark, StreamId};
 
     fn tracker_with_lag() -> Tracker {
         let t = Tracker::new();

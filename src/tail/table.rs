@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::reader::FileReader;
 use crate::encode::EventTemplate;
-use crate::position::DevIno;
-use crate::position::StreamId;
+use crate::position::{DevIno, StreamId};
 use crate::process::Grouping;
 
 /// A file's key in the table: stable for as long as the file is tailed, whatever happens to

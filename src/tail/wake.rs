@@ -145,8 +145,7 @@ impl Wake {
         let rung = matches!(poll(&mut fds, Some(&timespec(time))), Ok(n) if n > 0);
         if rung {
             // Read now, or every gathering after it would end at once.
-            let mut count = [0u8; 8];
-            let _ = rustix::io::read(bell.as_fd(), &mut count);
+            silence(bell);
         }
     }
 
@@ -163,10 +162,16 @@ impl Wake {
         let _ = poll(&mut fds, Some(&timespec(timeout)));
         drop(fds);
         if let Some(bell) = &self.bell {
-            let mut count = [0u8; 8];
-            let _ = rustix::io::read(bell.as_fd(), &mut count);
+            silence(bell);
         }
     }
+}
+
+/// Resets the bell's count, so that the next poll waits again (nonblocking: a bell that was
+/// not rung reads nothing).
+fn silence(bell: &OwnedFd) {
+    let mut count = [0u8; 8];
+    let _ = rustix::io::read(bell.as_fd(), &mut count);
 }
 
 fn timespec(d: Duration) -> Timespec {
