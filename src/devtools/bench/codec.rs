@@ -168,19 +168,9 @@ fn measure(s: &Setting, batches: &[Vec<u8>]) -> anyhow::Result<(u64, f64)> {
     Ok((wire, thread_cpu() - cpu0))
 }
 
-/// CPU-seconds this thread has used, to the nanosecond: `getrusage(RUSAGE_THREAD)` counts
-/// in scheduler ticks here, too coarse for a fraction of a second of compression.
+/// CPU-seconds this thread has used, to the nanosecond.
 fn thread_cpu() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime fills the timespec we pass; the clock id is always valid.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0.0;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    super::cpu_clock(rustix::time::ClockId::ThreadCPUTime)
 }
 
 #[cfg(test)]

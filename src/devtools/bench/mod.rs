@@ -16,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use rustix::process::{Pid, Signal, kill_process};
+use rustix::time::{ClockId, clock_gettime};
 
 use crate::encode::{Batch, BatchBuilder, EventRange, EventTemplate, LinePiece};
 use crate::position::StreamId;
@@ -151,16 +153,19 @@ fn frame_into(
 
 /// CPU seconds (user + system) this process has used.
 fn own_cpu() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is always valid.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
-    if rc != 0 {
-        return 0.0;
-    }
-    // SAFETY: initialised by the successful call above.
-    let u = unsafe { usage.assume_init() };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(u.ru_utime) + secs(u.ru_stime)
+    cpu_clock(ClockId::ProcessCPUTime)
+}
+
+/// A CPU-time clock in seconds, to the nanosecond (`getrusage` counts in scheduler ticks on
+/// some kernels, too coarse for a fraction of a second).
+fn cpu_clock(id: ClockId) -> f64 {
+    let t = clock_gettime(id);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
+/// The kernel's clock ticks per second, the unit of CPU times in `/proc`.
+fn clock_ticks() -> f64 {
+    (rustix::param::clock_ticks_per_second() as f64).max(1.0)
 }
 
 /// CPU seconds (user + system) of another process, from /proc.
@@ -171,9 +176,7 @@ pub fn proc_cpu(pid: u32) -> Option<f64> {
     // Fields 14 and 15 of stat(5), counted from after the command name (field 3 is index 0).
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no memory-safety requirements.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((utime + stime) / ticks.max(1.0))
+    Some((utime + stime) / clock_ticks())
 }
 
 /// CPU seconds per thread name of a process, largest first.
@@ -182,8 +185,7 @@ pub fn thread_cpu(pid: u32) -> Vec<(String, f64)> {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };
-    // SAFETY: sysconf has no memory-safety requirements.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let ticks = clock_ticks();
     for t in tasks.flatten() {
         let Ok(stat) = fs::read_to_string(t.path().join("stat")) else {
             continue;
@@ -251,8 +253,8 @@ impl Drop for ChildGuard {
 }
 
 fn terminate(child: &mut ChildGuard) -> anyhow::Result<std::process::ExitStatus> {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    // Already gone is fine: wait() reports how it ended.
+    let _ = kill_process(Pid::from_child(&child.0), Signal::TERM);
     Ok(child.0.wait()?)
 }
 
