@@ -4,9 +4,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sidelog::encode::{BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece};
-use sidelog::position::StreamId;
-use sidelog::tail::frame::frame;
+use sidelog_shipper::encode::{BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece};
+use sidelog_shipper::position::StreamId;
+use sidelog_shipper::tail::frame::frame;
 
 struct Counting;
 
@@ -37,7 +37,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn main() {
-    let data = sidelog::sample::corpus(4 << 20);
+    let data = sidelog_sample::corpus(4 << 20);
     let template = EventTemplate::new(&EventFields {
         status: "info",
         hostname: "host",

@@ -4,16 +4,16 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sidelog::compress::CodecKind;
-use sidelog::encode::{
+use sidelog_shipper::compress::CodecKind;
+use sidelog_shipper::encode::{
     BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece, escape_str,
 };
-use sidelog::position::StreamId;
-use sidelog::tail::frame::frame;
+use sidelog_shipper::position::StreamId;
+use sidelog_shipper::tail::frame::frame;
 
 /// About 1 MiB of mixed access-log and JSON lines, ~200 bytes each.
 fn sample() -> Vec<u8> {
-    sidelog::sample::corpus(1 << 20)
+    sidelog_sample::corpus(1 << 20)
 }
 
 fn template() -> EventTemplate {
@@ -59,7 +59,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut batches = 0;
             let mut cont = false;
-            let mut emit = |batch: sidelog::encode::Batch| {
+            let mut emit = |batch: sidelog_shipper::encode::Batch| {
                 batches += 1;
                 black_box(batch.body.len());
             };
@@ -132,7 +132,8 @@ fn bench(c: &mut Criterion) {
         let mut out = Vec::with_capacity(json.len());
         g.bench_function(name, |b| {
             b.iter(|| {
-                sidelog::compress::compress(codec, black_box(&json), &mut out).map(|()| out.len())
+                sidelog_shipper::compress::compress(codec, black_box(&json), &mut out)
+                    .map(|()| out.len())
             })
         });
     }

@@ -5,13 +5,13 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sidelog::config::{Input, MultilineSettings, Preset, RuleKind, RuleSettings};
-use sidelog::process::{Grouping, LineAction, Processor, json_attributes};
-use sidelog::tail::frame::frame;
+use sidelog_shipper::config::{Input, MultilineSettings, Preset, RuleKind, RuleSettings};
+use sidelog_shipper::process::{Grouping, LineAction, Processor, json_attributes};
+use sidelog_shipper::tail::frame::frame;
 
 /// About 1 MiB of mixed access-log and JSON lines, ~200 bytes each.
 fn sample() -> Vec<u8> {
-    sidelog::sample::corpus(1 << 20)
+    sidelog_sample::corpus(1 << 20)
 }
 
 fn lines(data: &[u8]) -> Vec<&[u8]> {

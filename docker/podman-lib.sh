@@ -30,7 +30,7 @@ build_images() {
   target="$(rustc -vV | sed -n 's/^host: //p')"
   local static="-C target-feature=+crt-static"
   (cd "$root" && RUSTFLAGS="$static" \
-    cargo build --profile dist --no-default-features --locked --target "$target" --quiet)
+    cargo build -p sidelog --profile dist --no-default-features --locked --target "$target" --quiet)
   (cd "$root" && RUSTFLAGS="$static" \
     cargo build --release --locked --target "$target" --quiet)
   build_image "$root/target/$target/dist/sidelog" sidelog

@@ -76,17 +76,17 @@ enum Command {
     Inject(command::inject::InjectArgs),
     /// Run a local Datadog-compatible logs intake.
     #[cfg(feature = "devtools")]
-    Intake(sidelog::devtools::intake::IntakeArgs),
+    Intake(sidelog_devtools::intake::IntakeArgs),
     /// Measure throughput, idle cost, latency or a Pod's bad moments with the real binary
     /// (see README).
     #[cfg(feature = "devtools")]
     Bench {
         #[command(subcommand)]
-        mode: sidelog::devtools::bench::BenchCommand,
+        mode: sidelog_devtools::bench::BenchCommand,
     },
     /// Run intake, a sample log writer and the shipper together, printing live progress.
     #[cfg(feature = "devtools")]
-    Demo(sidelog::devtools::demo::DemoOptions),
+    Demo(sidelog_devtools::demo::DemoOptions),
 }
 
 fn main() -> ExitCode {

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use sidelog::config::{
+use sidelog_shipper::config::{
     Compression, Config, Encoding, Preset, ReadFrom, RequestConcurrency, RuleKind,
 };
 
@@ -615,7 +615,7 @@ fn the_seed_pod_moves_to_sidelog_by_its_image_alone() {
 /// ids and client addresses masked with their groups kept.
 #[test]
 fn the_seed_pods_agent_configuration_ships_what_the_agent_would() {
-    let docs = sidelog::yaml11::load(
+    let docs = sidelog_shipper::yaml11::load(
         &std::fs::read_to_string(Path::new(SEED_DIR).join("sidelog-pod.yaml")).expect("pod"),
     )
     .expect("YAML");
@@ -662,7 +662,7 @@ fn the_seed_pods_agent_configuration_ships_what_the_agent_would() {
     let mut written = Vec::new();
     for seq in 0..400 {
         let mut line = Vec::new();
-        sidelog::sample::line(&mut line, &mut rng, 0, seq, 200, 0);
+        sidelog_sample::line(&mut line, &mut rng, 0, seq, 200, 0);
         written.push(
             String::from_utf8(line)
                 .expect("UTF-8")

@@ -27,8 +27,17 @@ fn help_and_version() {
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
     let (code, out, _) = sidelog(&["--help"]);
     assert_eq!(code, 0);
-    for word in ["run", "check", "intake", "demo", "--config"] {
+    for word in ["run", "check", "generate", "--config"] {
         assert!(out.contains(word), "--help lacks {word}: {out}");
+    }
+    // The development tools are there exactly when the binary is built with them.
+    for word in ["intake", "bench", "demo"] {
+        let listed = out.lines().any(|l| l.trim_start().starts_with(word));
+        assert_eq!(
+            listed,
+            cfg!(feature = "devtools"),
+            "--help and {word}: {out}"
+        );
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use sidelog::devtools::intake::Faults;
+use sidelog_devtools::intake::Faults;
 
 const T: Duration = Duration::from_secs(90);
 
@@ -346,7 +346,7 @@ fn memory_stays_bounded_while_the_intake_is_down() {
         use std::io::Write;
         let mut f = std::fs::File::create(&log).expect("create");
         while lines < 400_000 {
-            sidelog::sample::line(&mut buf, &mut rng, 0, lines, 256, 0);
+            sidelog_sample::line(&mut buf, &mut rng, 0, lines, 256, 0);
             lines += 1;
             if buf.len() > (4 << 20) {
                 f.write_all(&buf).expect("write");
@@ -431,7 +431,7 @@ fn a_proxy_from_config_or_environment_carries_the_requests() {
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, as PEM files; returns the CA's path.
-fn tls_files(h: &Harness) -> (std::path::PathBuf, sidelog::devtools::intake::TlsFiles) {
+fn tls_files(h: &Harness) -> (std::path::PathBuf, sidelog_devtools::intake::TlsFiles) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().expect("ca key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
@@ -449,7 +449,7 @@ fn tls_files(h: &Harness) -> (std::path::PathBuf, sidelog::devtools::intake::Tls
     std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
     (
         dir.join("ca.pem"),
-        sidelog::devtools::intake::TlsFiles {
+        sidelog_devtools::intake::TlsFiles {
             cert: dir.join("cert.pem"),
             key: dir.join("key.pem"),
         },

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use sidelog::devtools::intake::{Intake, IntakeOptions};
+use sidelog_devtools::intake::{Intake, IntakeOptions};
 
 const T: Duration = Duration::from_secs(60);
 

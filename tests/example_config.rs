@@ -7,15 +7,15 @@ use std::collections::BTreeSet;
 fn example_config_is_valid_and_complete() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sidelog.toml");
     let env: Vec<(String, String)> = Vec::new();
-    sidelog::config::Config::load_with_env(&path, &env).expect("example config is valid");
+    sidelog_shipper::config::Config::load_with_env(&path, &env).expect("example config is valid");
     let text = std::fs::read_to_string(&path).expect("read example");
     let value: toml::Value = toml::from_str(&text).expect("toml");
-    let mut documented = sidelog::config::keys_in(&value);
+    let mut documented = sidelog_shipper::config::keys_in(&value);
     // Tables that must not be active in the example (it is the image's default config) are
     // documented commented out; they must still be valid TOML once uncommented.
     let commented: toml::Value = toml::from_str(&commented_tables(&text)).expect("commented TOML");
-    documented.extend(sidelog::config::keys_in(&commented));
-    let missing: Vec<String> = sidelog::config::all_keys()
+    documented.extend(sidelog_shipper::config::keys_in(&commented));
+    let missing: Vec<String> = sidelog_shipper::config::all_keys()
         .difference(&documented)
         .cloned()
         .collect();
@@ -41,7 +41,7 @@ fn readme_reference_table_lists_every_key() {
         .filter_map(|l| l.split('`').next())
         .map(|k| k.replace("[]", ""))
         .collect();
-    let keys = sidelog::config::all_keys();
+    let keys = sidelog_shipper::config::all_keys();
     let missing: Vec<&String> = keys.difference(&listed).collect();
     let unknown: Vec<&String> = listed.difference(&keys).collect();
     assert!(missing.is_empty(), "README lacks keys: {missing:?}");

@@ -2,6 +2,9 @@
 //! on stderr; nothing on stdout when any document fails. (Every kind's output is validated
 //! against the Kubernetes schemas by `.ci/run`; the details are unit-tested in the library.)
 
+// The command is there only in a binary built with it.
+#![cfg(feature = "inject")]
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 

@@ -1,7 +1,7 @@
 //! The built-in intake answers like the Datadog intake: 202, 403, 413, 400.
 
-use sidelog::compress::{CodecKind, compress};
-use sidelog::devtools::intake::{Intake, IntakeOptions};
+use sidelog_devtools::intake::{Intake, IntakeOptions};
+use sidelog_shipper::compress::{CodecKind, compress};
 
 fn events(n: usize, size: usize) -> Vec<u8> {
     let msg = "x".repeat(size);

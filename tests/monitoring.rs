@@ -28,7 +28,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 }
 
 fn exported() -> BTreeSet<String> {
-    sidelog::metrics::exported_families()
+    sidelog_shipper::metrics::exported_families()
         .iter()
         .map(|f| format!("sidelog_{}", f.name))
         .collect()

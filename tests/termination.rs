@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use sidelog::devtools::intake::Faults;
+use sidelog_devtools::intake::Faults;
 
 const T: Duration = Duration::from_secs(120);
 

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use super::logging;
 use super::runtime::block_on;
-use sidelog::config::{LogFormat, LogLevel};
-use sidelog::devtools::{bench, demo, intake};
+use sidelog_devtools::{bench, demo, intake};
+use sidelog_shipper::config::{LogFormat, LogLevel};
 
 pub fn intake(args: intake::IntakeArgs) -> ExitCode {
     logging::init(LogLevel::Info, LogFormat::Text);

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::logging;
 use super::runtime::block_on;
-use sidelog::config::{LogFormat, LogLevel};
-use sidelog::sample;
+use sidelog_sample as sample;
+use sidelog_shipper::config::{LogFormat, LogLevel};
 
 /// `sidelog generate`.
 pub fn generate(opts: GenerateOptions) -> ExitCode {
@@ -72,7 +72,7 @@ fn generate_lines(opts: GenerateOptions, stop: CancellationToken) -> anyhow::Res
             continue;
         }
         buf.clear();
-        let now_us = sidelog::clock::now_us();
+        let now_us = sidelog_shipper::clock::now_us();
         while written < due {
             sample::line(
                 &mut buf,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sidelog::inject::{Options, inject};
+use sidelog_inject::{Options, inject};
 
 /// `sidelog inject`'s options.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,7 +1,7 @@
 //! sidelog's own logs: text on a terminal or JSON lines, the level from `log_level` or
 //! `RUST_LOG`, changed on a reload.
 
-use sidelog::config::{LogFormat, LogLevel};
+use sidelog_shipper::config::{LogFormat, LogLevel};
 use tracing_subscriber::filter::Targets;
 
 /// Changes sidelog's own log level after a reload (unless `RUST_LOG` rules).
@@ -74,7 +74,7 @@ mod tests {
     #[test]
     fn sidelog_logs_at_its_level_and_libraries_at_warn() {
         let targets = own_level(LogLevel::Debug);
-        assert!(targets.would_enable("sidelog::tail", &Level::DEBUG));
+        assert!(targets.would_enable("sidelog_shipper::tail", &Level::DEBUG));
         assert!(!targets.would_enable("hyper", &Level::INFO));
         assert!(targets.would_enable("hyper", &Level::WARN));
     }

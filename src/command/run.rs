@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::logging::{self, LogHandle};
 use super::runtime::{block_on, shipper_runtime};
-use sidelog::config::agent::AGENT_DIR;
-use sidelog::config::{Config, LogFormat, LogLevel};
-use sidelog::metrics::Metrics;
-use sidelog::pipeline::{Pipeline, StopMode};
+use sidelog_shipper::config::agent::AGENT_DIR;
+use sidelog_shipper::config::{Config, LogFormat, LogLevel};
+use sidelog_shipper::metrics::Metrics;
+use sidelog_shipper::pipeline::{Pipeline, StopMode};
 
 /// Where the configuration comes from: sidelog's own file, or the Datadog Agent's files.
 pub enum Source {
@@ -134,11 +134,11 @@ enum Next {
 async fn ship(source: Source, mut config: Config, log: LogHandle) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     let metrics = Arc::new(Metrics::default());
-    let admin = sidelog::admin::AdminState::new(metrics.clone());
+    let admin = sidelog_shipper::admin::AdminState::new(metrics.clone());
     let admin_stop = CancellationToken::new();
     let _admin_stop = admin_stop.clone().drop_guard();
     if let Some(addr) = config.metrics_listen {
-        let bound = sidelog::admin::serve(addr, admin.clone(), admin_stop)
+        let bound = sidelog_shipper::admin::serve(addr, admin.clone(), admin_stop)
             .await
             .with_context(|| format!("cannot listen on metrics_listen {addr}"))?;
         tracing::info!(addr = %bound, "serving /metrics, /healthz, /readyz and /status");
@@ -228,8 +228,10 @@ pub fn check(source: Source) -> ExitCode {
         Err(code) => return code,
     };
     let d = &config.datadog;
-    let key = match sidelog::secret::KeySource::load(d.api_key_file.as_deref(), d.api_key.as_ref())
-    {
+    let key = match sidelog_shipper::secret::KeySource::load(
+        d.api_key_file.as_deref(),
+        d.api_key.as_ref(),
+    ) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("sidelog: datadog.api_key_file: {e}");
@@ -302,9 +304,9 @@ async fn fetch_status(url: String) -> anyhow::Result<()> {
         .with_context(|| format!("cannot reach {url} (is sidelog running with metrics_listen?)"))?
         .bytes()
         .await?;
-    let s: sidelog::admin::Status =
+    let s: sidelog_shipper::admin::Status =
         serde_json::from_slice(&body).with_context(|| format!("unexpected answer from {url}"))?;
-    print!("{}", sidelog::admin::render_status(&s));
+    print!("{}", sidelog_shipper::admin::render_status(&s));
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 /// its own, and a sidecar on a 64-core node should not start 64 workers.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(sidelog::config::usable_cores().min(2))
+        .worker_threads(sidelog_shipper::config::usable_cores().min(2))
         .enable_all()
         .thread_name("sidelog-rt")
         .build()

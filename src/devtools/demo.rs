@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::intake::{Intake, IntakeOptions};
 use super::writer::PacedLines;
-use crate::config::{Config, Input};
-use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, StopMode};
+use sidelog_shipper::config::{Config, Input};
+use sidelog_shipper::metrics::Metrics;
+use sidelog_shipper::pipeline::{Pipeline, StopMode};
 
 /// `sidelog demo`'s options.
 #[derive(Debug, Clone, clap::Args)]

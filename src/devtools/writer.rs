@@ -117,13 +117,13 @@ fn write_each_line(
         }
         let f = (total % n as u64) as usize;
         buf.clear();
-        crate::sample::line(
+        sidelog_sample::line(
             &mut buf,
             &mut rng,
             f,
             seqs[f],
             line_bytes,
-            crate::clock::now_us(),
+            sidelog_shipper::clock::now_us(),
         );
         seqs[f] += 1;
         files[f].write_all(&buf)?;
@@ -156,14 +156,14 @@ fn write_batched(
         if let Some(wait) = due_at.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        let now_us = crate::clock::now_us();
+        let now_us = sidelog_shipper::clock::now_us();
         // This tick's lines, one append per file.
         let lines = due.saturating_sub(total);
         for (f, file) in files.iter_mut().enumerate() {
             buf.clear();
             let share = lines / n as u64 + u64::from((f as u64) < lines % n as u64);
             for _ in 0..share {
-                crate::sample::line(&mut buf, &mut rng, f, seqs[f], line_bytes, now_us);
+                sidelog_sample::line(&mut buf, &mut rng, f, seqs[f], line_bytes, now_us);
                 seqs[f] += 1;
             }
             if !buf.is_empty() {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use sidelog::devtools::intake::{Intake, IntakeOptions};
+use sidelog_devtools::intake::{Intake, IntakeOptions};
 
 pub const API_KEY: &str = "test-api-key-0123456789";
 pub const BIN: &str = env!("CARGO_BIN_EXE_sidelog");

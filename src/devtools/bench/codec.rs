@@ -5,9 +5,9 @@
 //! prints, per GB of log lines, the bytes on the wire and the CPU-seconds compression takes.
 
 use super::*;
-use crate::compress::{Codec, CodecKind};
-use crate::encode::{Batch, BatchBuilder, EventFields, EventTemplate};
-use crate::sample::Shape;
+use sidelog_sample::Shape;
+use sidelog_shipper::compress::{Codec, CodecKind};
+use sidelog_shipper::encode::{Batch, BatchBuilder, EventFields, EventTemplate};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CodecOptions {
@@ -161,7 +161,7 @@ fn measure(s: &Setting, batches: &[Vec<u8>]) -> anyhow::Result<(u64, f64)> {
                 out.reserve(zstd::compress_bound(body.len()));
                 c.compress_to_buffer(body.as_slice(), &mut out)?;
             }
-            None => crate::compress::compress(s.codec, body, &mut out)?,
+            None => sidelog_shipper::compress::compress(s.codec, body, &mut out)?,
         }
         wire += out.len() as u64;
     }

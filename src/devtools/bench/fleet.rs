@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::devtools::writer::PacedLines;
+use crate::writer::PacedLines;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct FleetOptions {

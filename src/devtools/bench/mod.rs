@@ -7,7 +7,7 @@
 //! - `idle`: CPU and memory of a shipper watching files that do not change.
 //! - `latency`: write-to-intake latency at a steady line rate.
 //!
-//! The lines are [`crate::sample`] lines, whose prefix the verifying intake checks.
+//! The lines are [`sidelog_sample`] lines, whose prefix the verifying intake checks.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -19,10 +19,10 @@ use anyhow::{Context, bail};
 use rustix::process::{Pid, Signal, kill_process};
 use rustix::time::{ClockId, clock_gettime};
 
-use crate::encode::{Batch, BatchBuilder, EventRange, EventTemplate, LinePiece};
-use crate::position::StreamId;
-use crate::sample;
-use crate::tail::frame::frame;
+use sidelog_sample as sample;
+use sidelog_shipper::encode::{Batch, BatchBuilder, EventRange, EventTemplate, LinePiece};
+use sidelog_shipper::position::StreamId;
+use sidelog_shipper::tail::frame::frame;
 
 mod codec;
 mod fleet;
@@ -406,9 +406,9 @@ fn temp_or(dir: &Option<PathBuf>) -> anyhow::Result<(Option<tempfile::TempDir>, 
     }
 }
 
-fn concurrency_value(c: crate::config::RequestConcurrency) -> String {
+fn concurrency_value(c: sidelog_shipper::config::RequestConcurrency) -> String {
     match c {
-        crate::config::RequestConcurrency::Fixed(n) => n.to_string(),
-        crate::config::RequestConcurrency::Adaptive => "\"adaptive\"".into(),
+        sidelog_shipper::config::RequestConcurrency::Fixed(n) => n.to_string(),
+        sidelog_shipper::config::RequestConcurrency::Adaptive => "\"adaptive\"".into(),
     }
 }

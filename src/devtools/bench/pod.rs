@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::*;
-use crate::devtools::writer::PacedLines;
+use crate::writer::PacedLines;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct OutageOptions {

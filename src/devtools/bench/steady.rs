@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::peer::PeerArgs;
 use super::*;
-use crate::devtools::writer::PacedLines;
+use crate::writer::PacedLines;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IdleOptions {

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::*;
-use crate::compress::CodecKind;
-use crate::config::Compression;
-use crate::encode::{Batch, BatchBuilder, EventFields, EventTemplate};
+use sidelog_shipper::compress::CodecKind;
+use sidelog_shipper::config::Compression;
+use sidelog_shipper::encode::{Batch, BatchBuilder, EventFields, EventTemplate};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ThroughputOptions {
@@ -24,14 +24,15 @@ pub struct ThroughputOptions {
     /// Approximate bytes per line, newline included.
     #[arg(long, default_value_t = 256)]
     pub line_bytes: usize,
-    #[arg(long, value_enum, default_value_t = Compression::Gzip)]
+    /// auto, zstd, gzip, deflate or none.
+    #[arg(long, default_value = "gzip")]
     pub compression: Compression,
     /// Compression level (default: the codec's).
     #[arg(long)]
     pub level: Option<i32>,
     /// Requests in flight: a number or "adaptive" (the shipper's default).
     #[arg(long, default_value = "adaptive")]
-    pub request_concurrency: crate::config::RequestConcurrency,
+    pub request_concurrency: sidelog_shipper::config::RequestConcurrency,
     /// Delay the intake adds to every answer (a distant intake).
     #[arg(long, default_value_t = 0)]
     pub intake_latency_ms: u64,
@@ -158,7 +159,7 @@ impl<'a> CeilingWorker<'a> {
         self.totals.0.fetch_add(batch.body.len(), Ordering::Relaxed);
         let o = self.opts;
         let codec = o.compression.codec(o.level);
-        if crate::compress::compress(codec, &batch.body, &mut self.out).is_ok() {
+        if sidelog_shipper::compress::compress(codec, &batch.body, &mut self.out).is_ok() {
             self.totals.1.fetch_add(self.out.len(), Ordering::Relaxed);
         }
         self.builder.recycle(batch.body);
@@ -230,7 +231,7 @@ pub async fn throughput(mut opts: ThroughputOptions) -> anyhow::Result<()> {
 
 /// The shipper's memory bound for these settings (README, "Memory"), next to its peak.
 fn report_memory(opts: &ThroughputOptions, c: &CeilingResult, hwm_kb: u64) {
-    let mut d = crate::config::DatadogConfig {
+    let mut d = sidelog_shipper::config::DatadogConfig {
         compression: opts.compression,
         compression_threads: opts.compression_threads.unwrap_or(0),
         request_concurrency: opts.request_concurrency,
@@ -320,7 +321,7 @@ async fn ship_all(
     )?;
     let log = dir.join("shipper.log");
     let client = reqwest::Client::new();
-    let t0_us = crate::clock::now_us();
+    let t0_us = sidelog_shipper::clock::now_us();
     let mut shipper = start_shipper(&config, &log)?;
     let pid = shipper.0.id();
     let timeout = Duration::from_secs(3600);

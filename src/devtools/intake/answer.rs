@@ -11,10 +11,10 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::value::RawValue;
 
 use super::{Faults, IntakeState, MAX_WIRE_BYTES, REQUEST_LOG, RequestRecord, verify};
-use crate::compress::{self, DecodeError};
-use crate::config::{INTAKE_MAX_BODY_BYTES, INTAKE_MAX_EVENTS};
 use crate::lock;
-use crate::secret;
+use sidelog_shipper::compress::{self, DecodeError};
+use sidelog_shipper::config::{INTAKE_MAX_BODY_BYTES, INTAKE_MAX_EVENTS};
+use sidelog_shipper::secret;
 
 fn reply(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
@@ -140,7 +140,7 @@ async fn process(
     if let Some(verify) = &state.verify {
         // Benchmark sink: a full JSON parse here would take CPU from the shipper under test on
         // the same cores. The tests run the intake without `verify` and parse every event.
-        let events = lock(verify).record_body(&raw, crate::clock::now_us());
+        let events = lock(verify).record_body(&raw, sidelog_shipper::clock::now_us());
         return accepted(state, events, raw.len());
     }
     let events = match parse_events(&raw) {
@@ -174,7 +174,7 @@ async fn defer(
     let received = verify::Received {
         encoding,
         body,
-        at_us: crate::clock::now_us(),
+        at_us: sidelog_shipper::clock::now_us(),
     };
     state.pending_bodies.fetch_add(1, Ordering::Relaxed);
     if deferred.send(received).is_err() {

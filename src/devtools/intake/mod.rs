@@ -40,7 +40,7 @@ pub struct IntakeOptions {
     pub out: Option<PathBuf>,
     /// Keep every accepted event in memory (tests).
     pub keep_events: bool,
-    /// Benchmark sink: check benchmark lines (see [`crate::sample`]) for loss, duplicates and
+    /// Benchmark sink: check benchmark lines (see [`sidelog_sample`]) for loss, duplicates and
     /// latency, finding events by their start instead of parsing the JSON (so the sink takes
     /// little CPU from the shipper it measures). Events are neither kept nor written to `out`.
     pub verify: bool,
@@ -364,15 +364,15 @@ mod tests {
         let events: Vec<String> = seqs
             .map(|seq| {
                 let mut line = Vec::new();
-                crate::sample::line(&mut line, &mut rng, 0, seq, 120, 0);
+                sidelog_sample::line(&mut line, &mut rng, 0, seq, 120, 0);
                 let text = String::from_utf8_lossy(&line).trim_end().to_string();
                 serde_json::json!({ "message": text, "status": "info" }).to_string()
             })
             .collect();
         let json = format!("[{}]", events.join(","));
         let mut out = Vec::new();
-        let codec = crate::compress::CodecKind::Gzip.at(None);
-        crate::compress::compress(codec, json.as_bytes(), &mut out).expect("gzip");
+        let codec = sidelog_shipper::compress::CodecKind::Gzip.at(None);
+        sidelog_shipper::compress::compress(codec, json.as_bytes(), &mut out).expect("gzip");
         out
     }
 

@@ -10,9 +10,9 @@ use std::sync::mpsc;
 use bytes::Bytes;
 
 use super::IntakeState;
-use crate::compress;
-use crate::config::INTAKE_MAX_BODY_BYTES;
 use crate::lock;
+use sidelog_shipper::compress;
+use sidelog_shipper::config::INTAKE_MAX_BODY_BYTES;
 
 /// Exactly-once and latency accounting for benchmark lines, which start with
 /// `FF:SSSSSSSSSS:UUUUUUUUUUUUUUUU ` (file, sequence number, write time in Unix microseconds).
@@ -30,7 +30,7 @@ pub struct Verifier {
 }
 
 /// Length of the benchmark line prefix.
-const VERIFY_PREFIX_LEN: usize = crate::sample::PREFIX_LEN;
+const VERIFY_PREFIX_LEN: usize = sidelog_sample::PREFIX_LEN;
 
 /// The key every event holds once: sidelog writes it first, other shippers (Fluent Bit's
 /// datadog output) after other fields. A JSON string cannot hold an unescaped `"`, so this

@@ -7,19 +7,19 @@
 //! (accepted positions), [`secret`] (the API key), `podtags` (tags from the Pod's labels),
 //! wired together by [`pipeline`] and brought down by [`shutdown`]; [`admin`] serves metrics,
 //! health and status.
-//! The built-in intake, the benchmarks and the demo are `devtools` (a feature the image
-//! leaves out).
+//!
+//! This crate is the shipper and nothing else: the `sidelog` binary adds its command line, and
+//! the development tools (`sidelog-devtools`), `sidelog inject` (`sidelog-inject`) and the
+//! sample lines (`sidelog-sample`) are crates of their own that use this one.
+
+#![forbid(unsafe_code)]
 
 pub mod admin;
 mod checkpoint;
 pub mod clock;
 pub mod compress;
 pub mod config;
-#[cfg(feature = "devtools")]
-pub mod devtools;
 pub mod encode;
-#[cfg(feature = "inject")]
-pub mod inject;
 mod log_limit;
 pub mod metrics;
 mod optional;
@@ -27,7 +27,6 @@ pub mod pipeline;
 mod podtags;
 pub mod position;
 pub mod process;
-pub mod sample;
 pub mod secret;
 mod ship;
 mod shutdown;

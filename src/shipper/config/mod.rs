@@ -33,11 +33,7 @@ pub const ENV_PREFIX: &str = "SIDELOG_";
 /// Separator between nesting levels in an environment override name.
 pub const ENV_SEPARATOR: &str = "__";
 /// Environment variables with the prefix that are not configuration keys.
-const ENV_NOT_KEYS: &[&str] = &[
-    "SIDELOG_CONFIG",
-    "SIDELOG_AGENT_CONFIG",
-    "SIDELOG_BENCH_SHIPPER",
-];
+const ENV_NOT_KEYS: &[&str] = &["SIDELOG_CONFIG", "SIDELOG_AGENT_CONFIG"];
 /// Keys whose environment override is a comma-separated list.
 const LIST_KEYS: &[&str] = &["include", "exclude", "tags"];
 
@@ -290,7 +286,7 @@ impl Default for TailConfig {
 }
 
 /// `datadog.compression`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// zstd, as the Datadog Agent sends; gzip from the first time a receiver refuses zstd.
@@ -299,6 +295,16 @@ pub enum Compression {
     Gzip,
     Deflate,
     None,
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+
+    /// The setting's name as the configuration writes it (`zstd`, `gzip`, ...).
+    fn from_str(v: &str) -> Result<Compression, String> {
+        serde_json::from_value(serde_json::Value::String(v.trim().to_ascii_lowercase()))
+            .map_err(|_| format!("{v:?} is not one of auto, zstd, gzip, deflate, none"))
+    }
 }
 
 impl Compression {

@@ -1,19 +1,19 @@
 //! `sidelog inject`: adds sidelog to the Pods of Kubernetes manifests, as `linkerd inject` does
 //! for its proxy.
 //!
-//! This module owns finding the Pod template in each kind of workload, the sidecar's
+//! This crate owns finding the Pod template in each kind of workload, the sidecar's
 //! container, volumes and mounts (the log directory shared with the app, the key from a
 //! Secret, the configuration, the checkpoints, the Pod's labels), the drain deadline made to
 //! fit `terminationGracePeriodSeconds`, and idempotence (a Pod that has a `sidelog` container
 //! is left as it is). YAML goes through `yaml-rust2`, which keeps the order of keys, read with
-//! [`crate::yaml11`] so that every scalar means to kubectl what it meant before (`0644`
+//! [`sidelog_shipper::yaml11`] so that every scalar means to kubectl what it meant before (`0644`
 //! stays `0644`); comments are not kept (as with `kubectl`). Nothing is printed unless every
 //! document succeeded.
 
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{Yaml, YamlEmitter};
 
-use crate::yaml11;
+use sidelog_shipper::yaml11;
 
 /// The container's name; a Pod with a container of this name is already injected.
 pub const CONTAINER_NAME: &str = "sidelog";
@@ -774,7 +774,8 @@ mod tests {
             .iter()
             .map(|k| (k.to_string(), "x".to_string()))
             .collect();
-        let config = crate::config::Config::load_with_env(&path, &env).expect("valid config");
+        let config =
+            sidelog_shipper::config::Config::load_with_env(&path, &env).expect("valid config");
         assert_eq!(config.inputs[0].include, ["/var/log/app/*.log"]);
         assert!(config.kubernetes.labels_file.is_some());
     }
