@@ -24,7 +24,7 @@ use crate::compress::{self, Codec, Compressed};
 use crate::config::Config;
 use crate::encode::{self, Batch};
 use crate::metrics::Metrics;
-use crate::ship::{Delivery, Sender};
+use crate::ship::{Delivery, Sender, Slot};
 use crate::shutdown::ShutdownSignal;
 use crate::tail::Wake;
 
@@ -36,9 +36,44 @@ pub(super) enum Taken {
     ReaderEnded,
 }
 
+/// Where batches are delivered: the seam between deciding what to send (this module) and
+/// sending it (HTTP, retries and the outage gate, in `ship`).
+pub(super) trait Sink: Send + Sync + 'static {
+    /// A place among the requests in flight, held while one is.
+    type Slot: Send;
+    /// Waits for a place among the requests in flight; `None` at shutdown.
+    fn slot(&self) -> impl Future<Output = Option<Self::Slot>> + Send;
+    /// The codec bodies are compressed with (it may change when a receiver refuses one).
+    fn codec(&self) -> Codec;
+    /// Sends a body until it is accepted, refused for good, refused for its codec, or
+    /// abandoned at shutdown.
+    fn deliver(
+        &self,
+        body: Bytes,
+        codec: Codec,
+        signal: &mut ShutdownSignal,
+    ) -> impl Future<Output = Delivery> + Send;
+}
+
+impl Sink for Sender {
+    type Slot = Slot;
+
+    async fn slot(&self) -> Option<Slot> {
+        Sender::slot(self).await
+    }
+
+    fn codec(&self) -> Codec {
+        Sender::codec(self)
+    }
+
+    async fn deliver(&self, body: Bytes, codec: Codec, signal: &mut ShutdownSignal) -> Delivery {
+        Sender::deliver(self, body, codec, signal).await
+    }
+}
+
 /// Owns the batches past the reader.
-pub(super) struct Dispatcher {
-    ctx: Arc<ShipContext>,
+pub(super) struct Dispatcher<S: Sink = Sender> {
+    ctx: Arc<ShipContext<S>>,
     /// Places for batches past the reader.
     window: Arc<Semaphore>,
     /// Compressors free or about to be (one batch may wait for one).
@@ -74,10 +109,10 @@ impl Drop for SendingGuard<'_> {
     }
 }
 
-pub(super) struct ShipContext {
-    pub sender: Arc<Sender>,
+pub(super) struct ShipContext<S: Sink> {
+    pub sender: Arc<S>,
     /// Additional endpoints every batch must also be accepted by, after the main one.
-    reliable: Vec<Arc<Sender>>,
+    reliable: Vec<Arc<S>>,
     /// Additional endpoints that get a copy when they keep up.
     best_effort: Vec<BestEffort>,
     pub tracker: Arc<Tracker>,
@@ -95,7 +130,7 @@ pub(super) struct ShipContext {
     turn_rx: watch::Receiver<u64>,
 }
 
-impl Dispatcher {
+impl Dispatcher<Sender> {
     pub(super) fn new(
         endpoints: Endpoints,
         tracker: Arc<Tracker>,
@@ -105,6 +140,54 @@ impl Dispatcher {
         signal: ShutdownSignal,
         sending: Sending,
     ) -> std::io::Result<Dispatcher> {
+        let Endpoints { main, additional } = endpoints;
+        let mut dispatcher = Dispatcher::with_sinks(
+            Sinks {
+                main,
+                reliable: additional.reliable,
+                best_effort: additional.best_effort,
+            },
+            Links {
+                tracker,
+                metrics,
+                config,
+                recycle,
+                signal,
+                sending,
+            },
+        )?;
+        dispatcher._best_effort_tasks = additional.tasks;
+        Ok(dispatcher)
+    }
+}
+
+/// Where the dispatcher delivers.
+pub(super) struct Sinks<S: Sink> {
+    pub main: Arc<S>,
+    pub reliable: Vec<Arc<S>>,
+    pub best_effort: Vec<BestEffort>,
+}
+
+/// What the dispatcher reports to and works with.
+pub(super) struct Links {
+    pub tracker: Arc<Tracker>,
+    pub metrics: Arc<Metrics>,
+    pub config: Config,
+    pub recycle: std::sync::mpsc::Sender<Vec<u8>>,
+    pub signal: ShutdownSignal,
+    pub sending: Sending,
+}
+
+impl<S: Sink> Dispatcher<S> {
+    pub(super) fn with_sinks(sinks: Sinks<S>, links: Links) -> std::io::Result<Dispatcher<S>> {
+        let Links {
+            tracker,
+            metrics,
+            config,
+            recycle,
+            signal,
+            sending,
+        } = links;
         // One compressor per core, at most 2, and a spare one for gzip (see `compressors`).
         let compressors = config.datadog.compressors();
         let slow_codec = config.datadog.compresses_slowly();
@@ -113,7 +196,6 @@ impl Dispatcher {
             .request_concurrency
             .max(config.datadog.request_concurrency_max);
         let (turn_tx, turn_rx) = watch::channel(0u64);
-        let Endpoints { main, additional } = endpoints;
         Ok(Dispatcher {
             // Two per compressor may be compressing or compressed and waiting, so compression
             // never idles behind a slow send (measured: +8% throughput over one); a
@@ -126,11 +208,11 @@ impl Dispatcher {
             compress_slots: Arc::new(Semaphore::new(compressors + usize::from(slow_codec))),
             tasks: JoinSet::new(),
             next_seq: 0,
-            _best_effort_tasks: additional.tasks,
+            _best_effort_tasks: JoinSet::new(),
             ctx: Arc::new(ShipContext {
-                sender: main,
-                reliable: additional.reliable,
-                best_effort: additional.best_effort,
+                sender: sinks.main,
+                reliable: sinks.reliable,
+                best_effort: sinks.best_effort,
                 tracker,
                 metrics,
                 config,
@@ -203,13 +285,13 @@ async fn admit(window: &Arc<Semaphore>, compressors: &Arc<Semaphore>) -> Option<
 }
 
 /// Passes the turn to the next batch when dropped, whatever happened to this one.
-struct Turn<'a> {
-    ctx: &'a ShipContext,
+struct Turn<'a, S: Sink> {
+    ctx: &'a ShipContext<S>,
     seq: u64,
     passed: bool,
 }
 
-impl Turn<'_> {
+impl<S: Sink> Turn<'_, S> {
     fn pass(&mut self) {
         if !self.passed {
             self.passed = true;
@@ -219,13 +301,18 @@ impl Turn<'_> {
     }
 }
 
-impl Drop for Turn<'_> {
+impl<S: Sink> Drop for Turn<'_, S> {
     fn drop(&mut self) {
         self.pass();
     }
 }
 
-async fn ship_batch(ctx: Arc<ShipContext>, batch: Batch, seq: u64, admission: Admission) {
+async fn ship_batch<S: Sink>(
+    ctx: Arc<ShipContext<S>>,
+    batch: Batch,
+    seq: u64,
+    admission: Admission,
+) {
     let Admission { window, compressor } = admission;
     let mut turn = Turn {
         ctx: &ctx,
@@ -304,14 +391,18 @@ impl PerCodec {
 /// Compresses a batch on a compressor thread with the main endpoint's codec (and those of
 /// additional endpoints that want another), then gives its uncompressed buffer back to the
 /// reader. `None` when the compressors are gone (the batch is read again after a restart).
-async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Result<PerCodec>> {
+async fn compress_batch<S: Sink>(
+    ctx: &ShipContext<S>,
+    body: Vec<u8>,
+) -> Option<std::io::Result<PerCodec>> {
     let main = ctx.sender.codec();
     let mut codecs = vec![main];
     let extra_codecs = ctx
         .reliable
         .iter()
-        .chain(ctx.best_effort.iter().map(|b| &b.sender));
-    for codec in extra_codecs.map(|s| s.codec()) {
+        .map(|s| s.codec())
+        .chain(ctx.best_effort.iter().map(|b| b.sender.codec()));
+    for codec in extra_codecs {
         if !codecs.contains(&codec) {
             codecs.push(codec);
         }
@@ -345,9 +436,9 @@ async fn compress_batch(ctx: &ShipContext, body: Vec<u8>) -> Option<std::io::Res
 /// Delivers one batch; compresses it again when the receiver cannot decode its codec; on 400
 /// or 413 splits it in halves until each part is accepted or is a single event the intake
 /// refuses (dropped, logged and counted). `None` when abandoned at shutdown.
-async fn deliver_batch(
-    ctx: &ShipContext,
-    to: &Sender,
+async fn deliver_batch<S: Sink>(
+    ctx: &ShipContext<S>,
+    to: &S,
     mut packed: Compressed,
     events: usize,
     raw_len: usize,
@@ -377,9 +468,9 @@ async fn deliver_batch(
 
 /// Sends a refused batch's events in halves, and halves of halves, until each part is
 /// accepted or is one event refused on its own.
-async fn split_and_deliver(
-    ctx: &ShipContext,
-    to: &Sender,
+async fn split_and_deliver<S: Sink>(
+    ctx: &ShipContext<S>,
+    to: &S,
     raw: &[u8],
     refusal: (u16, String),
     signal: &mut ShutdownSignal,
@@ -414,7 +505,7 @@ async fn split_and_deliver(
 
 /// The uncompressed body went back to the reader long ago; refusals are rare, so get it back
 /// from the compressed one rather than keep every batch twice.
-async fn recover_body(ctx: &ShipContext, packed: &Compressed) -> Option<Vec<u8>> {
+async fn recover_body<S: Sink>(ctx: &ShipContext<S>, packed: &Compressed) -> Option<Vec<u8>> {
     let limit = ctx.config.batch.max_bytes + 1024;
     let (body, codec) = (packed.body.clone(), packed.codec);
     let raw = tokio::task::spawn_blocking(move || {
@@ -432,7 +523,7 @@ async fn recover_body(ctx: &ShipContext, packed: &Compressed) -> Option<Vec<u8>>
 
 /// Compresses a body (part of a refused batch, or one to encode again) with the sender's
 /// codec. `None` when that fails (the batch is read again after a restart).
-async fn pack(ctx: &ShipContext, to: &Sender, body: Vec<u8>) -> Option<Compressed> {
+async fn pack<S: Sink>(ctx: &ShipContext<S>, to: &S, body: Vec<u8>) -> Option<Compressed> {
     let codec = to.codec();
     let packed = ctx.compressors.compress(codec, body).await;
     let Some((Ok(packed), _)) = packed else {
@@ -449,9 +540,9 @@ async fn pack(ctx: &ShipContext, to: &Sender, body: Vec<u8>) -> Option<Compresse
 
 /// Sends some events of a refused batch on their own. `Some(None)` when accepted,
 /// `Some(Some(refusal))` when refused again, `None` when abandoned or not compressible.
-async fn send_part(
-    ctx: &ShipContext,
-    to: &Sender,
+async fn send_part<S: Sink>(
+    ctx: &ShipContext<S>,
+    to: &S,
     raw: &[u8],
     events: &[std::ops::Range<usize>],
     signal: &mut ShutdownSignal,
@@ -475,7 +566,13 @@ async fn send_part(
 
 /// Counts what the main endpoint accepted (an additional endpoint's copies are not more
 /// events sent).
-fn count_sent(ctx: &ShipContext, to: &Sender, events: usize, raw_len: usize, sent_len: usize) {
+fn count_sent<S: Sink>(
+    ctx: &ShipContext<S>,
+    to: &S,
+    events: usize,
+    raw_len: usize,
+    sent_len: usize,
+) {
     if !std::ptr::eq(to, &*ctx.sender) {
         return;
     }
@@ -488,8 +585,8 @@ fn count_sent(ctx: &ShipContext, to: &Sender, events: usize, raw_len: usize, sen
 
 /// The intake refused one event on its own: a logged, counted decision. The log names the
 /// file and size, never the content (it may hold what the user masks elsewhere).
-fn drop_refused(
-    ctx: &ShipContext,
+fn drop_refused<S: Sink>(
+    ctx: &ShipContext<S>,
     raw: &[u8],
     event: Option<std::ops::Range<usize>>,
     status: u16,
@@ -515,5 +612,276 @@ fn report_join(res: Result<(), tokio::task::JoinError>) {
         && !e.is_cancelled()
     {
         tracing::error!(error = %e, "send task failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::checkpoint::Tracker;
+    use crate::encode::{BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece};
+    use crate::position::{DevIno, Fingerprint, StreamId};
+    use crate::shutdown::{Phase, Shutdown};
+
+    /// An intake as a test scripts it: it takes its time (on tokio's simulated clock), keeps
+    /// the messages of every body in the order the sends began, refuses bodies of more than
+    /// `max_events` events (400), and one event holding `too_large` even alone (413).
+    struct Scripted {
+        requests: Arc<Semaphore>,
+        began: Mutex<Vec<Vec<String>>>,
+        accepted: Mutex<Vec<String>>,
+        answer_after: fn(usize) -> Duration,
+        max_events: usize,
+        too_large: &'static str,
+    }
+
+    impl Scripted {
+        fn new(concurrency: usize, answer_after: fn(usize) -> Duration) -> Scripted {
+            Scripted {
+                requests: Arc::new(Semaphore::new(concurrency)),
+                began: Mutex::new(Vec::new()),
+                accepted: Mutex::new(Vec::new()),
+                answer_after,
+                max_events: usize::MAX,
+                too_large: "\u{0}",
+            }
+        }
+    }
+
+    fn messages(body: &[u8]) -> Vec<String> {
+        let events: Vec<serde_json::Value> = serde_json::from_slice(body).expect("JSON");
+        events
+            .iter()
+            .map(|e| e["message"].as_str().expect("message").to_string())
+            .collect()
+    }
+
+    impl Sink for Scripted {
+        type Slot = tokio::sync::OwnedSemaphorePermit;
+
+        async fn slot(&self) -> Option<Self::Slot> {
+            self.requests.clone().acquire_owned().await.ok()
+        }
+
+        fn codec(&self) -> Codec {
+            compress::CodecKind::Zstd.at(None)
+        }
+
+        async fn deliver(
+            &self,
+            body: Bytes,
+            codec: Codec,
+            signal: &mut ShutdownSignal,
+        ) -> Delivery {
+            let raw = compress::decompress(codec.content_encoding(), &body, 10 << 20)
+                .expect("a body the intake can decode");
+            let messages = messages(&raw);
+            let n = {
+                let mut began = crate::lock(&self.began);
+                began.push(messages.clone());
+                began.len()
+            };
+            tokio::select! {
+                _ = tokio::time::sleep((self.answer_after)(n)) => {}
+                _ = signal.abandoned() => return Delivery::Abandoned,
+            }
+            if messages.len() > self.max_events {
+                return Delivery::Refused {
+                    status: 400,
+                    detail: "too many".into(),
+                };
+            }
+            if messages.iter().any(|m| m.contains(self.too_large)) {
+                return Delivery::Refused {
+                    status: 413,
+                    detail: "too large".into(),
+                };
+            }
+            crate::lock(&self.accepted).extend(messages);
+            Delivery::Accepted
+        }
+    }
+
+    /// Batches of `per_batch` lines each, from one file (stream 1), numbered from 0.
+    fn batches(lines: usize, per_batch: usize, tracker: &Tracker) -> Vec<Batch> {
+        let fields = EventFields {
+            status: "info",
+            hostname: "h",
+            service: "s",
+            source: "test",
+            tags: "",
+        };
+        let template = EventTemplate::new(&fields);
+        tracker.register(
+            StreamId(1),
+            DevIno { dev: 1, ino: 1 },
+            Fingerprint { len: 0, hash: 0 },
+            std::path::Path::new("/logs/a.log"),
+            0,
+        );
+        let mut builder = BatchBuilder::new(per_batch, 1 << 20);
+        let mut out = Vec::new();
+        let mut pos = 0;
+        for i in 0..lines {
+            let text = format!("line {i:03}");
+            let end = pos + text.len() as u64 + 1;
+            let range = EventRange {
+                stream: StreamId(1),
+                start: pos,
+                text_offset: pos,
+                end,
+            };
+            let piece = LinePiece {
+                text: text.as_bytes(),
+                valid_utf8: true,
+                cut_before: false,
+                cut_after: false,
+                status: None,
+            };
+            builder.append_line(&template, 0, range, piece, &mut |b| out.push(b));
+            pos = end;
+        }
+        out.extend(builder.take());
+        out
+    }
+
+    struct Run {
+        sink: Arc<Scripted>,
+        tracker: Arc<Tracker>,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+        dispatcher: Dispatcher<Scripted>,
+        to_dispatcher: mpsc::Sender<Batch>,
+        batches: mpsc::Receiver<Batch>,
+    }
+
+    fn run_with(sink: Scripted) -> Run {
+        let sink = Arc::new(sink);
+        let tracker = Arc::new(Tracker::new());
+        let metrics = Arc::new(Metrics::default());
+        let shutdown = Shutdown::new();
+        let (recycle, _) = std::sync::mpsc::channel();
+        let mut config = Config::default();
+        config.datadog.request_concurrency = crate::config::RequestConcurrency::Fixed(4);
+        let dispatcher = Dispatcher::with_sinks(
+            Sinks {
+                main: sink.clone(),
+                reliable: Vec::new(),
+                best_effort: Vec::new(),
+            },
+            Links {
+                tracker: tracker.clone(),
+                metrics: metrics.clone(),
+                config,
+                recycle,
+                signal: shutdown.signal(),
+                sending: Sending {
+                    count: Arc::new(AtomicUsize::new(0)),
+                    wake: Arc::new(Wake::default()),
+                },
+            },
+        )
+        .expect("compressors");
+        let (to_dispatcher, batches) = mpsc::channel(64);
+        Run {
+            sink,
+            tracker,
+            metrics,
+            shutdown,
+            dispatcher,
+            to_dispatcher,
+            batches,
+        }
+    }
+
+    impl Run {
+        /// Hands `batches` over as the reader would, and dispatches them all.
+        async fn dispatch(&mut self, batches: Vec<Batch>) {
+            let n = batches.len();
+            for b in batches {
+                self.to_dispatcher.send(b).await.expect("open");
+            }
+            for _ in 0..n {
+                assert!(matches!(
+                    self.dispatcher.take(&mut self.batches).await,
+                    Taken::Dispatched
+                ));
+            }
+        }
+    }
+
+    fn numbered(from: usize, to: usize) -> Vec<String> {
+        (from..to).map(|i| format!("line {i:03}")).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_begin_in_the_order_read_and_every_batch_is_acknowledged() {
+        // Later requests answer sooner: four in flight, finishing out of order.
+        let mut run = run_with(Scripted::new(4, |n| Duration::from_millis(1000 / n as u64)));
+        let batches = batches(60, 5, &run.tracker);
+        run.dispatch(batches).await;
+        run.dispatcher.settle_all().await;
+        let began: Vec<String> = crate::lock(&run.sink.began).concat();
+        assert_eq!(began, numbered(0, 60), "sends began in the order read");
+        let mut accepted = crate::lock(&run.sink.accepted).clone();
+        accepted.sort();
+        assert_eq!(accepted, numbered(0, 60));
+        assert_eq!(run.metrics.events_sent.get(), 60);
+        let last = run.tracker.snapshot();
+        assert_eq!(
+            last.first().map(|e| e.offset),
+            Some(60 * 9),
+            "acknowledged to the end"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_batch_is_split_until_each_part_is_accepted_or_alone() {
+        let mut sink = Scripted::new(1, |_| Duration::from_millis(10));
+        sink.max_events = 2;
+        sink.too_large = "line 005";
+        let mut run = run_with(sink);
+        let batches = batches(8, 8, &run.tracker);
+        run.dispatch(batches).await;
+        run.dispatcher.settle_all().await;
+        let accepted = crate::lock(&run.sink.accepted).clone();
+        let mut expected = numbered(0, 8);
+        expected.retain(|m| m != "line 005");
+        assert_eq!(accepted, expected, "every other event once, in order");
+        // 8 refused, then 4 + 4 refused, then pairs; the pair with line 5 refused for size,
+        // then line 5 alone.
+        let sizes: Vec<usize> = crate::lock(&run.sink.began).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [8, 4, 2, 2, 4, 2, 1, 1, 2]);
+        assert_eq!(run.metrics.events_dropped_too_large.get(), 1);
+        assert_eq!(run.metrics.batches_split.get(), 4);
+        let last = run.tracker.snapshot();
+        assert_eq!(
+            last.first().map(|e| e.offset),
+            Some(8 * 9),
+            "the batch is done with"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_is_in_flight_at_abandon_is_not_acknowledged() {
+        let mut run = run_with(Scripted::new(4, |_| Duration::from_secs(3600)));
+        let batches = batches(10, 5, &run.tracker);
+        run.dispatch(batches).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(crate::lock(&run.sink.began).len(), 2, "both on their way");
+        run.shutdown.advance(Phase::Abandoning, None);
+        run.dispatcher.settle_all().await;
+        assert!(crate::lock(&run.sink.accepted).is_empty());
+        let last = run.tracker.snapshot();
+        assert_eq!(
+            last.first().map(|e| e.offset),
+            Some(0),
+            "read again from the start at the next run"
+        );
     }
 }

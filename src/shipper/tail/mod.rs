@@ -25,8 +25,11 @@ mod discover;
 mod emit;
 pub mod frame;
 mod lifecycle;
+#[cfg(test)]
+mod model;
 mod opening;
 mod reader;
+mod schedule;
 mod table;
 mod wake;
 
@@ -48,21 +51,9 @@ use crate::process::Processor;
 use discover::{Matcher, Watches};
 use emit::Events;
 use reader::{Poll, Progress};
+use schedule::{BatchDue, Schedule, Timing, WRITE_COALESCE};
 use table::{FileKey, FileTable};
 pub use wake::Wake;
-
-/// How often files whose name no longer leads to them are checked for growth: no file event
-/// names them any more.
-const ORPHAN_POLL: Duration = Duration::from_secs(1);
-/// While draining, how often every open file is looked at, file events or not.
-const DRAIN_POLL: Duration = Duration::from_millis(200);
-/// After a write wakes the reader from sleep, how long it waits for more before reading:
-/// an app's appends come in bursts, and one read of a burst costs a fraction of one read per
-/// append (measured at 1,000 lines/s in two files: see the README's everyday cost).
-const WRITE_COALESCE: Duration = Duration::from_millis(20);
-/// A turn that made fewer events than this leaves the Pod quiet: the next writes gather
-/// until a batch would leave anyway (see `Tailer::gather_for`).
-const QUIET_EVENTS: u64 = 256;
 
 /// Why the reading loop ended.
 enum End {
@@ -96,22 +87,14 @@ pub(crate) struct InputRuntime {
     pub tags: String,
 }
 
-/// How long things wait.
-struct Timing {
-    batch_timeout: Duration,
-    rescan_every: Duration,
+/// How long files are held.
+struct FileTiming {
     /// A file renamed away or deleted stays open this long after it last grew.
     linger: Duration,
     /// The longest a file renamed away or deleted is held (`None`: no limit).
     rotate_wait: Option<Duration>,
     /// A drain ends once no file grew for this long.
     quiet: Duration,
-    /// Once every file is read to its end, a batch leaves this long after its first event
-    /// if no request is in flight (`batch.linger_ms`).
-    linger_batch: Duration,
-    /// In a quiet Pod, writes gather until a batch can hold about this many events
-    /// (`batch.quiet_min_events`), up to `batch_timeout`.
-    quiet_min_events: u64,
 }
 
 /// A rotated file read to its end, to delete once the intake accepted all of it.
@@ -135,7 +118,9 @@ pub struct Tailer {
     buf: Vec<u8>,
     base_buf_len: usize,
     events: Events,
-    timing: Timing,
+    timing: FileTiming,
+    /// When to sleep, gather, rescan, poll, and let the open batch go.
+    schedule: Schedule,
     next_stream: u64,
     /// The files of the current turn (kept to reuse its allocation).
     turn: Vec<FileKey>,
@@ -148,15 +133,6 @@ pub struct Tailer {
     /// Requests in flight (the dispatcher counts them).
     sending: Arc<AtomicUsize>,
     watches: Watches,
-    /// The last turn made few events: writes may gather longer (see `gather_for`).
-    quiet: bool,
-    /// The last turn made events: more are likely, so the reader gathers them without
-    /// waiting for the first one's file event.
-    flowing: bool,
-    /// Events per second lately (from the last two turns that made any), and when the last
-    /// of them made some.
-    rate: f64,
-    last_events_at: Option<Instant>,
     /// The Pod's tags, and the generation of them the files' templates were built with.
     pod_tags: Option<(Arc<PodTagsSource>, u64)>,
 }
@@ -252,26 +228,27 @@ impl Tailer {
                 builder: BatchBuilder::new(config.batch.max_events, config.batch.max_bytes),
                 ready: Vec::new(),
             },
-            timing: Timing {
-                batch_timeout: Duration::from_millis(config.batch.timeout_ms),
-                rescan_every: Duration::from_millis(config.tail.rescan_interval_ms),
+            timing: FileTiming {
                 linger: Duration::from_millis(config.tail.rotated_linger_ms),
                 rotate_wait: (config.tail.rotate_wait_ms > 0)
                     .then(|| Duration::from_millis(config.tail.rotate_wait_ms)),
                 quiet: Duration::from_millis(config.shutdown_quiet_ms),
-                linger_batch: Duration::from_millis(config.batch.linger_ms),
-                quiet_min_events: config.batch.quiet_min_events,
             },
+            schedule: Schedule::new(
+                Timing {
+                    batch_timeout: Duration::from_millis(config.batch.timeout_ms),
+                    linger_batch: Duration::from_millis(config.batch.linger_ms),
+                    quiet_min_events: config.batch.quiet_min_events,
+                    rescan_every: Duration::from_millis(config.tail.rescan_interval_ms),
+                },
+                Instant::now(),
+            ),
             next_stream: 1,
             turn: Vec::new(),
             pending_deletes: Vec::new(),
             tracker: links.tracker,
             metrics: links.metrics,
             watches: Watches::start(),
-            quiet: true,
-            flowing: false,
-            rate: f64::MAX,
-            last_events_at: None,
             wake: links.wake,
             out: links.out,
             recycled: links.recycled,
@@ -303,10 +280,9 @@ impl Tailer {
     /// The reading loop: sleeps until something is due, then takes a turn.
     fn follow(&mut self) -> End {
         self.rescan(true);
-        let mut deadlines = Deadlines::new(Instant::now(), &self.timing);
-        let mut draining = false;
         loop {
             let busy = self.table.files().any(|t| t.active);
+            let draining = self.schedule.draining();
             if draining && !busy && self.table.nothing_waits() && self.all_quiet() {
                 tracing::info!(
                     quiet_ms = self.timing.quiet.as_millis() as u64,
@@ -314,11 +290,9 @@ impl Tailer {
                 );
                 return End::Drained;
             }
-            let sleep = (!busy).then(|| self.sleep_for(&deadlines, draining));
+            let sleep = (!busy).then(|| self.sleep_for(Instant::now()));
             let (woken, gathered_since) = match sleep {
-                // Lines kept coming: the next ones gather at once, without a wake-up for the
-                // first of them (one wake-up per batch in a steady quiet Pod, not two).
-                Some(sleep) if self.flowing && !draining => self.gather(sleep),
+                Some(sleep) if self.schedule.flowing() => self.gather(sleep),
                 _ => {
                     let mut woken = self.wake.take(sleep, &mut self.watches);
                     match sleep {
@@ -338,10 +312,9 @@ impl Tailer {
                 return End::Stopped;
             }
             if woken.drain && !draining {
-                draining = true;
                 tracing::info!("draining: reading every file to its end before exiting");
+                self.schedule.start_drain(Instant::now());
                 self.rescan(false);
-                deadlines.next_poll = Instant::now() + DRAIN_POLL;
             }
             for path in woken.paths {
                 self.on_path(&path);
@@ -349,88 +322,58 @@ impl Tailer {
             for path in woken.grown {
                 self.on_write(&path);
             }
-            self.due(&mut deadlines, woken.rescan, draining);
+            self.due(woken.rescan);
             self.apply_pod_tags();
             let events_before = self.events.builder.stats.events;
             if !self.take_turn(gathered_since) {
                 return End::SenderGone;
             }
             let made = self.events.builder.stats.events - events_before;
-            self.quiet = made < QUIET_EVENTS;
-            self.flowing = made > 0;
-            if made > 0 {
-                let since = self.last_events_at.replace(Instant::now());
-                if let Some(since) = since {
-                    self.rate = made as f64 / since.elapsed().as_secs_f64().max(0.001);
-                }
-            }
+            self.schedule.turn_made(Instant::now(), made);
         }
     }
 
-    /// How long the loop may sleep: until the next rescan, batch deadline, poll of files
-    /// without a name, or multi-line timeout.
-    fn sleep_for(&self, deadlines: &Deadlines, draining: bool) -> Duration {
-        let now = Instant::now();
-        let mut due = deadlines.next_rescan;
-        if let Some(opened) = self.events.builder.opened_at() {
-            due = due.min(opened + self.timing.batch_timeout);
-            if self.sending.load(Ordering::Relaxed) == 0 {
-                due = due.min(opened + self.timing.linger_batch);
-            }
-        }
-        if draining || self.table.files().any(|t| t.reader.is_orphan()) {
-            due = due.min(deadlines.next_poll);
-        }
-        if let Some(group) = self.next_group_deadline() {
-            due = due.min(group);
-        }
-        due.saturating_duration_since(now)
+    /// How long the loop may sleep (see [`Schedule::sleep_for`]).
+    fn sleep_for(&self, now: Instant) -> Duration {
+        let idle = self.sending.load(Ordering::Relaxed) == 0;
+        let orphans = self.table.files().any(|t| t.reader.is_orphan());
+        self.schedule.sleep_for(
+            now,
+            self.events.builder.opened_at(),
+            idle,
+            orphans,
+            self.next_group_deadline(),
+        )
     }
 
     /// Rescans and polls that are due.
-    fn due(&mut self, deadlines: &mut Deadlines, rescan: bool, draining: bool) {
-        let now = Instant::now();
-        if rescan || now >= deadlines.next_rescan {
+    fn due(&mut self, rescan_asked: bool) {
+        let due = self.schedule.due(Instant::now(), rescan_asked);
+        if due.rescan {
             self.rescan(false);
-            deadlines.next_rescan = now + self.timing.rescan_every;
         }
-        if now >= deadlines.next_poll {
+        if due.poll {
             // Orphans have no name for file events to name; while draining, nothing may be
             // missed before the files are declared quiet.
+            let draining = self.schedule.draining();
             for (_, t) in self.table.iter_mut() {
                 if t.reader.is_orphan() || (draining && t.reader.is_open()) {
                     t.active = true;
                 }
             }
-            deadlines.next_poll = now + if draining { DRAIN_POLL } else { ORPHAN_POLL };
         }
     }
 
-    /// Lets writes gather for as long as [`Self::gather_for`] allows (at most `sleep`), then
-    /// takes what came; with the time the gathering began when no batch was open yet (the
-    /// batch counts from then).
+    /// Lets writes gather for as long as the schedule allows (at most `sleep`), then takes
+    /// what came; with the time the gathering began when no batch was open yet (the batch
+    /// counts from then).
     fn gather(&mut self, sleep: Duration) -> (wake::WakeState, Option<Instant>) {
         let now = Instant::now();
-        let since = self.events.builder.opened_at().is_none().then_some(now);
-        self.wake
-            .gather(self.gather_for(now).min(sleep.max(WRITE_COALESCE)));
+        let opened = self.events.builder.opened_at();
+        let since = opened.is_none().then_some(now);
+        let window = self.schedule.gather_for(now, opened);
+        self.wake.gather(window.min(sleep.max(WRITE_COALESCE)));
         (self.wake.take(None, &mut self.watches), since)
-    }
-
-    /// How long writes may gather before they are read: in a quiet Pod (the last turn made
-    /// few events) until the open batch, or one opened now, would leave anyway, so that a
-    /// batch costs the reader one wake-up instead of one per write; otherwise briefly.
-    fn gather_for(&self, now: Instant) -> Duration {
-        if !self.quiet {
-            return WRITE_COALESCE;
-        }
-        let t = &self.timing;
-        // Long enough for `quiet_min_events` at the rate lines came lately: a Pod writing a
-        // few lines a second sends a batch of several, not one per linger.
-        let filled = Duration::from_secs_f64(t.quiet_min_events as f64 / self.rate.max(0.01));
-        let window = filled.clamp(t.linger_batch, t.batch_timeout.max(t.linger_batch));
-        let until = self.events.builder.opened_at().unwrap_or(now) + window;
-        until.saturating_duration_since(now).max(WRITE_COALESCE)
     }
 
     /// One turn: a read for every file that may have data, then what follows from it. A
@@ -456,26 +399,19 @@ impl Tailer {
         self.send_ready()
     }
 
-    /// Whether the open batch leaves now: `batch.timeout_ms` after its first event at the
-    /// latest; `batch.linger_ms` after it once every file is read to its end and no request
-    /// is in flight (while one is, the batch fills: fewer, larger requests under load).
+    /// Whether the open batch leaves now (see [`Schedule::batch_due`]). One that has
+    /// lingered leaves now, or when the last request in flight ends: the flag is up before
+    /// the count is read, so that request rings.
     fn batch_due(&self) -> bool {
-        let Some(opened) = self.events.builder.opened_at() else {
-            self.wake.hold_for_sending(false);
-            return false;
-        };
-        let age = opened.elapsed();
-        if age >= self.timing.batch_timeout {
-            self.wake.hold_for_sending(false);
-            return true;
+        let reading = self.table.files().any(|t| t.active);
+        let due = self
+            .schedule
+            .batch_due(Instant::now(), self.events.builder.opened_at(), reading);
+        let lingered = due == BatchDue::WhenIdle;
+        self.wake.hold_for_sending(lingered);
+        if !lingered {
+            return due == BatchDue::Now;
         }
-        if age < self.timing.linger_batch || self.table.files().any(|t| t.active) {
-            self.wake.hold_for_sending(false);
-            return false;
-        }
-        // It has lingered: it leaves now, or when the last request in flight ends (the
-        // flag is up before the count is read, so that request rings).
-        self.wake.hold_for_sending(true);
         let idle = self.sending.load(Ordering::SeqCst) == 0;
         if idle {
             self.wake.hold_for_sending(false);
@@ -654,20 +590,4 @@ impl Tailer {
 /// Tells the tracker how far a file was read and how large it is.
 fn observe(tracker: &Tracker, t: &table::Tailed, size: u64) {
     tracker.observe(t.stream, t.reader.pos(), size, t.skipped_tail());
-}
-
-/// When the loop's periodic work is next due.
-struct Deadlines {
-    next_rescan: Instant,
-    /// The next look at files without a name (and, while draining, at every open file).
-    next_poll: Instant,
-}
-
-impl Deadlines {
-    fn new(now: Instant, timing: &Timing) -> Deadlines {
-        Deadlines {
-            next_rescan: now + timing.rescan_every,
-            next_poll: now + ORPHAN_POLL,
-        }
-    }
 }

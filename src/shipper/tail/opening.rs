@@ -21,17 +21,18 @@ impl Tailer {
     pub(super) fn rescan(&mut self, startup: bool) {
         self.watches
             .ensure(self.inputs.iter().flat_map(|i| i.matcher.roots.iter()));
+        let mut paths = Vec::new();
         let mut found = Vec::new();
-        let mut seen = HashSet::new();
         for i in 0..self.inputs.len() {
-            found.clear();
-            self.inputs[i].matcher.scan(&mut found);
-            for path in std::mem::take(&mut found) {
-                if let Some(id) = self.consider(&path, i, startup) {
-                    seen.insert(id);
-                }
-            }
+            self.inputs[i].matcher.scan(&mut paths);
+            found.extend(paths.drain(..).filter_map(|path| {
+                let meta = self.stat(&path)?;
+                Some((path, i, meta))
+            }));
         }
+        let seen: HashSet<DevIno> = found.iter().map(|(_, _, m)| DevIno::of(m)).collect();
+        // Files that left their name first: they keep their descriptors (a new file must
+        // not take one from a file that still has lines to give).
         for (_, t) in self.table.iter_mut() {
             if !t.reader.is_orphan() && !seen.contains(&t.reader.id()) {
                 // Renamed out of the globs, or deleted: read what is left, then close. A closed
@@ -42,6 +43,9 @@ impl Tailer {
             if t.reader.is_open() || t.reader.is_orphan() {
                 t.active = true;
             }
+        }
+        for (path, i, meta) in found {
+            self.consider_found(&path, i, startup, &meta);
         }
         self.tracker.forget_carried_except(&seen);
     }
@@ -79,20 +83,38 @@ impl Tailer {
     /// Starts tailing `path` unless its file is already tailed; returns the file's identity
     /// when it exists (tailed, waiting for a descriptor, ignored or unreadable).
     pub(super) fn consider(&mut self, path: &Path, input: usize, startup: bool) -> Option<DevIno> {
-        let meta = match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => m,
-            Ok(_) => return None,
+        let meta = self.stat(path)?;
+        self.consider_found(path, input, startup, &meta);
+        Some(DevIno::of(&meta))
+    }
+
+    /// The metadata of a regular file at `path`; `None` for anything else, or when it
+    /// cannot be read (reported unless it is simply gone).
+    fn stat(&mut self, path: &Path) -> Option<std::fs::Metadata> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Some(m),
+            Ok(_) => None,
             Err(e) => {
                 if e.kind() != io::ErrorKind::NotFound {
                     self.report_unreadable(path, &e);
                 }
-                return None;
+                None
             }
-        };
-        let id = DevIno::of(&meta);
+        }
+    }
+
+    /// [`Self::consider`] for a file already looked at.
+    fn consider_found(
+        &mut self,
+        path: &Path,
+        input: usize,
+        startup: bool,
+        meta: &std::fs::Metadata,
+    ) {
+        let id = DevIno::of(meta);
         if let Some(key) = self.table.by_id(id) {
             self.found_again(key, path, meta.len());
-            return Some(id);
+            return;
         }
         if let Some(old) = self.table.by_path(path)
             && let Some(t) = self.table.get_mut(old)
@@ -102,16 +124,15 @@ impl Tailer {
             t.reader.leave_name();
             t.active = true;
         }
-        if self.ignore(path, input, id, &meta) || self.table.waiting_for(path) {
-            return Some(id);
+        if self.ignore(path, input, id, meta) || self.table.waiting_for(path) {
+            return;
         }
         if !self.table.has_room() && !self.evict(None) {
             tracing::debug!(path = %path.display(), "waiting for a descriptor (tail.max_open_files)");
             self.table.wait_new(path, input, startup);
-            return Some(id);
+            return;
         }
         self.open_new(path, input, startup);
-        Some(id)
     }
 
     /// Whether a file is left alone: older than `ignore_older_secs` when found, or not grown

@@ -192,9 +192,15 @@ impl FileReader {
     /// identity and first bytes), else this file in the same directory under another name.
     /// False when it cannot be found.
     pub(crate) fn reopen(&mut self) -> bool {
+        // A file that was empty has no fingerprint to tell it from another that got its inode
+        // (a copy made by copytruncate, say): under another name, it is not taken for it.
         let found = open_if(&self.path, self.id, self.fingerprint)
             .map(|f| (self.path.clone(), f))
-            .or_else(|| find_in_dir(&self.path, self.id, self.fingerprint));
+            .or_else(|| {
+                (self.fingerprint.len > 0)
+                    .then(|| find_in_dir(&self.path, self.id, self.fingerprint))
+                    .flatten()
+            });
         let Some((at, file)) = found else {
             return false;
         };
@@ -298,6 +304,18 @@ impl FileReader {
         self.pos = 0;
         self.continued = false;
         self.caught_up = false;
+    }
+
+    /// Whether the open file is, now, as its last read left it: the same size, the same first
+    /// bytes (not truncated and rewritten to that size), and still linked (a deleted file
+    /// cannot be opened again). A stat and a short read: asked only before closing a file.
+    pub(crate) fn unchanged_since_read(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.file.as_ref().is_some_and(|f| {
+            f.metadata()
+                .is_ok_and(|m| m.len() == self.size && m.nlink() > 0)
+                && self.fingerprint.matches(f).unwrap_or(false)
+        })
     }
 
     /// The size now (the last one seen when the file is closed).
@@ -595,6 +613,21 @@ mod tests {
         std::fs::remove_file(log.other("app.log.1")).expect("delete");
         r.close();
         assert!(!r.reopen(), "gone for good");
+    }
+
+    /// Found by the model check: a closed empty file matched any file that got its inode,
+    /// and a copytruncate copy was read again as if it were the empty file renamed.
+    #[test]
+    fn a_closed_empty_file_is_not_taken_for_another_name() {
+        let log = Log::new(b"");
+        let mut r = FileReader::open(&log.path).expect("open");
+        read_lines(&mut r);
+        r.close();
+        std::fs::rename(&log.path, log.other("copy.log.1")).expect("rename");
+        assert!(
+            !r.reopen(),
+            "nothing tells it from another file with its inode"
+        );
     }
 
     #[test]

@@ -164,18 +164,27 @@ impl FileTable {
     }
 
     /// Closes the least recently read file that may give its descriptor back, other than
-    /// `except`; returns its name. `None` when no file can be closed.
+    /// `except`; returns its name. `None` when no file can be closed. A file is looked at
+    /// before it is closed: one that grew since its last read, or that was deleted, keeps
+    /// its descriptor and is marked to be read (its file event may not have been handled
+    /// yet: closed now, what it still holds would be out of reach once its name is gone).
     pub(crate) fn evict_one(&mut self, except: Option<FileKey>) -> Option<PathBuf> {
-        let victim = self
-            .files
-            .iter()
-            .filter(|(k, t)| t.evictable() && Some(**k) != except)
-            .min_by_key(|(_, t)| t.reader.last_read())
-            .map(|(k, _)| *k)?;
-        let t = self.files.get_mut(&victim)?;
-        t.reader.close();
-        self.open -= 1;
-        Some(t.reader.path().to_path_buf())
+        loop {
+            let victim = self
+                .files
+                .iter()
+                .filter(|(k, t)| t.evictable() && Some(**k) != except)
+                .min_by_key(|(_, t)| t.reader.last_read())
+                .map(|(k, _)| *k)?;
+            let t = self.files.get_mut(&victim)?;
+            if !t.reader.unchanged_since_read() {
+                t.active = true;
+                continue;
+            }
+            t.reader.close();
+            self.open -= 1;
+            return Some(t.reader.path().to_path_buf());
+        }
     }
 
     /// Opens the descriptor of a closed file again (found under its name or a new one).
@@ -307,6 +316,31 @@ mod tests {
         );
         assert!(table.reopen(older));
         assert_eq!(table.open_count(), 2);
+    }
+
+    /// Found by the model check: a file written and deleted in one batch of file events
+    /// lost its lines when a new file took its descriptor before the events were handled.
+    #[test]
+    fn a_file_that_changed_since_its_read_keeps_its_descriptor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut table = FileTable::new(3);
+        let grown = table.insert(tailed(dir.path(), "grown.log"));
+        let deleted = table.insert(tailed(dir.path(), "deleted.log"));
+        let rewritten = table.insert(tailed(dir.path(), "rewritten.log"));
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("grown.log"))
+            .expect("open");
+        std::io::Write::write_all(&mut f, b"unread\n").expect("append");
+        std::fs::remove_file(dir.path().join("deleted.log")).expect("delete");
+        // Truncated and written again to the very size it had: only its first bytes tell.
+        std::fs::write(dir.path().join("rewritten.log"), b"b line\n").expect("rewrite");
+        assert_eq!(table.evict_one(None), None);
+        for key in [grown, deleted, rewritten] {
+            let t = table.get(key).expect("kept");
+            assert!(t.reader.is_open() && t.active, "kept open, to be read");
+        }
+        assert_eq!(table.open_count(), 3);
     }
 
     #[test]
