@@ -93,6 +93,27 @@ rotate_and_check() {
   accepted=$after
 }
 
+# report_memory CONTAINER LABEL: the container's memory as the kubelet counts it: the working
+# set (the cgroup's usage less its inactive file pages: container_memory_working_set_bytes)
+# and the anonymous memory of its process (RssAnon), next to VmRSS, which no limit uses.
+report_memory() {
+  local pid cgroup usage inactive rss anon
+  pid=$(pm inspect --format '{{.State.Pid}}' "$1")
+  rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+  anon=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status")
+  cgroup=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3}' "/proc/$pid/cgroup")
+  if [ -n "$cgroup" ] && [ -r "/sys/fs/cgroup/memory$cgroup/memory.usage_in_bytes" ]; then
+    usage=$(cat "/sys/fs/cgroup/memory$cgroup/memory.usage_in_bytes")
+    inactive=$(awk '$1 == "total_inactive_file" {print $2}' "/sys/fs/cgroup/memory$cgroup/memory.stat")
+  else
+    cgroup=$(awk -F: '$1 == "0" {print $3}' "/proc/$pid/cgroup")
+    usage=$(cat "/sys/fs/cgroup$cgroup/memory.current")
+    inactive=$(awk '$1 == "inactive_file" {print $2}' "/sys/fs/cgroup$cgroup/memory.stat")
+  fi
+  echo "memory of $1, $2: working set $(( (usage - inactive) / 1024 )) kB (cgroup usage $(( usage / 1024 )) kB less inactive files $(( inactive / 1024 )) kB); RssAnon ${anon} kB; VmRSS ${rss} kB"
+  pm stats --no-stream --format '{{.Name}}: podman stats {{.MemUsage}}' "$1" 2>/dev/null || true
+}
+
 # teardown MANIFEST SIDECAR STATUS: on failure the sidecar's and the intake's logs, then the
 # Pod down and the scratch directory gone.
 teardown() {

@@ -93,5 +93,16 @@ for _ in $(seq 1 60); do [ -s "$events" ] && break; sleep 0.5; done
 sleep 3
 check_all_arrived "before the key rotation"
 
+# What the sidecar costs in memory, as the kubelet counts it: at the app's 50 lines/s, then
+# with a second writer at 1,000 lines/s for 20 s (numbered far from the app's lines, which the
+# checks count).
+report_memory user-msvc-sidelog "app at 50 lines/s"
+pm exec user-msvc-user-msvc /usr/local/bin/sidelog generate --out /var/log/burst.log \
+  --rate 1000 --seconds 25 --first 1000000000 >/dev/null 2>&1 &
+burst=$!
+sleep 20
+report_memory user-msvc-sidelog "with a second writer at 1,000 lines/s"
+wait "$burst" || true
+
 rotate_and_check "$secret" api-key sidelog check_all_arrived "$events" "$intake_dir"
 echo "seed Pod: ok ($accepted events; the new key in use without a restart)"

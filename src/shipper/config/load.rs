@@ -2,8 +2,15 @@
 //! `${VAR}` interpolation, then one typed parse and the validation. Also the list of every
 //! key, which the documentation checks use.
 //!
-//! Interpolation comes before the typed parse, so `metrics_listen = "${POD_IP}:9500"` is an
-//! address by the time it is parsed as one.
+//! The `config` crate merges the file and the overrides into one tree of values; `${VAR}` is
+//! expanded in that tree, and the typed configuration is read from it (the crate's reader
+//! turns the overrides' text into the numbers and booleans the keys want), so that
+//! `metrics_listen = "${POD_IP}:9500"` is an address by the time it is parsed as one.
+//!
+//! The `SIDELOG_*` names are mapped to keys here rather than by the crate's `Environment`
+//! source, which has no array indexes (`SIDELOG_INPUTS__0__INCLUDE`) and would take every
+//! variable with the prefix for a key, where Kubernetes' service links must only be named in
+//! a warning.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -36,7 +43,7 @@ impl Config {
         if !errors.is_empty() {
             return Err(ConfigError::Invalid(errors));
         }
-        let mut config = typed(&tree)?;
+        let mut config = typed(tree)?;
         config.validate()?;
         if !ignored.is_empty() {
             config.notices.push(ignored_variables_notice(&ignored));
@@ -65,7 +72,7 @@ impl Config {
         let text = derived.to_toml();
         let source = config::File::from_str(&text, config::FileFormat::Toml);
         let (tree, ignored) = merged_tree(source, dir, env)?;
-        let mut config = typed(&tree)?;
+        let mut config = typed(tree)?;
         carry_inline_keys(&derived, &mut config);
         config.agent = derived.agent;
         config.validate().map_err(|e| in_agent_terms(e, &config))?;
@@ -129,7 +136,7 @@ fn merged_tree<S>(
     source: S,
     path: &Path,
     env: &[(String, String)],
-) -> Result<(toml::Value, Vec<String>), ConfigError>
+) -> Result<(config::Value, Vec<String>), ConfigError>
 where
     S: config::Source + Send + Sync + 'static,
 {
@@ -184,22 +191,10 @@ fn names_a_key(key: &str, known: &BTreeSet<String>) -> bool {
         })
 }
 
-/// Parses the tree into the typed configuration. It goes through the `config` crate again,
-/// which turns text into the numbers and booleans the keys want (environment overrides are
-/// text), and names the key of the first value that does not fit.
-fn typed(tree: &toml::Value) -> Result<Config, ConfigError> {
-    let text = toml::to_string(tree).map_err(|e| ConfigError::Key {
-        key: "(top level)".into(),
-        reason: e.to_string(),
-    })?;
-    let raw = config::Config::builder()
-        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
-        .build()
-        .map_err(|e| ConfigError::Key {
-            key: "(top level)".into(),
-            reason: e.to_string(),
-        })?;
-    serde_path_to_error::deserialize(raw).map_err(key_error)
+/// Reads the typed configuration from the tree, naming the key of the first value that does
+/// not fit.
+fn typed(tree: config::Value) -> Result<Config, ConfigError> {
+    serde_path_to_error::deserialize(tree).map_err(key_error)
 }
 
 fn key_error(e: serde_path_to_error::Error<config::ConfigError>) -> ConfigError {
@@ -215,23 +210,23 @@ fn key_error(e: serde_path_to_error::Error<config::ConfigError>) -> ConfigError 
 }
 
 fn interpolate_value(
-    value: &mut toml::Value,
+    value: &mut config::Value,
     key: &str,
     vars: &std::collections::HashMap<&str, &str>,
     errors: &mut Vec<String>,
 ) {
-    match value {
-        toml::Value::String(_) if taken_as_written(key) => {}
-        toml::Value::String(s) if s.contains('$') => match interpolate(s, vars) {
+    match &mut value.kind {
+        config::ValueKind::String(_) if taken_as_written(key) => {}
+        config::ValueKind::String(s) if s.contains('$') => match interpolate(s, vars) {
             Ok(done) => *s = done,
             Err(reason) => errors.push(format!("{key}: {reason}")),
         },
-        toml::Value::Array(items) => {
+        config::ValueKind::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 interpolate_value(item, &format!("{key}[{i}]"), vars, errors);
             }
         }
-        toml::Value::Table(table) => {
+        config::ValueKind::Table(table) => {
             for (k, v) in table.iter_mut() {
                 let path = if key.is_empty() {
                     k.clone()
