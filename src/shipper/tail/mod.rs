@@ -1,13 +1,15 @@
 //! Tailing: finds the files, reads them, frames lines and encodes them into batches.
 //!
-//! One reader thread owns every open file. This module is its scheduler: it sleeps on the
+//! One reader thread owns every open file. This module is its loop: it sleeps on the
 //! [`Wake`] until a file event, a rescan, a batch deadline, an orphan poll or a shutdown
 //! phase is due; then it gives each file that may have data one large read per turn (so a
 //! fast file cannot starve the others) and hands full batches to the sender with a blocking
 //! send: when the senders are behind, this thread stops reading and the files on disk hold
-//! the backlog. The parts it schedules live apart:
+//! the backlog. Its state lives in types of their own, each in its own file:
 //!
-//! - [`discover`]: globs, directory watches and rescans;
+//! - `schedule`: when to sleep, gather writes, rescan, poll, and let the open batch go;
+//! - `discovery`: the directory watches and the files found but not read (left alone under
+//!   `ignore_older_secs`, or unreadable); [`discover`]: globs and scans;
 //! - `table`: every tailed file by key, identity and name, and the descriptor budget;
 //! - `reader`: one file's reader (position, partial line, renamed away, truncated, closed);
 //! - `emit`: from the bytes of a read to events in the open batch;
@@ -22,6 +24,7 @@
 #[cfg(test)]
 mod agent_cases;
 mod discover;
+mod discovery;
 mod emit;
 pub mod frame;
 mod lifecycle;
@@ -33,7 +36,6 @@ mod schedule;
 mod table;
 mod wake;
 
-use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,7 +50,8 @@ use crate::metrics::Metrics;
 use crate::podtags::PodTagsSource;
 use crate::position::{DevIno, Fingerprint, StreamId};
 use crate::process::Processor;
-use discover::{Matcher, Watches};
+use discover::Matcher;
+use discovery::Discovery;
 use emit::Events;
 use reader::{Poll, Progress};
 use schedule::{BatchDue, Schedule, Timing, WRITE_COALESCE};
@@ -111,10 +114,8 @@ pub struct Tailer {
     inputs: Vec<InputRuntime>,
     hostname: String,
     table: FileTable,
-    /// Files skipped for `ignore_older_secs`, with their size then: if one is written again,
-    /// only what is new is read.
-    ignored: HashMap<DevIno, u64>,
-    unreadable: HashSet<PathBuf>,
+    /// The watches, and the files found but not read.
+    discovery: Discovery,
     buf: Vec<u8>,
     base_buf_len: usize,
     events: Events,
@@ -132,7 +133,6 @@ pub struct Tailer {
     recycled: std::sync::mpsc::Receiver<Vec<u8>>,
     /// Requests in flight (the dispatcher counts them).
     sending: Arc<AtomicUsize>,
-    watches: Watches,
     /// The Pod's tags, and the generation of them the files' templates were built with.
     pod_tags: Option<(Arc<PodTagsSource>, u64)>,
 }
@@ -220,8 +220,7 @@ impl Tailer {
                 .clone()
                 .unwrap_or_else(default_hostname),
             table: FileTable::new(config.tail.max_open_files),
-            ignored: HashMap::new(),
-            unreadable: HashSet::new(),
+            discovery: Discovery::start(),
             buf: vec![0; base_buf_len],
             base_buf_len,
             events: Events {
@@ -248,7 +247,6 @@ impl Tailer {
             pending_deletes: Vec::new(),
             tracker: links.tracker,
             metrics: links.metrics,
-            watches: Watches::start(),
             wake: links.wake,
             out: links.out,
             recycled: links.recycled,
@@ -294,7 +292,7 @@ impl Tailer {
             let (woken, gathered_since) = match sleep {
                 Some(sleep) if self.schedule.flowing() => self.gather(sleep),
                 _ => {
-                    let mut woken = self.wake.take(sleep, &mut self.watches);
+                    let mut woken = self.wake.take(sleep, &mut self.discovery.watches);
                     match sleep {
                         Some(sleep) if !draining && woken.only_writes() => {
                             let (more, since) = self.gather(sleep);
@@ -373,7 +371,7 @@ impl Tailer {
         let since = opened.is_none().then_some(now);
         let window = self.schedule.gather_for(now, opened);
         self.wake.gather(window.min(sleep.max(WRITE_COALESCE)));
-        (self.wake.take(None, &mut self.watches), since)
+        (self.wake.take(None, &mut self.discovery.watches), since)
     }
 
     /// One turn: a read for every file that may have data, then what follows from it. A

@@ -348,7 +348,7 @@ impl Reader {
         for _ in 0..256 {
             let t = &mut self.tailer;
             // What the reader's loop does when it wakes: file events, then the rescan.
-            let woken = t.wake.take(Some(Duration::ZERO), &mut t.watches);
+            let woken = t.wake.take(Some(Duration::ZERO), &mut t.discovery.watches);
             for path in woken.paths {
                 t.on_path(&path);
             }

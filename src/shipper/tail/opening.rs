@@ -4,7 +4,6 @@
 //! wait for a descriptor.
 
 use std::collections::HashSet;
-use std::io;
 use std::path::Path;
 
 use super::Tailer;
@@ -19,18 +18,8 @@ impl Tailer {
     /// Finds new files, notices files whose name no longer leads to them, and checks the
     /// sizes of known files in case a file event was lost.
     pub(super) fn rescan(&mut self, startup: bool) {
-        self.watches
-            .ensure(self.inputs.iter().flat_map(|i| i.matcher.roots.iter()));
-        let mut paths = Vec::new();
-        let mut found = Vec::new();
-        for i in 0..self.inputs.len() {
-            self.inputs[i].matcher.scan(&mut paths);
-            found.extend(paths.drain(..).filter_map(|path| {
-                let meta = self.stat(&path)?;
-                Some((path, i, meta))
-            }));
-        }
-        let seen: HashSet<DevIno> = found.iter().map(|(_, _, m)| DevIno::of(m)).collect();
+        let found = self.discovery.scan(&self.inputs);
+        let seen: HashSet<DevIno> = found.iter().map(|f| DevIno::of(&f.meta)).collect();
         // Files that left their name first: they keep their descriptors (a new file must
         // not take one from a file that still has lines to give).
         for (_, t) in self.table.iter_mut() {
@@ -44,8 +33,8 @@ impl Tailer {
                 t.active = true;
             }
         }
-        for (path, i, meta) in found {
-            self.consider_found(&path, i, startup, &meta);
+        for f in found {
+            self.consider_found(&f.path, f.input, startup, &f.meta);
         }
         self.tracker.forget_carried_except(&seen);
     }
@@ -83,24 +72,9 @@ impl Tailer {
     /// Starts tailing `path` unless its file is already tailed; returns the file's identity
     /// when it exists (tailed, waiting for a descriptor, ignored or unreadable).
     pub(super) fn consider(&mut self, path: &Path, input: usize, startup: bool) -> Option<DevIno> {
-        let meta = self.stat(path)?;
+        let meta = self.discovery.stat(path)?;
         self.consider_found(path, input, startup, &meta);
         Some(DevIno::of(&meta))
-    }
-
-    /// The metadata of a regular file at `path`; `None` for anything else, or when it
-    /// cannot be read (reported unless it is simply gone).
-    fn stat(&mut self, path: &Path) -> Option<std::fs::Metadata> {
-        match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => Some(m),
-            Ok(_) => None,
-            Err(e) => {
-                if e.kind() != io::ErrorKind::NotFound {
-                    self.report_unreadable(path, &e);
-                }
-                None
-            }
-        }
     }
 
     /// [`Self::consider`] for a file already looked at.
@@ -124,7 +98,12 @@ impl Tailer {
             t.reader.leave_name();
             t.active = true;
         }
-        if self.ignore(path, input, id, meta) || self.table.waiting_for(path) {
+        let ignore_older = self.inputs[input].ignore_older;
+        if self
+            .discovery
+            .leaves_alone(path, ignore_older, meta, &self.metrics)
+            || self.table.waiting_for(path)
+        {
             return;
         }
         if !self.table.has_room() && !self.evict(None) {
@@ -133,27 +112,6 @@ impl Tailer {
             return;
         }
         self.open_new(path, input, startup);
-    }
-
-    /// Whether a file is left alone: older than `ignore_older_secs` when found, or not grown
-    /// since.
-    fn ignore(&mut self, path: &Path, input: usize, id: DevIno, meta: &std::fs::Metadata) -> bool {
-        if let Some(age) = self.inputs[input].ignore_older
-            && !self.ignored.contains_key(&id)
-            && meta
-                .modified()
-                .ok()
-                .and_then(|m| m.elapsed().ok())
-                .is_some_and(|elapsed| elapsed > age)
-        {
-            tracing::info!(path = %path.display(), "not reading file last modified before ignore_older_secs");
-            self.metrics.files_ignored_old.inc();
-            self.ignored.insert(id, meta.len());
-            return true;
-        }
-        self.ignored
-            .get(&id)
-            .is_some_and(|&size| meta.len() == size)
     }
 
     /// A tailed file was found (again) under `path`, `size` bytes long.
@@ -188,13 +146,13 @@ impl Tailer {
     pub(super) fn open_new(&mut self, path: &Path, input: usize, startup: bool) {
         let mut reader = match FileReader::open(path) {
             Ok(r) => r,
-            Err(e) => return self.report_unreadable(path, &e),
+            Err(e) => return self.discovery.unreadable(path, &e),
         };
         let id = reader.id();
         if self.table.by_id(id).is_some() {
             return;
         }
-        self.unreadable.remove(path);
+        self.discovery.opened(path);
         let start = self.start_position(&reader, input, startup);
         reader.start_at(start);
         let stream = self.new_stream();
@@ -225,7 +183,7 @@ impl Tailer {
     fn start_position(&mut self, reader: &FileReader, input: usize, startup: bool) -> u64 {
         let id = reader.id();
         let size = reader.size();
-        let ignored_at = self.ignored.remove(&id);
+        let ignored_at = self.discovery.no_longer_left_alone(id);
         if let Some(entry) = self.tracker.claim(id) {
             let Some(file) = reader.file() else {
                 return 0;
@@ -296,12 +254,6 @@ impl Tailer {
             if let Some(t) = self.table.get_mut(key) {
                 t.template = template;
             }
-        }
-    }
-
-    fn report_unreadable(&mut self, path: &Path, e: &io::Error) {
-        if self.unreadable.insert(path.to_path_buf()) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read file; skipping it until it becomes readable");
         }
     }
 }
