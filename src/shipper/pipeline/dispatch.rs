@@ -19,10 +19,11 @@ use tokio::task::JoinSet;
 
 use super::additional::{BestEffort, Endpoints};
 use super::compressors::Compressors;
+use super::refused::split_and_deliver;
 use crate::checkpoint::Tracker;
 use crate::compress::{self, Codec, Compressed};
 use crate::config::Config;
-use crate::encode::{self, Batch};
+use crate::encode::Batch;
 use crate::metrics::Metrics;
 use crate::ship::{Delivery, Sender, Slot};
 use crate::shutdown::ShutdownSignal;
@@ -466,43 +467,6 @@ async fn deliver_batch<S: Sink>(
     split_and_deliver(ctx, to, &raw, (status, detail), &mut signal).await
 }
 
-/// Sends a refused batch's events in halves, and halves of halves, until each part is
-/// accepted or is one event refused on its own.
-async fn split_and_deliver<S: Sink>(
-    ctx: &ShipContext<S>,
-    to: &S,
-    raw: &[u8],
-    refusal: (u16, String),
-    signal: &mut ShutdownSignal,
-) -> Option<()> {
-    let ranges = encode::event_ranges(raw);
-    // Parts still to send, last first; the first is the whole batch, refused already.
-    let mut parts = vec![(0..ranges.len(), Some(refusal))];
-    while let Some((part, refusal)) = parts.pop() {
-        let (status, detail) = match refusal {
-            Some(r) => r,
-            None => match send_part(ctx, to, raw, &ranges[part.clone()], signal).await? {
-                None => continue,
-                Some(refused) => refused,
-            },
-        };
-        if part.len() <= 1 {
-            drop_refused(ctx, raw, ranges.get(part.start).cloned(), status, &detail);
-            continue;
-        }
-        ctx.metrics.batches_split.inc();
-        tracing::debug!(
-            status,
-            events = part.len(),
-            "intake refused a batch; splitting it in halves"
-        );
-        let mid = part.start + part.len() / 2;
-        parts.push((mid..part.end, None));
-        parts.push((part.start..mid, None));
-    }
-    Some(())
-}
-
 /// The uncompressed body went back to the reader long ago; refusals are rare, so get it back
 /// from the compressed one rather than keep every batch twice.
 async fn recover_body<S: Sink>(ctx: &ShipContext<S>, packed: &Compressed) -> Option<Vec<u8>> {
@@ -523,7 +487,11 @@ async fn recover_body<S: Sink>(ctx: &ShipContext<S>, packed: &Compressed) -> Opt
 
 /// Compresses a body (part of a refused batch, or one to encode again) with the sender's
 /// codec. `None` when that fails (the batch is read again after a restart).
-async fn pack<S: Sink>(ctx: &ShipContext<S>, to: &S, body: Vec<u8>) -> Option<Compressed> {
+pub(super) async fn pack<S: Sink>(
+    ctx: &ShipContext<S>,
+    to: &S,
+    body: Vec<u8>,
+) -> Option<Compressed> {
     let codec = to.codec();
     let packed = ctx.compressors.compress(codec, body).await;
     let Some((Ok(packed), _)) = packed else {
@@ -538,35 +506,9 @@ async fn pack<S: Sink>(ctx: &ShipContext<S>, to: &S, body: Vec<u8>) -> Option<Co
     })
 }
 
-/// Sends some events of a refused batch on their own. `Some(None)` when accepted,
-/// `Some(Some(refusal))` when refused again, `None` when abandoned or not compressible.
-async fn send_part<S: Sink>(
-    ctx: &ShipContext<S>,
-    to: &S,
-    raw: &[u8],
-    events: &[std::ops::Range<usize>],
-    signal: &mut ShutdownSignal,
-) -> Option<Option<(u16, String)>> {
-    let body = encode::join_events(raw, events);
-    let body_len = body.len();
-    loop {
-        let packed = pack(ctx, to, body.clone()).await?;
-        let packed_len = packed.body.len();
-        match to.deliver(packed.body, packed.codec, signal).await {
-            Delivery::Accepted => {
-                count_sent(ctx, to, events.len(), body_len, packed_len);
-                return Some(None);
-            }
-            Delivery::Abandoned => return None,
-            Delivery::Reencode => continue,
-            Delivery::Refused { status, detail } => return Some(Some((status, detail))),
-        }
-    }
-}
-
 /// Counts what the main endpoint accepted (an additional endpoint's copies are not more
 /// events sent).
-fn count_sent<S: Sink>(
+pub(super) fn count_sent<S: Sink>(
     ctx: &ShipContext<S>,
     to: &S,
     events: usize,
@@ -581,30 +523,6 @@ fn count_sent<S: Sink>(
     m.events_sent.add(events as u64);
     m.bytes_sent_uncompressed.add(raw_len as u64);
     m.bytes_sent_compressed.add(sent_len as u64);
-}
-
-/// The intake refused one event on its own: a logged, counted decision. The log names the
-/// file and size, never the content (it may hold what the user masks elsewhere).
-fn drop_refused<S: Sink>(
-    ctx: &ShipContext<S>,
-    raw: &[u8],
-    event: Option<std::ops::Range<usize>>,
-    status: u16,
-    detail: &str,
-) {
-    let m = &ctx.metrics;
-    let reason = if status == 413 {
-        m.events_dropped_too_large.inc();
-        "too large"
-    } else {
-        m.events_dropped_invalid.inc();
-        "invalid"
-    };
-    let (file, bytes) = match event {
-        Some(r) => (encode::event_file_name(&raw[r.clone()]), r.len()),
-        None => (String::new(), 0),
-    };
-    tracing::error!(status, reason, file = %file, event_bytes = bytes, intake_said = %detail, "the intake refused one event on its own; it is dropped");
 }
 
 fn report_join(res: Result<(), tokio::task::JoinError>) {
@@ -800,6 +718,11 @@ mod tests {
     }
 
     impl Run {
+        /// Where the file's checkpoint stands: everything before it was accepted.
+        fn checkpoint(&self) -> Option<u64> {
+            self.tracker.snapshot().first().map(|e| e.offset)
+        }
+
         /// Hands `batches` over as the reader would, and dispatches them all.
         async fn dispatch(&mut self, batches: Vec<Batch>) {
             let n = batches.len();
@@ -832,12 +755,7 @@ mod tests {
         accepted.sort();
         assert_eq!(accepted, numbered(0, 60));
         assert_eq!(run.metrics.events_sent.get(), 60);
-        let last = run.tracker.snapshot();
-        assert_eq!(
-            last.first().map(|e| e.offset),
-            Some(60 * 9),
-            "acknowledged to the end"
-        );
+        assert_eq!(run.checkpoint(), Some(60 * 9), "acknowledged to the end");
     }
 
     #[tokio::test(start_paused = true)]
@@ -859,12 +777,7 @@ mod tests {
         assert_eq!(sizes, [8, 4, 2, 2, 4, 2, 1, 1, 2]);
         assert_eq!(run.metrics.events_dropped_too_large.get(), 1);
         assert_eq!(run.metrics.batches_split.get(), 4);
-        let last = run.tracker.snapshot();
-        assert_eq!(
-            last.first().map(|e| e.offset),
-            Some(8 * 9),
-            "the batch is done with"
-        );
+        assert_eq!(run.checkpoint(), Some(8 * 9), "the batch is done with");
     }
 
     #[tokio::test(start_paused = true)]
@@ -877,9 +790,8 @@ mod tests {
         run.shutdown.advance(Phase::Abandoning, None);
         run.dispatcher.settle_all().await;
         assert!(crate::lock(&run.sink.accepted).is_empty());
-        let last = run.tracker.snapshot();
         assert_eq!(
-            last.first().map(|e| e.offset),
+            run.checkpoint(),
             Some(0),
             "read again from the start at the next run"
         );

@@ -24,6 +24,7 @@
 mod additional;
 mod compressors;
 mod dispatch;
+mod refused;
 
 use std::path::Path;
 use std::sync::Arc;
