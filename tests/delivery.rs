@@ -17,9 +17,9 @@ fn config(h: &Harness, datadog_extra: &str) -> std::path::PathBuf {
     h.write_config(&endpoint, datadog_extra, "[batch]\ntimeout_ms = 100\n")
 }
 
-/// A paced stream through `fault` applied between two healthy stretches; every line exactly
-/// once.
-fn stream_through(fault: Faults, fault_for: Duration, datadog_extra: &str) -> Harness {
+/// A paced stream through `fault` applied between two healthy stretches, until the intake
+/// injected it `times` times; every line exactly once.
+fn stream_through(fault: Faults, times: u64, datadog_extra: &str) -> Harness {
     let mut h = Harness::with_intake();
     let log = h.log("app.log");
     std::fs::write(&log, b"").expect("create");
@@ -30,7 +30,7 @@ fn stream_through(fault: Faults, fault_for: Duration, datadog_extra: &str) -> Ha
         h.intake().event_count() >= 300
     });
     h.intake().set_faults(fault);
-    std::thread::sleep(fault_for);
+    h.wait_faults(times, T);
     h.intake().set_faults(Faults::default());
     writer.wait_written(300);
     h.finish_stream(writer, "w ");
@@ -39,21 +39,16 @@ fn stream_through(fault: Faults, fault_for: Duration, datadog_extra: &str) -> Ha
 
 #[test]
 fn a_503_outage_mid_stream_loses_nothing() {
+    // Ten refusals: the retries back off to retry_max_ms and stay there for a while.
     let h = stream_through(
         Faults {
             status: Some(503),
             ..Faults::default()
         },
-        Duration::from_secs(10),
+        10,
         "",
     );
-    assert!(
-        h.intake()
-            .state
-            .faults_injected
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 3
-    );
+    assert!(h.stderr().contains("intake answered 503"), "{}", h.stderr());
 }
 
 #[test]
@@ -100,7 +95,7 @@ fn random_500s_lose_and_repeat_nothing() {
             error_rate: 0.2,
             ..Faults::default()
         },
-        Duration::from_secs(4),
+        10,
         "",
     );
 }
@@ -112,7 +107,7 @@ fn two_second_latency_with_adaptive_concurrency() {
             latency: Duration::from_secs(2),
             ..Faults::default()
         },
-        Duration::from_secs(6),
+        3,
         "request_concurrency = \"adaptive\"",
     );
     // Slow answers are not errors: nothing was retried.
@@ -126,7 +121,7 @@ fn connection_resets_lose_nothing() {
             reset_rate: 0.3,
             ..Faults::default()
         },
-        Duration::from_secs(4),
+        10,
         "request_concurrency = 4",
     );
 }
@@ -202,7 +197,13 @@ fn wrong_key_then_right_key() {
     let config = config(&h, "");
     h.start(&config);
     h.wait_stderr("rejects the API key", T);
-    assert_eq!(h.intake().event_count(), 0);
+    assert!(
+        h.intake()
+            .state
+            .key_rejections
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
     // The Secret is fixed: the key is re-read on the next rejection.
     std::fs::write(h.dir.path().join("api-key"), "the-right-key\n").expect("key");
     h.wait_events(300, T);
@@ -230,15 +231,19 @@ fn kill_9_five_times_during_a_paced_stream() {
     let env = [("SIDELOG_CHECKPOINT_INTERVAL_MS", "200")];
     let writer = PacedWriter::start(&log, "w ", 2000, OnRotate::Keep);
     let mut rng = fastrand::Rng::with_seed(5);
+    // How many events had arrived when each kill was done.
+    let mut at_kill = Vec::new();
     for kill in 0..5 {
         h.start_with_env(&config, &env);
         let seen = h.intake().event_count();
         wait_for("progress before the kill", T, || {
             h.intake().event_count() > seen + 2000
         });
-        // Anywhere in the next 0.1-1.1 s: mid-batch, mid-request, mid-checkpoint.
+        // Not a synchronisation: the kill comes anywhere in the next 0.1-1.1 s (mid-batch,
+        // mid-request, mid-checkpoint), from a seeded generator.
         std::thread::sleep(Duration::from_millis(100 + rng.u64(..1000)));
         h.kill9();
+        at_kill.push(h.intake().event_count() as usize);
         eprintln!("kill {kill} at {} events", h.intake().event_count());
     }
     let n = writer.finish();
@@ -255,13 +260,34 @@ fn kill_9_five_times_during_a_paced_stream() {
     });
     assert!(h.terminate().success(), "{}", h.stderr());
     let missing = (0..n).filter(|s| !count.contains_key(s)).count();
-    let duplicates: u64 = count.values().map(|&c| u64::from(c) - 1).sum();
-    eprintln!("{n} lines, 5 kills: {missing} lost, {duplicates} duplicates");
     assert_eq!(missing, 0);
-    // Duplicates come only from what was accepted but not yet checkpointed when a kill
-    // came: per kill, at most a checkpoint interval of lines (0.2 s x 2,000 lines/s) plus
-    // the requests in flight (4 x 200 events).
-    assert!(duplicates <= 5 * (400 + 800), "{duplicates} duplicates");
+    // Each repeat is put down to the first kill after the line's first arrival.
+    let mut first_seen: HashMap<u64, usize> = HashMap::new();
+    let mut per_kill = vec![0usize; at_kill.len()];
+    for (i, m) in h.messages().iter().enumerate() {
+        let Some(seq) = m.strip_prefix("w ").and_then(|s| s.parse::<u64>().ok()) else {
+            continue;
+        };
+        if let Some(&first) = first_seen.get(&seq) {
+            let kill = at_kill
+                .iter()
+                .position(|&c| c > first)
+                .expect("a repeat follows a kill");
+            per_kill[kill] += 1;
+        } else {
+            first_seen.insert(seq, i);
+        }
+    }
+    eprintln!("{n} lines, 5 kills: 0 lost, repeats per kill {per_kill:?}");
+    // A kill repeats only what was accepted but not yet checkpointed: at most a checkpoint
+    // interval of lines (0.2 s x 2,000 lines/s) and the requests in flight (4 x 200
+    // events). Checkpoints written late, or not after every acceptance, cross it.
+    for (kill, repeats) in per_kill.iter().enumerate() {
+        assert!(
+            *repeats <= 400 + 800,
+            "kill {kill}: {repeats} lines repeated"
+        );
+    }
 }
 
 #[test]
@@ -363,16 +389,11 @@ fn memory_stays_bounded_while_the_intake_is_down() {
         "[batch]\ntimeout_ms = 100\n",
     );
     h.start(&config);
-    h.wait_stderr("retrying", T);
-    // The outage goes on: sidelog must have stopped reading, not buffered the file.
-    std::thread::sleep(Duration::from_secs(3));
+    // Eight refusals (about 2.3 s of backing off): time enough to read the whole file four
+    // times over had sidelog not stopped reading.
+    h.wait_faults(8, T);
     let rss_kb = h.peak_rss_kb();
-    let io = std::fs::read_to_string(format!("/proc/{}/io", h.pid())).unwrap_or_default();
-    let read: u64 = io
-        .lines()
-        .find_map(|l| l.strip_prefix("rchar: "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
+    let read = h.bytes_read();
     eprintln!("during the outage: peak RSS {rss_kb} kB, {read} bytes read of 102400000");
     assert!(rss_kb < 64 * 1024, "peak RSS {rss_kb} kB");
     assert!(

@@ -48,7 +48,8 @@ fn exit_when_file_ships_everything_left_and_exits_0() {
     h.intake().force_status(Some(503));
     std::fs::write(&done, b"").expect("marker");
     h.wait_stderr("exit_when_file exists", T);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Three refusals after the marker: sidelog kept trying instead of leaving.
+    h.wait_faults(3, T);
     assert!(
         h.child
             .as_mut()
@@ -93,7 +94,8 @@ fn delete_after_ship_deletes_only_fully_shipped_rotated_files() {
     std::fs::rename(&log, &rotated).expect("rotate");
     append(&log, numbered("second", 0..100));
     h.wait_stderr("closing file read to its end", T);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Three refusals after the close, when the deletion would have been decided.
+    h.wait_faults(3, T);
     assert!(rotated.exists(), "deleted with unshipped lines");
 
     h.intake().force_status(None);

@@ -89,18 +89,14 @@ fn restart_after_clean_shutdown_neither_loses_nor_repeats() {
 
 #[test]
 fn intake_down_at_start_then_up_loses_nothing() {
-    let mut h = Harness::new();
-    let port = free_port();
-    let config = h.write_config(
-        &format!("http://127.0.0.1:{port}"),
-        "",
-        "[batch]\ntimeout_ms = 200\n",
-    );
+    let mut h = Harness::with_intake();
+    h.intake_down();
+    let config = h.default_config();
     append(&h.log("app.log"), numbered("early", 0..2_000));
     h.start(&config);
     // Wait until sidelog has really failed to connect, then bring the intake up.
     h.wait_stderr("request failed", T);
-    h.start_intake(Some(port));
+    h.intake_up();
     append(&h.log("app.log"), numbered("late", 0..1_000));
     h.wait_events(3_000, T);
     assert!(h.terminate().success(), "{}", h.stderr());

@@ -146,8 +146,17 @@ fn checkpoints_never_pass_a_pending_event() {
     let env = [("SIDELOG_CHECKPOINT_INTERVAL_MS", "10")];
     h.start_with_env(&config, &env);
     h.wait_events(1, T);
-    // Let a checkpoint be written: it must stop before "second", which is still pending.
-    std::thread::sleep(Duration::from_millis(500));
+    // The checkpoint written after "first" was accepted stops before "second", which is
+    // still pending (it waits for a line that does not start with a date).
+    wait_for("a checkpoint for app.log", T, || {
+        h.checkpoint_offsets()
+            .is_some_and(|c| c.iter().any(|(_, offset)| *offset > 0))
+    });
+    let first = "2026-11-26 first\n".len() as u64;
+    assert_eq!(
+        h.checkpoint_offsets().expect("checkpoints"),
+        vec![(log.display().to_string(), first)]
+    );
     h.kill9();
     h.start_with_env(&config, &env);
     h.wait_stderr("caught up with file", T);
@@ -204,13 +213,11 @@ fn rules_apply_in_the_order_given() {
     ] {
         let mut h = Harness::with_intake();
         append(&h.log("app.log"), lines.clone());
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
         let config = config_with(&h, &rules, "[batch]\ntimeout_ms = 100\n");
-        h.start_with_env(&config, &[("SIDELOG_METRICS_LISTEN", listen.as_str())]);
+        let base = h.start_with_admin(&config, &[]);
         h.wait_events(expected.len() as u64, T);
         let metrics = h.rt.block_on(async {
-            reqwest::get(format!("http://{listen}/metrics"))
+            reqwest::get(format!("{base}/metrics"))
                 .await
                 .expect("get")
                 .text()

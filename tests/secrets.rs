@@ -67,8 +67,6 @@ fn the_key_appears_nowhere_even_at_trace_level() {
     std::fs::write(&intake_key, "something-else\n").expect("key");
     h.start_intake_with(None, |o| o.api_key_file = Some(intake_key.clone()));
     append(&h.log("app.log"), numbered("leak", 0..200));
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let config = h.default_config();
     let mut printed = String::new();
 
@@ -81,14 +79,7 @@ fn the_key_appears_nowhere_even_at_trace_level() {
     printed += &String::from_utf8_lossy(&out.stdout);
     printed += &String::from_utf8_lossy(&out.stderr);
 
-    let listen = format!("127.0.0.1:{port}");
-    h.start_with_env(
-        &config,
-        &[
-            ("RUST_LOG", "trace"),
-            ("SIDELOG_METRICS_LISTEN", listen.as_str()),
-        ],
-    );
+    let base = h.start_with_admin(&config, &[("RUST_LOG", "trace")]);
     h.wait_stderr("rejects the API key", T);
     std::fs::write(&intake_key, format!("{KEY}\n")).expect("key");
     h.wait_events(200, T);
@@ -216,16 +207,13 @@ fn a_key_mounted_late_is_waited_for() {
     let mut h = Harness::with_intake();
     std::fs::remove_file(h.dir.path().join("api-key")).expect("no key yet");
     append(&h.log("app.log"), numbered("late", 0..20));
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let listen = format!("127.0.0.1:{port}");
     let endpoint = h.intake().endpoint();
     let config = h.write_config(
         &endpoint,
         "api_key_wait_secs = 60",
         "[batch]\ntimeout_ms = 100\n",
     );
-    h.start_with_env(&config, &[("SIDELOG_METRICS_LISTEN", listen.as_str())]);
+    let base = h.start_with_admin(&config, &[]);
     h.wait_stderr("waiting for the API key file", T);
     let readyz = h.rt.block_on(async {
         let r = reqwest::get(format!("{base}/readyz")).await.expect("get");

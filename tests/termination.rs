@@ -82,7 +82,6 @@ fn a_100_mb_backlog_from_an_outage_is_shipped_before_exit() {
     std::fs::remove_file(h.log("backlog-2.log")).expect("delete");
     // A last line without its newline goes out as it is: nothing more can come.
     std::fs::write(h.log("last.log"), b"the very last line").expect("write");
-    let read_so_far = h.intake().event_count();
     // The intake heals and the Pod is deleted at the same moment.
     h.intake().force_status(None);
     let asked = Instant::now();
@@ -90,8 +89,9 @@ fn a_100_mb_backlog_from_an_outage_is_shipped_before_exit() {
     let took = asked.elapsed();
     assert!(status.success(), "{status:?}\n{}", h.stderr());
     eprintln!("100 MB backlog drained in {took:?}");
-    assert!(took < Duration::from_secs(60), "drain took {took:?}");
-    assert_eq!(read_so_far, 0, "nothing was accepted during the outage");
+    // Within Kubernetes' default grace period (30 s); it takes a few seconds unloaded.
+    assert!(took < Duration::from_secs(30), "drain took {took:?}");
+    assert!(h.faults_injected() > 0, "the outage refused nothing");
     assert_backlog_arrived(&h);
     assert!(
         h.messages().iter().any(|m| m == "the very last line"),
@@ -167,10 +167,10 @@ fn an_app_still_writing_after_sigterm_is_followed_until_quiet() {
     let writer = PacedWriter::start(&log, "w ", 500, OnRotate::Keep);
     writer.wait_written(500);
     // A classic sidecar: SIGTERM reaches sidelog and the app together; the app writes on for
-    // another 1.5 s while it shuts down.
+    // another 750 lines (1.5 s) while it shuts down.
     h.send_signal(libc::SIGTERM);
     h.wait_stderr("draining", T);
-    std::thread::sleep(Duration::from_millis(1500));
+    writer.wait_written(750);
     let n = writer.finish();
     let status = h.wait_exit(T);
     assert!(status.success(), "{status:?}\n{}", h.stderr());
@@ -276,10 +276,11 @@ fn kill_9_in_a_fast_stream_repeats_at_most_one_percent() {
     );
 }
 
-/// An outage of `down` (503, then `throttled` of 429 with `Retry-After: 2`) in a stream of
-/// 1,000 lines/s, with the default retry settings: sending resumes within 3 s of the heal,
-/// the intake is probed about once every 1.25-2.5 s meanwhile, and every line arrives once.
-fn outage(down: Duration, throttled: Duration) {
+/// An outage in a stream of 1,000 lines/s with the default retry settings: `down` refused
+/// probes of 503, then `throttled` of 429 with `Retry-After: 2`. The heal comes right after
+/// a refused probe, the worst moment: sending must resume within 3 s all the same, the intake
+/// is probed about once every 1.25-2.5 s meanwhile, and every line arrives once.
+fn outage(down: u64, throttled: u64) {
     let mut h = Harness::with_intake();
     let log = h.log("app.log");
     std::fs::write(&log, b"").expect("create");
@@ -294,15 +295,17 @@ fn outage(down: Duration, throttled: Duration) {
     h.wait_events(500, T);
     let down_at = Instant::now();
     h.intake().force_status(Some(503));
-    std::thread::sleep(down);
-    if !throttled.is_zero() {
+    h.wait_faults(down, T);
+    if throttled > 0 {
         h.intake().set_faults(Faults {
             status: Some(429),
             retry_after_secs: Some(2),
             ..Faults::default()
         });
-        std::thread::sleep(throttled);
+        h.wait_faults(throttled, T);
     }
+    // Right after a refusal: the next probe is as far away as it gets.
+    h.wait_faults(1, T);
     let healed_at = Instant::now();
     h.intake().set_faults(Faults::default());
     let first_accepted = || {
@@ -330,8 +333,9 @@ fn outage(down: Duration, throttled: Duration) {
         resumed <= Duration::from_secs(3),
         "resumed {resumed:?} after the heal"
     );
-    // Probes are at least 1.25 s apart (half of retry_max_ms); a few more for the requests
-    // in flight when the outage began and the first, shorter waits.
+    // Probes are at least 1.25 s apart (half of retry_max_ms), and 2 s apart under
+    // Retry-After; a few more for the requests in flight when the outage began and the
+    // first, shorter waits. A shipper that does not back off sends hundreds.
     let bound = (outage.as_secs_f64() / 1.25) as usize + 5;
     assert!(
         refused <= bound,
@@ -341,14 +345,16 @@ fn outage(down: Duration, throttled: Duration) {
     h.finish_stream(writer, "o ");
 }
 
+/// About 20 s: 15 of 503 (the backoff reaches its cap), then 2 of 429.
 #[test]
-fn sending_resumes_within_3_s_of_a_20_s_outage() {
-    outage(Duration::from_secs(15), Duration::from_secs(5));
+fn sending_resumes_within_3_s_of_an_outage_then_throttling() {
+    outage(8, 2);
 }
 
+/// About a minute of 503: the backoff stays at its cap, and the backlog is 60,000 lines.
 #[test]
-fn sending_resumes_within_3_s_of_a_2_minute_outage() {
-    outage(Duration::from_secs(120), Duration::ZERO);
+fn sending_resumes_within_3_s_of_a_long_outage() {
+    outage(30, 0);
 }
 
 #[test]

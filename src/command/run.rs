@@ -72,6 +72,18 @@ fn load_from(source: &Source) -> Result<Config, ExitCode> {
     })
 }
 
+/// 3 when `data_dir` cannot hold checkpoints (an environment to fix, not a bug to report),
+/// 1 for any other failure.
+fn exit_code_of(e: &anyhow::Error) -> ExitCode {
+    if e.chain()
+        .any(|c| c.is::<sidelog_shipper::pipeline::DataDirError>())
+    {
+        ExitCode::from(3)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// `sidelog run`.
 pub fn run(source: Source) -> ExitCode {
     let config = match load_from(&source) {
@@ -93,7 +105,7 @@ pub fn run(source: Source) -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("sidelog: {e:#}");
-            ExitCode::FAILURE
+            exit_code_of(&e)
         }
     }
 }

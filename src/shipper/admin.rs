@@ -181,8 +181,8 @@ fn not_ready(m: &Metrics) -> Option<String> {
 }
 
 fn seconds_since_last_accepted(m: &Metrics) -> Option<f64> {
-    let last = m.last_accepted_unix_ms.get();
-    (last > 0).then(|| crate::clock::now_ms().saturating_sub(last) as f64 / 1000.0)
+    let last = m.last_accepted_ms.get();
+    (last > 0).then(|| crate::clock::monotonic_ms().saturating_sub(last) as f64 / 1000.0)
 }
 
 pub fn status(state: &AdminState) -> Status {

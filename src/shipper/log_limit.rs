@@ -9,7 +9,8 @@ use std::time::Duration;
 /// Lets a warning through at most once per interval; counts the ones held back.
 pub struct LogLimit {
     interval_ms: u64,
-    /// Unix milliseconds of the last warning let through; 0 before the first.
+    /// [`crate::clock::monotonic_ms`] of the last warning let through; 0 before the first.
+    /// Not the wall clock: set back an hour, it would silence warnings for that hour.
     last_ms: AtomicU64,
     held_back: AtomicU64,
 }
@@ -26,7 +27,7 @@ impl LogLimit {
     /// `Some(n)` when this occurrence should be logged, `n` being how many were held back
     /// since the last one logged; `None` when it should not.
     pub fn check(&self) -> Option<u64> {
-        self.check_at(crate::clock::now_ms())
+        self.check_at(crate::clock::monotonic_ms())
     }
 
     fn check_at(&self, now: u64) -> Option<u64> {

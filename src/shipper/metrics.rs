@@ -117,8 +117,9 @@ macro_rules! metrics {
         #[derive(Debug, Default)]
         pub struct Metrics {
             $($(#[$doc])* pub $field: $kind,)*
-            /// Unix milliseconds of the last accepted batch (exported as seconds since).
-            pub last_accepted_unix_ms: Gauge,
+            /// [`crate::clock::monotonic_ms`] of the last accepted batch (exported as
+            /// seconds since): a wall clock set back or forth must not fake an outage.
+            pub last_accepted_ms: Gauge,
             /// Matches of each processing rule, registered when inputs are set up.
             rules: std::sync::Mutex<Vec<RuleCounter>>,
             /// Batches of each best-effort additional endpoint, registered at start.
@@ -159,6 +160,7 @@ metrics! {
     /// Lines written after their last read may be lost for these.
     files_gone_while_closed: Counter = "files_gone_while_closed_total", "Files renamed or deleted while closed under tail.max_open_files and not found again.";
     files_ignored_old: Counter = "files_ignored_old_total", "Files not read because of ignore_older_secs.";
+    files_not_regular: Counter = "files_not_regular_total", "Names the globs match that were found not to be regular files (a directory where a log file was), each counted once while it stays so.";
     files_deleted: Counter = "files_deleted_total", "Rotated files deleted once fully accepted (delete_after_ship).";
     rotated_bytes_given_up: Counter = "rotated_bytes_given_up_total", "Unread bytes of rotated or deleted files given up at tail.rotate_wait_ms.";
     events_excluded: Counter = "events_excluded_total", "Events dropped by exclude_at_match or include_at_match rules.";

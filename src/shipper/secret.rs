@@ -130,7 +130,32 @@ pub struct KeySource {
     path: Option<PathBuf>,
     /// Where a key that is not in a file came from.
     given_in: String,
-    current: RwLock<ApiKey>,
+    keys: RwLock<Keys>,
+}
+
+/// The keys a [`KeySource`] knows of.
+struct Keys {
+    /// The key requests carry.
+    current: ApiKey,
+    /// The last key the intake accepted: what a key file that turns bad falls back to.
+    accepted: Option<ApiKey>,
+    /// A key from the file that the intake rejected while another had been accepted: not
+    /// taken from the file again until the file says something else.
+    rejected: Option<ApiKey>,
+    /// The file was found empty or unreadable, and a warning said so (once per spell).
+    unusable_said: bool,
+}
+
+/// What a rejection of the key changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChange {
+    /// Nothing better is known: the rejected key stays.
+    None,
+    /// The file holds another key (the Secret was rotated): it is used now.
+    FromFile,
+    /// The file's key is rejected and an earlier one was accepted: that one is used again
+    /// (a half-written or not yet valid key file).
+    BackToAccepted,
 }
 
 impl KeySource {
@@ -156,7 +181,12 @@ impl KeySource {
         Ok(Arc::new(KeySource {
             path,
             given_in,
-            current: RwLock::new(key),
+            keys: RwLock::new(Keys {
+                current: key,
+                accepted: None,
+                rejected: None,
+                unusable_said: false,
+            }),
         }))
     }
 
@@ -169,9 +199,49 @@ impl KeySource {
     }
 
     pub fn current(&self) -> ApiKey {
-        match self.current.read() {
-            Ok(k) => k.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+        self.read().current.clone()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Keys> {
+        self.keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The intake accepted a request carrying `used`: it is the key to fall back to.
+    pub fn accepted(&self, used: &ApiKey) {
+        if self.read().accepted.as_ref() == Some(used) {
+            return;
+        }
+        self.write().accepted = Some(used.clone());
+    }
+
+    /// The intake rejected a request carrying `used`: the file is read again (the Secret
+    /// may have been rotated); if it still holds the rejected key and another key was
+    /// accepted before, that key is used again.
+    pub fn rejected(&self, used: &ApiKey) -> KeyChange {
+        let fresh = self.path.as_deref().map(read_key_file);
+        let mut keys = self.write();
+        if let Some(Ok(fresh)) = fresh
+            && fresh != *used
+            && keys.rejected.as_ref() != Some(&fresh)
+        {
+            keys.current = fresh;
+            return KeyChange::FromFile;
+        }
+        match keys.accepted.clone() {
+            Some(accepted) if accepted != *used && self.path.is_some() => {
+                keys.rejected = Some(used.clone());
+                keys.current = accepted;
+                KeyChange::BackToAccepted
+            }
+            _ => KeyChange::None,
         }
     }
 
@@ -220,8 +290,9 @@ impl KeySource {
         crate::spawn_every(poll, stop, move || polled.refresh());
     }
 
-    /// Re-reads the key and says so when it changed; a failed read keeps the old key (the
-    /// kubelet's swap is atomic, so a failure is a moment between two states at worst).
+    /// Re-reads the key and says so when it changed. An empty or unreadable file keeps the
+    /// key in use, with one warning until the file holds a key again; a key the intake
+    /// rejected is not taken up again.
     fn refresh(&self) {
         match self.reload() {
             Ok(true) => {
@@ -229,26 +300,29 @@ impl KeySource {
             }
             Ok(false) => {}
             Err(e) => {
-                tracing::debug!(error = %e, "cannot re-read the API key; keeping the current one")
+                let mut keys = self.write();
+                if !std::mem::replace(&mut keys.unusable_said, true) {
+                    tracing::warn!(error = %e, "cannot use the API key file; keeping the key in use until it holds one again");
+                }
             }
         }
     }
 
-    /// Re-reads the key file. Returns whether the key changed; on a failed read the old key
-    /// stays in use.
+    /// Re-reads the key file. Returns whether the key in use changed; on a failed read the
+    /// old key stays in use.
     pub fn reload(&self) -> Result<bool, SecretError> {
         let Some(path) = &self.path else {
             return Ok(false);
         };
         let fresh = read_key_file(path)?;
-        let mut current = match self.current.write() {
-            Ok(k) => k,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if *current == fresh {
+        let mut keys = self.write();
+        if std::mem::replace(&mut keys.unusable_said, false) {
+            tracing::info!(origin = %self.origin(), "the API key file holds a key again");
+        }
+        if keys.current == fresh || keys.rejected.as_ref() == Some(&fresh) {
             return Ok(false);
         }
-        *current = fresh;
+        keys.current = fresh;
         Ok(true)
     }
 }
@@ -294,5 +368,49 @@ mod tests {
         std::fs::remove_file(&path).expect("remove");
         assert!(source.reload().is_err());
         assert!(source.current().matches(b"two"));
+    }
+
+    fn key(text: &str) -> ApiKey {
+        ApiKey::parse(text, "test")
+            .expect("valid")
+            .expect("not empty")
+    }
+
+    #[test]
+    fn a_half_written_key_is_rejected_once_and_the_accepted_one_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        std::fs::write(&path, "good-key-0123").expect("write");
+        let source = KeySource::load(Some(&path), None).expect("load");
+        source.accepted(&key("good-key-0123"));
+        std::fs::write(&path, "good-k").expect("write");
+        assert!(source.reload().expect("reload"), "a changed file is tried");
+        assert_eq!(source.rejected(&key("good-k")), KeyChange::BackToAccepted);
+        assert!(source.current().matches(b"good-key-0123"));
+        // The rejected content is not taken up again while the file keeps it.
+        assert!(!source.reload().expect("reload"));
+        assert!(source.current().matches(b"good-key-0123"));
+        // A rotation to a new key is.
+        std::fs::write(&path, "new-key-4567").expect("write");
+        assert!(source.reload().expect("reload"));
+        assert!(source.current().matches(b"new-key-4567"));
+    }
+
+    #[test]
+    fn a_rejected_key_takes_a_rotated_file_key_or_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        std::fs::write(&path, "old").expect("write");
+        let source = KeySource::load(Some(&path), None).expect("load");
+        source.accepted(&key("old"));
+        // Revoked, and the Secret not updated yet: nothing better is known.
+        assert_eq!(source.rejected(&key("old")), KeyChange::None);
+        assert!(source.current().matches(b"old"));
+        std::fs::write(&path, "rotated").expect("write");
+        assert_eq!(source.rejected(&key("old")), KeyChange::FromFile);
+        assert!(source.current().matches(b"rotated"));
+        // Never accepted anything: a rejected file key stays (nothing to go back to).
+        let fresh = KeySource::load(Some(&path), None).expect("load");
+        assert_eq!(fresh.rejected(&key("rotated")), KeyChange::None);
     }
 }

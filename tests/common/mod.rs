@@ -15,6 +15,18 @@ use sidelog_devtools::intake::{Intake, IntakeOptions};
 pub const API_KEY: &str = "test-api-key-0123456789";
 pub const BIN: &str = env!("CARGO_BIN_EXE_sidelog");
 
+/// The shipper the harness starts: `SIDELOG_BIN` when set (CI sets the image's own binary,
+/// the static `dist` build without the development tools), else the one cargo built.
+pub fn shipper_bin() -> String {
+    match std::env::var("SIDELOG_BIN") {
+        Ok(bin) if !bin.is_empty() => {
+            assert!(Path::new(&bin).is_file(), "SIDELOG_BIN={bin} is not a file");
+            bin
+        }
+        _ => BIN.to_string(),
+    }
+}
+
 /// Polls `cond` every 20 ms until it holds or `timeout` passes; panics with `what` on timeout.
 pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -94,7 +106,7 @@ impl Harness {
     pub fn start_args(&mut self, args: &[&str], env: &[(&str, &str)]) {
         self.runs += 1;
         let stderr = File::create(self.stderr_path(self.runs)).expect("stderr file");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(shipper_bin());
         cmd.args(args)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -108,11 +120,65 @@ impl Harness {
         self.child = Some(cmd.spawn().expect("spawn sidelog"));
     }
 
-    /// Kills the shipper with SIGKILL (no cleanup at all) and reaps it.
+    /// Kills the shipper with SIGKILL (no cleanup at all) and reaps it; it must have been
+    /// running until then (an exit of its own would be a failure the test did not ask for).
+    #[track_caller]
     pub fn kill9(&mut self) {
+        use std::os::unix::process::ExitStatusExt;
         let mut child = self.child.take().expect("running");
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!(
+                "sidelog ended before the kill: {status:?}\n{}",
+                self.stderr()
+            );
+        }
         signal(&child, libc::SIGKILL);
-        let _ = child.wait();
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "sidelog ended otherwise than by the kill: {status:?}\n{}",
+            self.stderr()
+        );
+    }
+
+    /// An outage: the intake closes its connections and stops listening (connections are
+    /// refused), keeping its port for [`Harness::intake_up`].
+    pub fn intake_down(&self) {
+        self.rt
+            .block_on(self.intake().go_down())
+            .expect("intake down");
+    }
+
+    /// The intake listens again on its port after [`Harness::intake_down`].
+    pub fn intake_up(&self) {
+        let _guard = self.rt.enter();
+        self.intake().come_up().expect("intake up");
+    }
+
+    /// Starts sidelog with its admin endpoint on a port of the system's choosing and
+    /// returns the endpoint's base URL, as sidelog reports it.
+    pub fn start_with_admin(&mut self, config: &Path, env: &[(&str, &str)]) -> String {
+        let mut env = env.to_vec();
+        env.push(("SIDELOG_METRICS_LISTEN", "127.0.0.1:0"));
+        self.start_with_env(config, &env);
+        self.wait_stderr("serving /metrics", Duration::from_secs(30));
+        let log = self.stderr();
+        // In the text format `addr=127.0.0.1:9500`, in JSON `"addr":"127.0.0.1:9500"`.
+        let addr = log
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .and_then(|l| {
+                let at = l
+                    .find("addr=")
+                    .map(|i| i + 5)
+                    .or_else(|| l.find("\"addr\":\"").map(|i| i + 8))?;
+                l[at..]
+                    .split(|c: char| c == '"' || c.is_whitespace())
+                    .next()
+            })
+            .unwrap_or_else(|| panic!("no admin address in sidelog's log:\n{log}"));
+        format!("http://{addr}")
     }
 
     pub fn intake(&self) -> &Intake {
@@ -224,22 +290,59 @@ tags = ["env:test"]
         self.child.as_ref().expect("running").id()
     }
 
-    /// Open descriptors of the running shipper.
+    /// Open descriptors of the running shipper; a `/proc` that cannot be read fails the
+    /// test rather than reading as none.
+    #[track_caller]
     pub fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        let dir = format!("/proc/{}/fd", self.pid());
+        let count = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot read {dir}: {e}"))
+            .count();
+        assert!(count >= 3, "{dir} lists {count} descriptors: not sidelog's");
+        count
     }
 
-    /// Peak resident memory of the running shipper, in kB.
+    /// Peak resident memory of the running shipper, in kB (`VmHWM`).
+    #[track_caller]
     pub fn peak_rss_kb(&self) -> u64 {
+        self.proc_status_kb("VmHWM")
+    }
+
+    /// Anonymous resident memory of the running shipper, in kB (`RssAnon`): the heap and
+    /// stacks, what the page cache cannot give back.
+    #[track_caller]
+    pub fn anon_kb(&self) -> u64 {
+        self.proc_status_kb("RssAnon")
+    }
+
+    /// A `kB` field of `/proc/<pid>/status`; a missing file or field fails the test.
+    #[track_caller]
+    fn proc_status_kb(&self, field: &str) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
         let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        let value = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
+            .unwrap_or_else(|| panic!("no {field} in {path}:\n{status}"));
+        assert!(
+            value > 0,
+            "{field} of 0 kB in {path}: not a running process"
+        );
+        value
+    }
+
+    /// Bytes the running shipper has read (`rchar` of `/proc/<pid>/io`).
+    #[track_caller]
+    pub fn bytes_read(&self) -> u64 {
+        let path = format!("/proc/{}/io", self.pid());
+        let io =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no rchar in {path}:\n{io}"))
     }
 
     /// (path, accepted offset) of every stream in the checkpoint file; `None` while there is
@@ -352,6 +455,47 @@ tags = ["env:test"]
         out
     }
 
+    /// One sample (`name{labels}`) of the admin endpoint's metrics at `base`; `None` when
+    /// the endpoint does not answer or has no such sample.
+    pub fn metric(&self, base: &str, series: &str) -> Option<f64> {
+        let text = self.rt.block_on(async {
+            reqwest::get(format!("{base}/metrics"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()
+        })?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Faults the intake injected so far (refusals, dropped connections, slow answers).
+    pub fn faults_injected(&self) -> u64 {
+        self.intake()
+            .state
+            .faults_injected
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until the intake has injected `more` faults beyond those injected so far: a
+    /// fault window measured in what the shipper met, not in time.
+    pub fn wait_faults(&self, more: u64, timeout: Duration) {
+        let target = self.faults_injected() + more;
+        wait_for(&format!("{more} more faults injected"), timeout, || {
+            self.faults_injected() >= target
+        });
+    }
+
+    /// Waits until sidelog has rescanned its globs `more` times beyond those in its log now.
+    pub fn wait_rescans(&self, more: usize, timeout: Duration) {
+        let target = self.stderr().matches("globs rescanned").count() + more;
+        wait_for(&format!("{more} more rescans"), timeout, || {
+            self.stderr().matches("globs rescanned").count() >= target
+        });
+    }
+
     pub fn wait_events(&self, n: u64, timeout: Duration) {
         wait_for(&format!("{n} events at the intake"), timeout, || {
             self.intake().event_count() >= n
@@ -394,12 +538,6 @@ pub fn numbered(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range
         .map(|i| format!("{prefix} line {i:06} of the test"))
         .collect()
-}
-
-/// A free port on 127.0.0.1 (bound then released).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// Compares arrived lines with written ones; on a mismatch reports counts and the first

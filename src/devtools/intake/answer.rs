@@ -90,18 +90,40 @@ pub(super) async fn handle(
 async fn answer(req: Request<Incoming>, state: &IntakeState) -> Option<Response<Full<Bytes>>> {
     let faults = lock(&state.faults).clone();
     if !faults.latency.is_zero() {
+        state.faults_injected.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(faults.latency).await;
     }
-    if faults.reset_rate > 0.0 && fastrand::f64() < faults.reset_rate {
+    if happens(faults.hang_rate) {
+        state.faults_injected.fetch_add(1, Ordering::Relaxed);
+        state.rejected.fetch_add(1, Ordering::Relaxed);
+        // Holds the connection until the client gives up or the intake stops.
+        std::future::pending::<()>().await;
+    }
+    if happens(faults.reset_rate) {
         state.faults_injected.fetch_add(1, Ordering::Relaxed);
         state.rejected.fetch_add(1, Ordering::Relaxed);
         return None;
     }
+    let lose_answer = happens(faults.lose_answer_rate);
     let resp = process(req, state, &faults).await;
     if resp.status() != StatusCode::ACCEPTED {
         state.rejected.fetch_add(1, Ordering::Relaxed);
+    } else if lose_answer {
+        // The events are in; only the answer is lost.
+        let events = resp.extensions().get::<EventsAccepted>().map_or(0, |e| e.0);
+        state.faults_injected.fetch_add(1, Ordering::Relaxed);
+        state.lost_answers.fetch_add(1, Ordering::Relaxed);
+        state
+            .lost_answer_events
+            .fetch_add(events as u64, Ordering::Relaxed);
+        return None;
     }
     Some(resp)
+}
+
+/// Whether a fault of this rate strikes this request.
+fn happens(rate: f64) -> bool {
+    rate > 0.0 && fastrand::f64() < rate
 }
 
 fn injected(state: &IntakeState, status: StatusCode, faults: &Faults) -> Response<Full<Bytes>> {
@@ -206,7 +228,7 @@ fn refuse_early(
         let status = StatusCode::from_u16(forced).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return Some(injected(state, status, faults));
     }
-    if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
+    if happens(faults.error_rate) {
         return Some(injected(state, StatusCode::INTERNAL_SERVER_ERROR, faults));
     }
     let key_file = state.api_key_file.as_ref()?;
@@ -373,6 +395,8 @@ async fn set_faults(req: Request<Incoming>, state: &IntakeState) -> Response<Ful
     struct FaultBody {
         status: Option<u16>,
         retry_after_secs: Option<u64>,
+        #[serde(default)]
+        error_rate: f64,
     }
     let body = match Limited::new(req.into_body(), 4096).collect().await {
         Ok(b) => b.to_bytes(),
@@ -383,6 +407,7 @@ async fn set_faults(req: Request<Incoming>, state: &IntakeState) -> Response<Ful
             *lock(&state.faults) = Faults {
                 status: f.status,
                 retry_after_secs: f.retry_after_secs,
+                error_rate: f.error_rate,
                 ..Faults::default()
             };
             reply(StatusCode::OK, "{}")
@@ -391,9 +416,15 @@ async fn set_faults(req: Request<Incoming>, state: &IntakeState) -> Response<Ful
     }
 }
 
+/// How many events an accepted answer stands for (for the faults that withhold it).
+#[derive(Clone, Copy)]
+struct EventsAccepted(usize);
+
 fn accepted(state: &IntakeState, events: usize, bytes: usize) -> Response<Full<Bytes>> {
     state.events.fetch_add(events as u64, Ordering::Relaxed);
     state.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     state.accepted_requests.fetch_add(1, Ordering::Relaxed);
-    reply(StatusCode::ACCEPTED, "{}")
+    let mut resp = reply(StatusCode::ACCEPTED, "{}");
+    resp.extensions_mut().insert(EventsAccepted(events));
+    resp
 }

@@ -87,6 +87,7 @@ impl IntakeArgs {
                 poison: f.poison,
                 max_body_bytes: f.max_body_bytes,
                 refuse_zstd: f.refuse_zstd,
+                ..Faults::default()
             },
             tls: self
                 .tls_cert

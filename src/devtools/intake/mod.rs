@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 use crate::lock;
@@ -106,6 +106,12 @@ pub struct Faults {
     pub error_rate: f64,
     /// Fraction (0 to 1) of requests whose connection is dropped without an answer.
     pub reset_rate: f64,
+    /// Fraction (0 to 1) of requests read whole and their events kept, whose connection is
+    /// then dropped without an answer: the shipper cannot know they arrived.
+    pub lose_answer_rate: f64,
+    /// Fraction (0 to 1) of requests never answered: the connection stays open and silent
+    /// until the client gives up.
+    pub hang_rate: f64,
     /// Delay before every answer.
     pub latency: Duration,
     /// A batch holding an event that contains this text is answered 400.
@@ -132,9 +138,13 @@ pub struct IntakeState {
     user_agents: Mutex<BTreeMap<String, u64>>,
     faults: Mutex<Faults>,
     recent: Mutex<std::collections::VecDeque<RequestRecord>>,
-    /// Requests dropped without an answer, answered with an injected status, or refused for
-    /// a poisoned event or an oversized body.
+    /// Requests delayed, dropped or left without an answer, answered with an injected
+    /// status, or refused for a poisoned event or an oversized body.
     pub faults_injected: AtomicU64,
+    /// Requests whose events were kept but whose answer was withheld (`lose_answer_rate`).
+    pub lost_answers: AtomicU64,
+    /// Events in those requests.
+    pub lost_answer_events: AtomicU64,
     /// Key headers seen, by whether they matched (the tests check rotation with it).
     pub key_rejections: AtomicU64,
     keep_events: bool,
@@ -184,8 +194,37 @@ impl IntakeState {
 pub struct Intake {
     pub addr: SocketAddr,
     pub state: Arc<IntakeState>,
-    tls: bool,
-    stop: CancellationToken,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    serving: Mutex<Serving>,
+}
+
+/// Whether the intake listens, and what keeps its port while it does not.
+enum Serving {
+    /// Accepting connections until the token is cancelled.
+    Up {
+        stop: CancellationToken,
+        accepting: tokio::task::JoinHandle<()>,
+    },
+    /// Down: the port stays bound (so that nothing else takes it) but nothing listens on it,
+    /// so connections are refused, as by a host whose intake is gone.
+    Down(TcpSocket),
+    /// Stopped for good (or a failed [`Intake::come_up`]).
+    Stopped,
+}
+
+/// A socket bound to `addr` that can share it with the intake's listener (`SO_REUSEPORT`,
+/// same user): the reservation is made before the listener closes, so the port is never
+/// free for another process to take.
+fn bind_shared(addr: SocketAddr) -> std::io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 impl Intake {
@@ -194,7 +233,7 @@ impl Intake {
         let listen = opts
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let listener = TcpListener::bind(listen).await?;
+        let listener = bind_shared(listen)?.listen(1024)?;
         let addr = listener.local_addr()?;
         let out = match &opts.out {
             Some(path) => Some(Mutex::new(BufWriter::new(
@@ -222,19 +261,43 @@ impl Intake {
         if let Some(bodies) = bodies {
             verify::spawn_deferred(Arc::downgrade(&state), bodies)?;
         }
-        let stop = CancellationToken::new();
-        tokio::spawn(accept_loop(listener, tls, state.clone(), stop.clone()));
+        let serving = Serving::up(listener, tls.clone(), state.clone());
         Ok(Intake {
             addr,
             state,
-            tls: opts.tls.is_some(),
-            stop,
+            tls,
+            serving: Mutex::new(serving),
         })
+    }
+
+    /// An outage: closes every connection and stops listening, keeping the port bound so
+    /// that connections are refused and [`Intake::come_up`] gets the same port back.
+    pub async fn go_down(&self) -> std::io::Result<()> {
+        let reserved = bind_shared(self.addr)?;
+        let previous = std::mem::replace(&mut *lock(&self.serving), Serving::Down(reserved));
+        if let Serving::Up { stop, accepting } = previous {
+            stop.cancel();
+            // The listener is closed when the accept loop has returned.
+            let _ = accepting.await;
+        }
+        Ok(())
+    }
+
+    /// Listens again on the same port after [`Intake::go_down`].
+    pub fn come_up(&self) -> std::io::Result<()> {
+        let mut serving = lock(&self.serving);
+        *serving = match std::mem::replace(&mut *serving, Serving::Stopped) {
+            Serving::Down(reserved) => {
+                Serving::up(reserved.listen(1024)?, self.tls.clone(), self.state.clone())
+            }
+            other => other,
+        };
+        Ok(())
     }
 
     /// Base URL for `datadog.endpoint`.
     pub fn endpoint(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
     }
 
@@ -271,15 +334,29 @@ impl Intake {
         *lock(&self.state.faults) = faults;
     }
 
-    /// Stops accepting connections.
+    /// Stops accepting connections and closes the open ones, for good.
     pub fn stop(&self) {
-        self.stop.cancel();
+        if let Serving::Up { stop, .. } = &*lock(&self.serving) {
+            stop.cancel();
+        }
     }
 }
 
 impl Drop for Intake {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.stop();
+    }
+}
+
+impl Serving {
+    fn up(
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        state: Arc<IntakeState>,
+    ) -> Serving {
+        let stop = CancellationToken::new();
+        let accepting = tokio::spawn(accept_loop(listener, tls, state, stop.clone()));
+        Serving::Up { stop, accepting }
     }
 }
 

@@ -366,8 +366,8 @@ async fn ship_batch<S: Sink>(
         ctx.tracker.ack(&marks, events as u64);
         ctx.metrics.line_bytes_sent.add(line_bytes);
         ctx.metrics
-            .last_accepted_unix_ms
-            .set(crate::clock::now_ms());
+            .last_accepted_ms
+            .set(crate::clock::monotonic_ms());
     }
     drop(window);
 }

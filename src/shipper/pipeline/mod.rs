@@ -37,6 +37,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::AdminState;
+/// Why a run did not start on its `data_dir` (the binary exits 3 for it).
+pub use crate::checkpoint::DataDirError;
 use crate::checkpoint::{self, Tracker};
 use crate::config::Config;
 use crate::encode::Batch;
@@ -134,8 +136,7 @@ async fn run(
     admin: Option<AdminState>,
     shutdown: Arc<Shutdown>,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    checkpoint::probe_data_dir(&config.data_dir)?;
     // Gauges describe this run (a reload starts a new one).
     metrics.files_open.set(0);
     metrics.api_key_rejected.set(0);

@@ -20,7 +20,7 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use crate::compress::Codec;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::secret::KeySource;
+use crate::secret::{ApiKey, KeyChange, KeySource};
 use crate::shutdown::ShutdownSignal;
 use gate::{Gate, Pass};
 pub use limiter::Slot;
@@ -285,17 +285,21 @@ impl Sender {
 
     /// One POST of `body`, and what its answer means.
     async fn post_once(&self, body: Bytes, codec: Codec, failures: u32) -> Posted {
+        let key = self.keys.current();
         let result = self
             .client
             .post(self.url.clone())
-            .header(DD_API_KEY.clone(), self.keys.current().header_value())
+            .header(DD_API_KEY.clone(), key.header_value())
             .header(CONTENT_TYPE, "application/json")
             .header(CONTENT_ENCODING, codec.content_encoding())
             .body(body)
             .send()
             .await;
         let resp = match result {
-            Ok(resp) if resp.status().is_success() => return Posted::Accepted,
+            Ok(resp) if resp.status().is_success() => {
+                self.keys.accepted(&key);
+                return Posted::Accepted;
+            }
             Ok(resp) => resp,
             Err(e) => {
                 self.limiter.observe(Outcome::Congested);
@@ -325,7 +329,7 @@ impl Sender {
             }
             Answer::KeyRejected => {
                 m.retries_key_rejected.inc();
-                self.key_rejected(status);
+                self.key_rejected(status, &key);
                 Posted::retry(
                     format!(
                         "intake rejected the API key from {} ({status})",
@@ -355,17 +359,21 @@ impl Sender {
         }
     }
 
-    /// 401/403: says so once, and re-reads the key in case the Secret was rotated.
-    fn key_rejected(&self, status: StatusCode) {
-        if self.metrics.api_key_rejected.replace(1) == 0 {
-            tracing::error!(origin = %self.keys.origin(), %status, "the intake rejects the API key; keeping the data on disk and retrying (not ready)");
-        }
-        match self.keys.reload() {
-            Ok(true) => {
+    /// 401/403 to a request carrying `used`: takes a rotated key from the file, or goes
+    /// back to the last key accepted; with neither, says once that the key is rejected.
+    fn key_rejected(&self, status: StatusCode, used: &ApiKey) {
+        match self.keys.rejected(used) {
+            KeyChange::FromFile => {
                 tracing::info!(origin = %self.keys.origin(), "API key changed (re-read after the intake rejected the old one); retrying with the new key")
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot re-read API key"),
+            KeyChange::BackToAccepted => {
+                tracing::warn!(origin = %self.keys.origin(), %status, "the intake rejects the key now in the key file (half-written, or not valid yet?); going back to the last key it accepted until the file changes");
+            }
+            KeyChange::None => {
+                if self.metrics.api_key_rejected.replace(1) == 0 {
+                    tracing::error!(origin = %self.keys.origin(), %status, "the intake rejects the API key; keeping the data on disk and retrying (not ready)");
+                }
+            }
         }
     }
 }

@@ -120,7 +120,8 @@ impl Matcher {
         self.include.is_match(path) && !self.exclude.is_match(path)
     }
 
-    /// Every existing regular file (symlinks followed) the globs match.
+    /// Every existing path (symlinks followed) the globs match that is not a directory the
+    /// walk goes into: regular files, and anything else the globs name.
     pub fn scan(&self, out: &mut Vec<PathBuf>) {
         let mut seen_dirs = HashSet::new();
         for root in &self.roots {
@@ -143,24 +144,24 @@ impl Matcher {
             let Ok(file_type) = entry.file_type() else {
                 continue;
             };
-            // Follow symlinks: /var/log/containers holds links to the real files.
-            let (is_file, is_dir) = if file_type.is_symlink() {
+            // Follow symlinks: /var/log/containers holds links to the real files. A link
+            // loop or a target we may not see is handed on so it is reported (once); a
+            // dangling link is common (a container went away) and skipped.
+            let is_dir = if file_type.is_symlink() {
                 match fs::metadata(&path) {
-                    Ok(m) => (m.is_file(), m.is_dir()),
-                    // A link loop or a target we may not see: hand it on so it is reported
-                    // (once). A dangling link is common (a container went away): skip it.
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        (self.matches(&path), false)
-                    }
-                    Err(_) => (false, false),
+                    Ok(m) => m.is_dir(),
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => false,
+                    Err(_) => continue,
                 }
             } else {
-                (file_type.is_file(), file_type.is_dir())
+                file_type.is_dir()
             };
-            if is_file && self.matches(&path) {
-                out.push(path);
-            } else if is_dir && depth > 1 {
+            if is_dir && depth > 1 {
                 self.walk(&path, depth - 1, seen, out);
+            } else if self.matches(&path) {
+                // Whatever is not a regular file (a directory where a log file was) is
+                // handed on too, to be reported once and skipped.
+                out.push(path);
             }
         }
     }

@@ -21,6 +21,9 @@ pub(super) struct Discovery {
     ignored: HashMap<DevIno, u64>,
     /// Files that could not be opened, reported once until they can be.
     unreadable: HashSet<PathBuf>,
+    /// Names the globs match that are not regular files (a directory where a log file
+    /// was), reported once until they are.
+    not_regular: HashSet<PathBuf>,
 }
 
 /// A regular file a scan found.
@@ -36,12 +39,13 @@ impl Discovery {
             watches: Watches::start(),
             ignored: HashMap::new(),
             unreadable: HashSet::new(),
+            not_regular: HashSet::new(),
         }
     }
 
     /// Every regular file the inputs' globs match now, with its metadata; the inputs' root
     /// directories are watched first (a root may appear later).
-    pub(super) fn scan(&mut self, inputs: &[InputRuntime]) -> Vec<Found> {
+    pub(super) fn scan(&mut self, inputs: &[InputRuntime], metrics: &Metrics) -> Vec<Found> {
         self.watches
             .ensure(inputs.iter().flat_map(|i| i.matcher.roots.iter()));
         let mut paths = Vec::new();
@@ -49,7 +53,7 @@ impl Discovery {
         for (input, i) in inputs.iter().enumerate() {
             i.matcher.scan(&mut paths);
             for path in paths.drain(..) {
-                if let Some(meta) = self.stat(&path) {
+                if let Some(meta) = self.stat(&path, metrics) {
                     found.push(Found { path, input, meta });
                 }
             }
@@ -57,12 +61,28 @@ impl Discovery {
         found
     }
 
-    /// The metadata of a regular file at `path`; `None` for anything else, or when it
-    /// cannot be read (reported unless it is simply gone).
-    pub(super) fn stat(&mut self, path: &Path) -> Option<std::fs::Metadata> {
+    /// The metadata of a regular file at `path`; `None` for anything else (reported once and
+    /// counted), or when it cannot be read (reported unless it is simply gone).
+    pub(super) fn stat(&mut self, path: &Path, metrics: &Metrics) -> Option<std::fs::Metadata> {
         match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => Some(m),
-            Ok(_) => None,
+            Ok(m) if m.is_file() => {
+                if !self.not_regular.is_empty() {
+                    self.not_regular.remove(path);
+                }
+                Some(m)
+            }
+            Ok(m) => {
+                if self.not_regular.insert(path.to_path_buf()) {
+                    let kind = if m.is_dir() {
+                        "a directory"
+                    } else {
+                        "not a file"
+                    };
+                    tracing::warn!(path = %path.display(), kind, "not a regular file; skipping it while it is not one");
+                    metrics.files_not_regular.inc();
+                }
+                None
+            }
             Err(e) => {
                 if e.kind() != io::ErrorKind::NotFound {
                     self.unreadable(path, &e);

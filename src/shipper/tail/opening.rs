@@ -18,7 +18,7 @@ impl Tailer {
     /// Finds new files, notices files whose name no longer leads to them, and checks the
     /// sizes of known files in case a file event was lost.
     pub(super) fn rescan(&mut self, startup: bool) {
-        let found = self.discovery.scan(&self.inputs);
+        let found = self.discovery.scan(&self.inputs, &self.metrics);
         let seen: HashSet<DevIno> = found.iter().map(|f| DevIno::of(&f.meta)).collect();
         // Files that left their name first: they keep their descriptors (a new file must
         // not take one from a file that still has lines to give).
@@ -37,6 +37,7 @@ impl Tailer {
             self.consider_found(&f.path, f.input, startup, &f.meta);
         }
         self.tracker.forget_carried_except(&seen);
+        tracing::debug!(files = seen.len(), "globs rescanned");
     }
 
     /// A file event named `path`.
@@ -72,7 +73,7 @@ impl Tailer {
     /// Starts tailing `path` unless its file is already tailed; returns the file's identity
     /// when it exists (tailed, waiting for a descriptor, ignored or unreadable).
     pub(super) fn consider(&mut self, path: &Path, input: usize, startup: bool) -> Option<DevIno> {
-        let meta = self.discovery.stat(path)?;
+        let meta = self.discovery.stat(path, &self.metrics)?;
         self.consider_found(path, input, startup, &meta);
         Some(DevIno::of(&meta))
     }
