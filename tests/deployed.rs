@@ -90,9 +90,15 @@ fn a_pod_ships_through_both_rotations_and_drains_at_sigterm() {
     // Rename rotation: the app reopens its name after 20 more lines to the old file.
     std::fs::rename(&app, h.log("app.log.1")).expect("rotate");
     renamed.wait_written(200);
-    // copytruncate, the writer held still while the copy is made.
+    // copytruncate, the writer held still while sidelog catches up and the copy is made
+    // (lines not read before the truncation are only in the copy: copytruncate's loss).
     {
         let _still = copy.pause.lock().expect("pause");
+        let written = copy.written();
+        wait_for("copied.log read to its end", T, || {
+            let arrived = h.messages().iter().filter(|m| m.starts_with("c ")).count();
+            arrived as u64 >= written
+        });
         std::fs::copy(&copied, h.log("copied.log.1")).expect("copy");
         std::fs::OpenOptions::new()
             .write(true)
