@@ -388,13 +388,17 @@ fn memory_stays_bounded_while_the_intake_is_down() {
         "compression = \"none\"",
         "[batch]\ntimeout_ms = 100\n",
     );
-    h.start(&config);
+    let base = h.start_with_admin(&config, &[]);
     // Eight refusals (about 2.3 s of backing off): time enough to read the whole file four
     // times over had sidelog not stopped reading.
     h.wait_faults(8, T);
     let rss_kb = h.peak_rss_kb();
     let read = h.bytes_read();
     eprintln!("during the outage: peak RSS {rss_kb} kB, {read} bytes read of 102400000");
+    // The lag shows the whole backlog, not only what the reader saw before it stopped.
+    let size = std::fs::metadata(&log).expect("stat").len() as f64;
+    let lag = format!("sidelog_file_lag_bytes{{path=\"{}\"}}", log.display());
+    assert_eq!(h.metric(&base, &lag), Some(size), "lag during the outage");
     assert!(rss_kb < 64 * 1024, "peak RSS {rss_kb} kB");
     assert!(
         read < 20_000_000,

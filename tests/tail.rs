@@ -545,3 +545,64 @@ fn checkpoint_follows_a_file_renamed_while_stopped() {
     let msgs = h.messages();
     assert_lines(&msgs, &numbered("app", 0..120), "renamed while stopped");
 }
+
+#[test]
+fn a_file_rotated_out_of_the_globs_while_stopped_is_read_from_its_checkpoint() {
+    let mut h = Harness::with_intake();
+    let config = rotation_config(&h);
+    let log = h.log("app.log");
+    append(&log, numbered("app", 0..100));
+    h.start(&config);
+    h.wait_events(100, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    // While sidelog is down the app writes on, and logrotate renames the file to a name the
+    // globs do not match and the app starts a new one.
+    append(&log, numbered("app", 100..150));
+    std::fs::rename(&log, h.log("app.log.1")).expect("rotate");
+    append(&log, numbered("new", 0..30));
+    h.start(&config);
+    h.wait_events(180, T);
+    h.wait_stderr("a file was rotated while sidelog was stopped", T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let by_file = h.messages_by_file();
+    let mut expected = numbered("app", 0..150);
+    expected.extend(numbered("new", 0..30));
+    let mut got = by_file["app.log"].clone();
+    got.sort();
+    expected.sort();
+    assert_lines(
+        &got,
+        &expected,
+        "both files, tagged with the name written to",
+    );
+    assert_eq!(by_file.len(), 1, "{by_file:?}");
+}
+
+#[test]
+fn a_reload_while_a_rotated_file_is_unshipped_loses_none_of_it() {
+    let mut h = Harness::with_intake();
+    let config = rotation_config(&h);
+    let log = h.log("app.log");
+    append(&log, numbered("app", 0..100));
+    h.start(&config);
+    h.wait_events(100, T);
+    // The intake refuses; the file is rotated with lines read but not accepted; a SIGHUP
+    // restarts the pipeline before they are.
+    h.intake().force_status(Some(503));
+    append(&log, numbered("app", 100..200));
+    std::fs::rename(&log, h.log("app.log.1")).expect("rotate");
+    append(&log, numbered("new", 0..30));
+    h.wait_stderr("closing file read to its end", T);
+    h.wait_faults(2, T);
+    h.send_signal(libc::SIGHUP);
+    h.wait_stderr("a file was rotated while sidelog was stopped", T);
+    h.intake().force_status(None);
+    h.wait_events(230, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let mut expected = numbered("app", 0..200);
+    expected.extend(numbered("new", 0..30));
+    let mut got = h.messages();
+    got.sort();
+    expected.sort();
+    assert_lines(&got, &expected, "across the reload");
+}

@@ -292,7 +292,8 @@ struct StreamAcks {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileProgress {
     pub path: String,
-    /// File size when last looked at.
+    /// The file's size: when the reader last looked at it, or larger when looked at again
+    /// by [`Tracker::progress`] (a reader held back by a slow intake stops looking).
     pub size: u64,
     /// Bytes framed into batches.
     pub read: u64,
@@ -306,6 +307,14 @@ pub struct FileProgress {
 }
 
 impl FileProgress {
+    /// The size `path` has now, when it still leads to the file `id` and has grown.
+    fn size_now(path: &str, id: DevIno, known: u64) -> u64 {
+        match std::fs::metadata(path) {
+            Ok(m) if DevIno::of(&m) == id => known.max(m.len()),
+            _ => known,
+        }
+    }
+
     /// Bytes in the file not yet accepted by the intake.
     pub fn lag(&self) -> u64 {
         self.size
@@ -368,6 +377,17 @@ impl Tracker {
         entry
     }
 
+    /// The loaded checkpoints not yet claimed whose files are not among `existing`.
+    pub fn carried_except(&self, existing: &std::collections::HashSet<DevIno>) -> Vec<Entry> {
+        let inner = self.lock();
+        inner
+            .carried
+            .iter()
+            .filter(|(id, _)| !existing.contains(id))
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
     /// Forgets loaded checkpoints of files that no longer exist.
     pub fn forget_carried_except(&self, existing: &std::collections::HashSet<DevIno>) {
         let mut inner = self.lock();
@@ -424,18 +444,33 @@ impl Tracker {
     }
 
     /// Progress of every file being tailed, by path.
+    /// Every open file's progress, sizes as the files have them now (a stat each, outside
+    /// the lock): while the intake is down the reader stops reading, and a lag that stayed
+    /// at what it last saw would hide the backlog from the alerts.
     pub fn progress(&self) -> Vec<FileProgress> {
-        let inner = self.lock();
-        let mut out: Vec<FileProgress> = inner
-            .streams
-            .values()
-            .filter(|s| !s.superseded)
-            .map(|s| FileProgress {
-                path: s.path.clone(),
-                size: s.size,
-                read: s.read,
-                accepted: s.done,
-                skipped: s.skipped,
+        let streams: Vec<(DevIno, FileProgress)> = {
+            let inner = self.lock();
+            inner
+                .streams
+                .values()
+                .filter(|s| !s.superseded)
+                .map(|s| {
+                    let p = FileProgress {
+                        path: s.path.clone(),
+                        size: s.size,
+                        read: s.read,
+                        accepted: s.done,
+                        skipped: s.skipped,
+                    };
+                    (s.id, p)
+                })
+                .collect()
+        };
+        let mut out: Vec<FileProgress> = streams
+            .into_iter()
+            .map(|(id, mut p)| {
+                p.size = FileProgress::size_now(&p.path, id, p.size);
+                p
             })
             .collect();
         out.sort_by(|a, b| a.path.cmp(&b.path));

@@ -28,12 +28,14 @@ mod codec;
 mod fleet;
 mod peer;
 mod pod;
+mod soak;
 mod steady;
 mod throughput;
 
 pub use codec::CodecOptions;
 pub use fleet::FleetOptions;
 pub use pod::{CrashOptions, DrainOptions, OutageOptions};
+pub use soak::SoakOptions;
 pub use steady::{IdleOptions, LatencyOptions, SteadyOptions};
 pub use throughput::ThroughputOptions;
 
@@ -62,6 +64,10 @@ pub enum BenchCommand {
     /// Bytes on the wire and CPU per GB of each compression setting, on the shipper's own
     /// batches of several shapes of lines.
     Codec(CodecOptions),
+    /// A Pod's bad days in minutes: 2,000 lines/s over 20 files, rotations, 1% failed
+    /// requests, an outage every 5 minutes, a key rotation and a SIGHUP every minute; the
+    /// shipper's memory, descriptors, threads and CPU each minute, every line at the end.
+    Soak(SoakOptions),
 }
 
 /// Runs one benchmark.
@@ -76,6 +82,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Steady(o) => steady::steady(o).await,
         BenchCommand::Fleet(o) => fleet::fleet(o).await,
         BenchCommand::Codec(o) => codec::codec(o).await,
+        BenchCommand::Soak(o) => soak::soak(o).await,
     }
 }
 
@@ -265,12 +272,22 @@ fn start_intake(latency_ms: u64) -> anyhow::Result<(ChildGuard, String)> {
 
 /// Starts `sidelog intake` with `verify` (`--verify` or `--verify-later`) on a free port.
 fn start_intake_with(latency_ms: u64, verify: &str) -> anyhow::Result<(ChildGuard, String)> {
+    start_intake_args(&[verify, "--latency-ms", &latency_ms.to_string()], None)
+}
+
+/// Starts `sidelog intake <args>` on a port of the system's choosing, which the intake
+/// reports, its log going to `log` (or nowhere); returns it and its base URL.
+fn start_intake_args(args: &[&str], log: Option<&Path>) -> anyhow::Result<(ChildGuard, String)> {
     let exe = std::env::current_exe()?;
+    let stderr = match log {
+        Some(path) => Stdio::from(File::create(path)?),
+        None => Stdio::null(),
+    };
     let mut child = Command::new(exe)
-        .args(["intake", "--listen", "127.0.0.1:0", verify, "--latency-ms"])
-        .arg(latency_ms.to_string())
+        .args(["intake", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .context("cannot start intake")?;
     let stdout = child.stdout.take().context("intake stdout")?;
@@ -334,6 +351,17 @@ fn start_shipper(config: &Path, log: &Path) -> anyhow::Result<ChildGuard> {
         .spawn()
         .context("cannot start shipper")?;
     Ok(ChildGuard(child))
+}
+
+/// Sets the faults of an intake started by [`start_intake`] (`{}` heals it).
+async fn set_faults(client: &reqwest::Client, url: &str, body: &str) -> anyhow::Result<()> {
+    client
+        .put(format!("{url}/faults"))
+        .body(body.to_string())
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
 }
 
 async fn stats(client: &reqwest::Client, url: &str) -> anyhow::Result<serde_json::Value> {

@@ -112,17 +112,6 @@ fn log_paths(dir: &Path, stem: &str, files: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Sets the faults of an intake started by [`start_intake`] (`{}` heals it).
-async fn set_faults(client: &reqwest::Client, url: &str, body: &str) -> anyhow::Result<()> {
-    client
-        .put(format!("{url}/faults"))
-        .body(body.to_string())
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(())
-}
-
 fn num(s: &serde_json::Value, key: &str) -> u64 {
     s[key].as_u64().unwrap_or(0)
 }

@@ -184,6 +184,9 @@ impl IntakeState {
             stats["latency_p99_ms"] = v.latency_quantile(0.99).into();
             stats["latency_max_ms"] = v.latency_quantile(1.0).into();
             stats["last_new_us"] = v.last_new_us().into();
+            let (gaps, gap_count) = v.gaps(20);
+            stats["gaps"] = gap_count.into();
+            stats["first_gaps"] = gaps.into();
             stats["pending_bodies"] = self.pending_bodies.load(Ordering::Relaxed).into();
         }
         stats

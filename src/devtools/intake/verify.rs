@@ -81,6 +81,29 @@ impl Verifier {
         }
     }
 
+    /// Lines missing below the highest of their file that arrived: up to `limit` of them,
+    /// as `"file:seq"`, and how many there are in all. What a benchmark that lost lines
+    /// prints, so that the loss can be looked for in the files.
+    pub fn gaps(&self, limit: usize) -> (Vec<String>, u64) {
+        let mut first = Vec::new();
+        let mut total = 0u64;
+        for (file, bits) in self.seen.iter().enumerate() {
+            let Some(top) = bits.iter().rposition(|&w| w != 0) else {
+                continue;
+            };
+            let highest = top as u64 * 64 + 63 - u64::from(bits[top].leading_zeros());
+            for seq in 0..highest {
+                if bits[(seq / 64) as usize] & (1u64 << (seq % 64)) == 0 {
+                    total += 1;
+                    if first.len() < limit {
+                        first.push(format!("{file}:{seq}"));
+                    }
+                }
+            }
+        }
+        (first, total)
+    }
+
     /// When the body that brought the newest distinct line was received (Unix microseconds;
     /// 0 before the first).
     pub fn last_new_us(&self) -> u64 {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::Tailer;
-use super::reader::{FileReader, resume_position};
+use super::reader::{self, FileReader, resume_position};
 use super::table::{FileKey, Tailed};
 use crate::config::ReadFrom;
 use crate::encode::{EventFields, EventTemplate};
@@ -36,8 +36,48 @@ impl Tailer {
         for f in found {
             self.consider_found(&f.path, f.input, startup, &f.meta);
         }
+        if startup {
+            self.recover_rotated(&seen);
+        }
         self.tracker.forget_carried_except(&seen);
         tracing::debug!(files = seen.len(), "globs rescanned");
+    }
+
+    /// At start, a checkpointed file the globs no longer find may have been rotated to a
+    /// name they do not match (`app.log.1`) while sidelog was stopped or reloading, with
+    /// lines not yet accepted: it is looked for by identity (and first bytes) in its
+    /// directory and, found, read from its checkpoint to its end like any rotated file.
+    fn recover_rotated(&mut self, seen: &HashSet<DevIno>) {
+        for entry in self.tracker.carried_except(seen) {
+            let was = Path::new(&entry.path);
+            let Some(input) = self.inputs.iter().position(|i| i.matcher.matches(was)) else {
+                continue;
+            };
+            let id = DevIno {
+                dev: entry.dev,
+                ino: entry.inode,
+            };
+            let Some((path, file)) = reader::find_in_dir(was, id, entry.fingerprint) else {
+                continue;
+            };
+            let owed = file.metadata().is_ok_and(|m| m.len() > entry.offset);
+            drop(file);
+            if !owed || (!self.table.has_room() && !self.evict(None)) {
+                continue;
+            }
+            self.open_new(&path, input, true);
+            let template = self.template(input, was);
+            if let Some(key) = self.table.by_id(id)
+                && let Some(t) = self.table.get_mut(key)
+            {
+                // Tagged with the name it was written under, read to its end, then closed.
+                t.template = template;
+                t.reader.leave_name();
+                t.active = true;
+                self.table.unname(&path, key);
+                tracing::info!(was = %entry.path, path = %path.display(), "a file was rotated while sidelog was stopped; reading the rest of it from its checkpoint");
+            }
+        }
     }
 
     /// A file event named `path`.
