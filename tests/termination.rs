@@ -306,6 +306,8 @@ fn outage(down: u64, throttled: u64) {
     }
     // Right after a refusal: the next probe is as far away as it gets.
     h.wait_faults(1, T);
+    let backlog_written = writer.written();
+    let backlog = backlog_written - h.intake().event_count();
     let healed_at = Instant::now();
     h.intake().set_faults(Faults::default());
     let first_accepted = || {
@@ -340,6 +342,26 @@ fn outage(down: u64, throttled: u64) {
     assert!(
         refused <= bound,
         "{refused} requests during {outage:?} (bound {bound})"
+    );
+    // The backlog goes out in about as many requests as it needs (1,000 events each), not
+    // as the many small batches of the outage's first moments plus the rest.
+    wait_for("the backlog delivered", T, || {
+        h.intake().event_count() >= backlog_written
+    });
+    let caught_up = Instant::now();
+    let to_catch_up = h
+        .intake()
+        .recent_requests()
+        .iter()
+        .filter(|r| r.at >= healed_at && r.at <= caught_up)
+        .count() as u64;
+    let needed = backlog.div_ceil(1000);
+    eprintln!(
+        "backlog of {backlog} lines: {to_catch_up} requests until delivered ({needed} needed)"
+    );
+    assert!(
+        to_catch_up <= needed + 4,
+        "{to_catch_up} requests for a backlog of {backlog} lines"
     );
     writer.wait_written(500);
     h.finish_stream(writer, "o ");

@@ -56,6 +56,10 @@ use emit::Events;
 use reader::{Poll, Progress};
 use schedule::{BatchDue, Schedule, Timing, WRITE_COALESCE};
 use table::{FileKey, FileTable};
+
+/// How often the reader looks whether a failing intake answers again while it holds an open
+/// batch (the sender does not ring it).
+const HOLD_POLL: Duration = Duration::from_millis(250);
 pub use wake::Wake;
 
 /// Why the reading loop ended.
@@ -331,17 +335,35 @@ impl Tailer {
         }
     }
 
-    /// How long the loop may sleep (see [`Schedule::sleep_for`]).
+    /// How long the loop may sleep (see [`Schedule::sleep_for`]); while the intake fails,
+    /// the open batch sets no deadline, and the loop looks at most every [`HOLD_POLL`]
+    /// whether it answers again.
     fn sleep_for(&self, now: Instant) -> Duration {
         let idle = self.sending.load(Ordering::Relaxed) == 0;
         let orphans = self.table.files().any(|t| t.reader.is_orphan());
-        self.schedule.sleep_for(
-            now,
-            self.events.builder.opened_at(),
-            idle,
-            orphans,
-            self.next_group_deadline(),
-        )
+        let holding = self.intake_failing();
+        let opened = if holding {
+            None
+        } else {
+            self.events.builder.opened_at()
+        };
+        let sleep = self
+            .schedule
+            .sleep_for(now, opened, idle, orphans, self.next_group_deadline());
+        if holding && opened.is_none() && self.events.builder.opened_at().is_some() {
+            sleep.min(HOLD_POLL)
+        } else {
+            sleep
+        }
+    }
+
+    /// Whether the intake fails and requests are held back. Then a batch leaves only when
+    /// full: the small batches a quiet Pod makes several times a second would all wait
+    /// behind the outage gate and go at once when the intake heals, a burst of ten or more
+    /// requests per Pod that a fleet multiplies. Held in one open batch instead, an outage's
+    /// lines go out in as few requests as they need; the files keep the rest meanwhile.
+    fn intake_failing(&self) -> bool {
+        self.metrics.intake_failing.get() != 0
     }
 
     /// Rescans and polls that are due.
@@ -401,6 +423,11 @@ impl Tailer {
     /// lingered leaves now, or when the last request in flight ends: the flag is up before
     /// the count is read, so that request rings.
     fn batch_due(&self) -> bool {
+        if self.intake_failing() {
+            // While the intake fails a batch leaves only full (see `holding`).
+            self.wake.hold_for_sending(false);
+            return false;
+        }
         let reading = self.table.files().any(|t| t.active);
         let due = self
             .schedule
