@@ -3,29 +3,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 const T: Duration = Duration::from_secs(60);
-
-/// Waits for the shipper to exit by itself; returns its exit status.
-fn wait_exit(h: &mut Harness, timeout: Duration) -> std::process::ExitStatus {
-    let child = h.child.as_mut().expect("running");
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            h.child = None;
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sidelog did not exit by itself:\n{}",
-            h.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn exit_when_file_ships_everything_left_and_exits_0() {
@@ -60,14 +42,14 @@ fn exit_when_file_ships_everything_left_and_exits_0() {
         "exited before the intake took everything"
     );
     h.intake().force_status(None);
-    let status = wait_exit(&mut h, T);
+    let status = h.wait_exit(T);
     assert!(status.success(), "{status:?}\n{}", h.stderr());
     let mut expected = numbered("job", 0..1000);
     expected.push("final words".into());
     assert_lines(&h.messages(), &expected, "job.log");
     // Started again with the marker still there: nothing is sent twice, and it exits.
     h.start_with_env(&config, &env);
-    let status = wait_exit(&mut h, T);
+    let status = h.wait_exit(T);
     assert!(status.success(), "{}", h.stderr());
     assert_eq!(h.intake().event_count(), 1001);
 }

@@ -496,10 +496,23 @@ tags = ["env:test"]
         });
     }
 
+    /// Waits until `n` events arrived; on a timeout, says how many did and what sidelog
+    /// logged last.
+    #[track_caller]
     pub fn wait_events(&self, n: u64, timeout: Duration) {
-        wait_for(&format!("{n} events at the intake"), timeout, || {
-            self.intake().event_count() >= n
-        });
+        let deadline = Instant::now() + timeout;
+        while self.intake().event_count() < n {
+            if Instant::now() >= deadline {
+                let log = self.stderr();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                panic!(
+                    "timed out after {timeout:?}: {} of {n} events at the intake; sidelog's log ends:\n{}",
+                    self.intake().event_count(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

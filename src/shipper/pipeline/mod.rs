@@ -140,6 +140,7 @@ async fn run(
     // Gauges describe this run (a reload starts a new one).
     metrics.files_open.set(0);
     metrics.api_key_rejected.set(0);
+    metrics.intake_failing.set(0);
     let tracker = Arc::new(Tracker::new());
     if let Some(admin) = &admin {
         admin.attach(tracker.clone(), config.datadog.logs_url());

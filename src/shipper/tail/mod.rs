@@ -362,8 +362,10 @@ impl Tailer {
     /// behind the outage gate and go at once when the intake heals, a burst of ten or more
     /// requests per Pod that a fleet multiplies. Held in one open batch instead, an outage's
     /// lines go out in as few requests as they need; the files keep the rest meanwhile.
+    /// Only while a request waits behind the gate: that one clears it when the intake
+    /// answers (a gauge left over from a run a reload ended must not hold batches forever).
     fn intake_failing(&self) -> bool {
-        self.metrics.intake_failing.get() != 0
+        self.metrics.intake_failing.get() != 0 && self.sending.load(Ordering::Relaxed) > 0
     }
 
     /// Rescans and polls that are due.
