@@ -187,7 +187,7 @@ metrics! {
     api_key_rejected: Gauge = "api_key_rejected", "1 while the intake rejects the API key.";
     api_key_missing: Gauge = "api_key_missing", "1 while the API key file is missing or empty.";
     request_concurrency_limit: Gauge = "request_concurrency_limit", "Requests allowed in flight now.";
-    intake_failing: Gauge = "intake_failing", "1 while the intake fails and requests are held back (one probe retries).";
+    intake_failing: Gauge = "intake_failing", "Endpoints that fail now, their requests held back behind one probe (the intake, and reliable additional endpoints).";
 }
 
 /// Families whose series are known only at run time, rendered by [`crate::admin`].

@@ -53,6 +53,15 @@ pub(crate) struct Pass<'a> {
     reported: bool,
 }
 
+/// What the gate did with a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Failed {
+    /// How long the gate waits before the next attempt.
+    pub wait: Duration,
+    /// This failure closed the gate (the intake had been answering).
+    pub closed: bool,
+}
+
 /// What the gate did with an answer that showed the intake up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Reopened {
@@ -148,10 +157,11 @@ impl Gate {
         Some(reopened)
     }
 
-    fn failed(&self, probe: bool, retry_after: Option<Duration>) -> Duration {
+    fn failed(&self, probe: bool, retry_after: Option<Duration>) -> Failed {
         let mut s = lock(&self.state);
         let now = Instant::now();
-        if s.failures == 0 {
+        let closed = s.failures == 0;
+        if closed {
             s.closed_at = now;
         }
         s.failures = s.failures.saturating_add(1);
@@ -166,7 +176,7 @@ impl Gate {
         s.failed_at = now;
         drop(s);
         self.changed.notify_waiters();
-        wait
+        Failed { wait, closed }
     }
 
     fn abandoned(&self, probe: bool) {
@@ -185,8 +195,9 @@ impl Pass<'_> {
         self.gate.answered(self.probe)
     }
 
-    /// The attempt failed in a way worth retrying; returns how long the gate now waits.
-    pub(crate) fn failed(mut self, retry_after: Option<Duration>) -> Duration {
+    /// The attempt failed in a way worth retrying; returns how long the gate now waits,
+    /// and whether this failure closed it.
+    pub(crate) fn failed(mut self, retry_after: Option<Duration>) -> Failed {
         self.reported = true;
         self.gate.failed(self.probe, retry_after)
     }
@@ -268,7 +279,9 @@ mod tests {
         let shutdown = Shutdown::new();
         let mut signal = shutdown.signal();
         let first = g.pass(&mut signal).await.expect("pass");
-        let waited = first.failed(None);
+        let failed = first.failed(None);
+        assert!(failed.closed, "the first failure closes the gate");
+        let waited = failed.wait;
         assert!(waited >= Duration::from_millis(500) && waited <= Duration::from_millis(1000));
         // Three callers wait; only one of them gets to probe, and not before the wait.
         let started = Instant::now();
@@ -311,7 +324,7 @@ mod tests {
         let shutdown = Shutdown::new();
         let mut signal = shutdown.signal();
         let pass = g.pass(&mut signal).await.expect("pass");
-        let waited = pass.failed(Some(Duration::from_secs(30)));
+        let waited = pass.failed(Some(Duration::from_secs(30))).wait;
         assert!(waited >= Duration::from_secs(30) && waited <= Duration::from_secs(31));
         let started = Instant::now();
         let (g2, mut signal2) = (g.clone(), shutdown.signal());

@@ -253,8 +253,11 @@ impl Sender {
             failures = failures.saturating_add(1);
             // The intake's own wait is honoured even beyond retry_max_ms (retrying earlier
             // only earns more refusals), up to a bound against nonsense values.
-            let wait = pass.failed(retry_after.map(|d| d.min(MAX_RETRY_AFTER)));
-            self.metrics.intake_failing.set(1);
+            let failed = pass.failed(retry_after.map(|d| d.min(MAX_RETRY_AFTER)));
+            if failed.closed {
+                self.metrics.intake_failing.up();
+            }
+            let wait = failed.wait;
             if failures.is_power_of_two() {
                 tracing::warn!(failures, wait_ms = wait.as_millis() as u64, url = %self.url, "{reason}; holding requests, one probe retrying after the wait");
             } else {
@@ -270,7 +273,7 @@ impl Sender {
     /// An answer showed the intake up; says so when it had been failing.
     fn intake_answered(&self, pass: Pass<'_>) {
         if let Some(r) = pass.answered() {
-            self.metrics.intake_failing.set(0);
+            self.metrics.intake_failing.down();
             tracing::info!(
                 after_ms = r.closed_for.as_millis() as u64,
                 failed_attempts = r.failures,

@@ -192,15 +192,9 @@ impl FileReader {
     /// identity and first bytes), else this file in the same directory under another name.
     /// False when it cannot be found.
     pub(crate) fn reopen(&mut self) -> bool {
-        // A file that was empty has no fingerprint to tell it from another that got its inode
-        // (a copy made by copytruncate, say): under another name, it is not taken for it.
         let found = open_if(&self.path, self.id, self.fingerprint)
             .map(|f| (self.path.clone(), f))
-            .or_else(|| {
-                (self.fingerprint.len > 0)
-                    .then(|| find_in_dir(&self.path, self.id, self.fingerprint))
-                    .flatten()
-            });
+            .or_else(|| find_in_dir(&self.path, self.id, self.fingerprint));
         let Some((at, file)) = found else {
             return false;
         };
@@ -356,12 +350,16 @@ pub(crate) fn open_if(path: &Path, id: DevIno, fingerprint: Fingerprint) -> Opti
 }
 
 /// Looks for the file `id` among the entries of `path`'s directory (where a rotated file
-/// usually goes).
+/// usually goes). A file that was empty has no fingerprint to tell it from another that got
+/// its inode (a copy made by copytruncate, say): under another name, it is never found.
 pub(crate) fn find_in_dir(
     path: &Path,
     id: DevIno,
     fingerprint: Fingerprint,
 ) -> Option<(PathBuf, File)> {
+    if fingerprint.len == 0 {
+        return None;
+    }
     let dir = path.parent()?;
     std::fs::read_dir(dir)
         .ok()?
