@@ -224,8 +224,14 @@ pub fn threads_cpu_ns(pid: u32) -> anyhow::Result<u64> {
         .with_context(|| format!("cannot read the threads of {pid}"))?;
     let mut total = 0;
     for task in tasks.flatten() {
-        let text = fs::read_to_string(task.path().join("schedstat"))
-            .with_context(|| format!("cannot read {}", task.path().display()))?;
+        let text = match fs::read_to_string(task.path().join("schedstat")) {
+            Ok(text) => text,
+            // A thread that ended since the listing (a blocking task's): nothing to count.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", task.path().display()));
+            }
+        };
         total += text
             .split_whitespace()
             .next()
