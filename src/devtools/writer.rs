@@ -103,14 +103,35 @@ fn write_each_line(
     line_bytes: usize,
     counts: &Counts,
 ) -> std::io::Result<()> {
-    let n = files.len().max(1);
-    let mut rng = fastrand::Rng::with_seed(11);
+    let n = files.len();
+    pace_lines(n, rate, line_bytes, 11, &counts.stop, |f, line, total| {
+        files[f].write_all(line)?;
+        counts.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
+        counts.lines.store(total, Ordering::Relaxed);
+        Ok(())
+    })
+}
+
+/// Makes sample lines at `rate` over `files` files until `stop`: line k at k / rate, the
+/// files in turn, each handed to `write` with its file, its bytes and how many lines there
+/// are with it. The writer's and the soak's apps (which rotate the files under it) both
+/// write this way.
+pub(crate) fn pace_lines(
+    files: usize,
+    rate: u64,
+    line_bytes: usize,
+    seed: u64,
+    stop: &AtomicBool,
+    mut write: impl FnMut(usize, &[u8], u64) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let n = files.max(1);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let mut seqs = vec![0u64; n];
     let mut buf = Vec::new();
     let start = Instant::now();
     let per_line = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
     let mut total = 0u64;
-    while !counts.stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) {
         let due_at = start + per_line.mul_f64(total as f64);
         if let Some(wait) = due_at.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
@@ -126,10 +147,8 @@ fn write_each_line(
             sidelog_shipper::clock::now_us(),
         );
         seqs[f] += 1;
-        files[f].write_all(&buf)?;
-        counts.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
         total += 1;
-        counts.lines.store(total, Ordering::Relaxed);
+        write(f, &buf, total)?;
     }
     Ok(())
 }

@@ -24,6 +24,7 @@ use rustix::process::{Pid, Signal, kill_process};
 
 use super::*;
 use crate::lock;
+use crate::writer::pace_lines;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SoakOptions {
@@ -112,17 +113,7 @@ pub async fn soak(opts: SoakOptions) -> anyhow::Result<()> {
     let mut rotation_at = per_rotation;
     for minute in 1..=opts.minutes {
         let minute_start = start + Duration::from_secs(60 * (minute - 1));
-        let outage = (minute - 1) % OUTAGE_EVERY_MIN == 1;
-        let mut events = vec![
-            (Duration::from_secs(20), Event::RotateKey),
-            (Duration::from_secs(40), Event::Reload),
-        ];
-        if outage {
-            events.push((Duration::ZERO, Event::Down));
-            events.push((OUTAGE, Event::Up));
-        }
-        events.sort_by_key(|(at, _)| *at);
-        let mut events = events.into_iter().peekable();
+        let mut events = minute_events(minute).into_iter().peekable();
         let minute_end = minute_start + Duration::from_secs(60);
         loop {
             let now = Instant::now();
@@ -146,14 +137,7 @@ pub async fn soak(opts: SoakOptions) -> anyhow::Result<()> {
             }
             if now >= start + rotation_at {
                 let i = next_rotation % files;
-                let done = if i.is_multiple_of(2) {
-                    writer.rotate_by_rename(i)?;
-                    true
-                } else {
-                    writer
-                        .copytruncate(i, || caught_up(&client, &admin, &paths[i]))
-                        .await?
-                };
+                let done = rotate(&writer, i, || caught_up(&client, &admin, &paths[i])).await?;
                 rotated += u64::from(done);
                 next_rotation += 1;
                 rotation_at += per_rotation;
@@ -222,6 +206,37 @@ pub async fn soak(opts: SoakOptions) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What happens in minute `minute` (from 1), by when in the minute: a key rotation at
+/// 20 s, a SIGHUP at 40 s, and every [`OUTAGE_EVERY_MIN`] minutes (the first after one) an
+/// outage from its start.
+fn minute_events(minute: u64) -> Vec<(Duration, Event)> {
+    let mut events = vec![
+        (Duration::from_secs(20), Event::RotateKey),
+        (Duration::from_secs(40), Event::Reload),
+    ];
+    if (minute - 1) % OUTAGE_EVERY_MIN == 1 {
+        events.push((Duration::ZERO, Event::Down));
+        events.push((OUTAGE, Event::Up));
+    }
+    events.sort_by_key(|(at, _)| *at);
+    events
+}
+
+/// Rotates file `i`: by rename when it is even, by copytruncate once `caught_up` says the
+/// shipper has read it when it is odd. Whether it was rotated.
+async fn rotate<F, Fut>(writer: &Writer, i: usize, caught_up: F) -> anyhow::Result<bool>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    if i.is_multiple_of(2) {
+        writer.rotate_by_rename(i)?;
+        Ok(true)
+    } else {
+        writer.copytruncate(i, caught_up).await
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -468,8 +483,8 @@ fn open_append(path: &Path) -> std::io::Result<fs::File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-/// Line k at k / rate, the files in turn, each line with a write of its own; a line that
-/// came due while a rotation held the files is written as soon as it lets go.
+/// The app's lines (see [`pace_lines`]); a line that came due while a rotation held the
+/// files is written as soon as it lets go.
 fn write_lines(
     files: &Mutex<Vec<fs::File>>,
     rate: u64,
@@ -477,32 +492,10 @@ fn write_lines(
     stop: &AtomicBool,
     written: &AtomicU64,
 ) -> std::io::Result<()> {
-    let n = lock(files).len().max(1);
-    let mut rng = fastrand::Rng::with_seed(23);
-    let mut seqs = vec![0u64; n];
-    let mut buf = Vec::new();
-    let start = Instant::now();
-    let per_line = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
-    let mut total = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let due_at = start + per_line.mul_f64(total as f64);
-        if let Some(wait) = due_at.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let f = (total % n as u64) as usize;
-        buf.clear();
-        sidelog_sample::line(
-            &mut buf,
-            &mut rng,
-            f,
-            seqs[f],
-            line_bytes,
-            sidelog_shipper::clock::now_us(),
-        );
-        lock(files)[f].write_all(&buf)?;
-        seqs[f] += 1;
-        total += 1;
+    let n = lock(files).len();
+    pace_lines(n, rate, line_bytes, 23, stop, |f, line, total| {
+        lock(files)[f].write_all(line)?;
         written.store(total, Ordering::Relaxed);
-    }
-    Ok(())
+        Ok(())
+    })
 }
