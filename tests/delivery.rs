@@ -17,23 +17,10 @@ fn config(h: &Harness, datadog_extra: &str) -> std::path::PathBuf {
     h.write_config(&endpoint, datadog_extra, "[batch]\ntimeout_ms = 100\n")
 }
 
-/// A paced stream through `fault` applied between two healthy stretches, until the intake
-/// injected it `times` times; every line exactly once.
+/// A paced stream through `fault` (see [`stream_through_fault`]); every line exactly once.
 fn stream_through(fault: Faults, times: u64, datadog_extra: &str) -> Harness {
-    let mut h = Harness::with_intake();
-    let log = h.log("app.log");
-    std::fs::write(&log, b"").expect("create");
-    let config = config(&h, datadog_extra);
-    h.start(&config);
-    let writer = PacedWriter::start(&log, "w ", 1000, OnRotate::Keep);
-    wait_for("a first stretch delivered", T, || {
-        h.intake().event_count() >= 300
-    });
-    h.intake().set_faults(fault);
-    h.wait_faults(times, T);
-    h.intake().set_faults(Faults::default());
-    writer.wait_written(300);
-    h.finish_stream(writer, "w ");
+    let (h, n) = stream_through_fault(fault, times, datadog_extra, 1000);
+    assert_each_once(&h.messages(), "w ", n);
     h
 }
 

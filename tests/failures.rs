@@ -396,37 +396,17 @@ fn a_key_file_emptied_or_half_written_keeps_the_last_good_key() {
     assert!(!log.contains("the-right-k"), "key printed:\n{log}");
 }
 
-/// A stream through an intake that `fault`s until it did so `times` times.
-fn stream_through(fault: Faults, times: u64, datadog_extra: &str) -> Harness {
-    let mut h = Harness::with_intake();
-    let log = h.log("app.log");
-    std::fs::write(&log, b"").expect("create");
-    let endpoint = h.intake().endpoint();
-    let config = h.write_config(&endpoint, datadog_extra, "[batch]\ntimeout_ms = 100\n");
-    h.start(&config);
-    let writer = PacedWriter::start(&log, "w ", 500, OnRotate::Keep);
-    h.wait_events(200, T);
-    h.intake().set_faults(fault);
-    h.wait_faults(times, T);
-    h.intake().set_faults(Faults::default());
-    writer.wait_written(200);
-    let n = writer.finish();
-    h.wait_events(n, T);
-    assert!(h.terminate().success(), "{}", h.stderr());
-    h
-}
-
 #[test]
 fn an_intake_that_never_answers_is_timed_out_and_retried_without_loss() {
-    let h = stream_through(
+    let (h, n) = stream_through_fault(
         Faults {
             hang_rate: 1.0,
             ..Faults::default()
         },
         3,
         "request_timeout_ms = 1000",
+        500,
     );
-    let n = h.messages().len() as u64;
     // The hung requests were never read: each line arrived once.
     assert_each_once(&h.messages(), "w ", n);
     assert!(h.stderr().contains("timed out"), "{}", h.stderr());
@@ -434,18 +414,17 @@ fn an_intake_that_never_answers_is_timed_out_and_retried_without_loss() {
 
 #[test]
 fn an_answer_lost_after_the_body_was_read_repeats_its_lines_once() {
-    let h = stream_through(
+    let (h, n) = stream_through_fault(
         Faults {
             lose_answer_rate: 0.3,
             ..Faults::default()
         },
         5,
         "request_concurrency = 4",
+        500,
     );
     let lost_events = h.intake().state.lost_answer_events.load(Ordering::Relaxed);
     let messages = h.messages();
-    let distinct: std::collections::HashSet<&String> = messages.iter().collect();
-    let n = distinct.len() as u64;
     let (missing, repeated) = count_missing_and_repeated(&messages, "w ", n);
     assert_eq!(missing, 0);
     // Every copy beyond the first is an event whose answer was lost: sent once more each

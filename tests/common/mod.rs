@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use sidelog_devtools::intake::{Intake, IntakeOptions};
+use sidelog_devtools::intake::{Faults, Intake, IntakeOptions};
 
 pub const API_KEY: &str = "test-api-key-0123456789";
 pub const BIN: &str = env!("CARGO_BIN_EXE_sidelog");
@@ -773,4 +773,34 @@ impl KubeletVolume {
         std::fs::rename(self.dir.join("..data_tmp"), self.dir.join("..data")).expect("swap");
         std::fs::remove_dir_all(self.dir.join(old)).expect("remove old generation");
     }
+}
+
+/// A paced stream of `rate` lines a second ("w 0", "w 1", ...) through `fault`, applied
+/// between two healthy stretches until the intake injected it `times` times, then a clean
+/// stop once every line written has arrived. `datadog_extra` goes into `[datadog]`; batches
+/// leave after 100 ms. Returns the stopped harness and the number of lines written: what
+/// the fault may repeat is for the caller to judge.
+pub fn stream_through_fault(
+    fault: Faults,
+    times: u64,
+    datadog_extra: &str,
+    rate: u64,
+) -> (Harness, u64) {
+    const T: Duration = Duration::from_secs(90);
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    std::fs::write(&log, b"").expect("create");
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config(&endpoint, datadog_extra, "[batch]\ntimeout_ms = 100\n");
+    h.start(&config);
+    let writer = PacedWriter::start(&log, "w ", rate, OnRotate::Keep);
+    h.wait_events(200, T);
+    h.intake().set_faults(fault);
+    h.wait_faults(times, T);
+    h.intake().set_faults(Faults::default());
+    writer.wait_written(200);
+    let n = writer.finish();
+    h.wait_events(n, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    (h, n)
 }
