@@ -57,43 +57,6 @@ pub enum CheckpointError {
     UnknownVersion { path: PathBuf, version: u32 },
 }
 
-/// A `data_dir` that cannot hold checkpoints: sidelog does not start on it, since every
-/// line it shipped would be shipped again after a restart.
-#[derive(Debug, thiserror::Error)]
-pub enum DataDirError {
-    #[error(
-        "data_dir {path} is full ({source}); sidelog keeps its checkpoints there: free space or give it another volume"
-    )]
-    Full { path: PathBuf, source: io::Error },
-    #[error(
-        "data_dir {path} cannot be written ({source}); sidelog keeps its checkpoints there: mount a writable volume (an emptyDir) or set data_dir"
-    )]
-    NotWritable { path: PathBuf, source: io::Error },
-}
-
-/// Bytes the start-up probe writes: a block, as the first checkpoint file takes.
-const PROBE_BYTES: usize = 4096;
-
-/// Checks at start that `data_dir` can hold checkpoints: creates it, writes, syncs and
-/// removes a probe file of a block.
-pub fn probe_data_dir(data_dir: &Path) -> Result<(), DataDirError> {
-    let probe = data_dir.join(".sidelog-probe");
-    let result = fs::create_dir_all(data_dir).and_then(|()| {
-        let mut f = File::create(&probe)?;
-        f.write_all(&[b'\n'; PROBE_BYTES])?;
-        f.sync_all()
-    });
-    let _ = fs::remove_file(&probe);
-    result.map_err(|source| {
-        let path = data_dir.to_path_buf();
-        if source.kind() == io::ErrorKind::StorageFull {
-            DataDirError::Full { path, source }
-        } else {
-            DataDirError::NotWritable { path, source }
-        }
-    })
-}
-
 /// One file's accepted position, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {

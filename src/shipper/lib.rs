@@ -19,6 +19,7 @@ mod checkpoint;
 pub mod clock;
 pub mod compress;
 pub mod config;
+mod data_dir;
 pub mod encode;
 mod log_limit;
 pub mod metrics;

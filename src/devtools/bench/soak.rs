@@ -59,7 +59,7 @@ pub async fn soak(opts: SoakOptions) -> anyhow::Result<()> {
     let (_tmp, dir) = temp_or(&opts.dir)?;
     let logs = dir.join("logs");
     fs::create_dir_all(&logs)?;
-    let mut keys = Keys::new(&dir)?;
+    let keys = Keys::new(&dir)?;
     let intake_log = dir.join("intake.log");
     let (mut intake, url) = start_intake_args(
         &[
@@ -71,18 +71,26 @@ pub async fn soak(opts: SoakOptions) -> anyhow::Result<()> {
         ],
         Some(&intake_log),
     )?;
-    let healthy = format!("{{\"error_rate\": {ERROR_RATE}}}");
     let config = write_soak_config(&dir, &logs, &url, &keys.link())?;
     let log = dir.join("shipper.log");
     let mut shipper = start_shipper(&config, &log)?;
-    let pid = shipper.0.id();
     let admin = admin_url(&log, &mut shipper).await?;
-    let client = reqwest::Client::new();
     let paths: Vec<PathBuf> = (0..files)
         .map(|i| logs.join(format!("app-{i:02}.log")))
         .collect();
     let writer = Writer::start(&paths, opts.rate, opts.line_bytes)?;
+    print_header(&opts, files);
+    let mut run = Run::new(url, admin, keys, shipper, log, writer, paths)?;
+    for minute in 1..=opts.minutes {
+        run.play_minute(minute).await?;
+        run.report_minute(minute).await?;
+    }
+    let result = run.finish(&dir).await;
+    terminate(&mut intake)?;
+    result
+}
 
+fn print_header(opts: &SoakOptions, files: usize) {
     println!(
         "sidelog bench soak: {} lines/s over {files} files of {}-byte lines, for {} min; each file rotated once a minute (rename or copytruncate), {}% of requests answered 500, a {} s outage every {OUTAGE_EVERY_MIN} min, the key rotated and a SIGHUP every minute",
         opts.rate,
@@ -105,107 +113,184 @@ pub async fn soak(opts: SoakOptions) -> anyhow::Result<()> {
         "repeats",
         "requests"
     );
-    let start = Instant::now();
-    let mut cpu_before = proc_cpu(pid).context("cannot read the shipper's CPU time")?;
-    let mut rotated = 0u64;
-    let mut next_rotation = 0usize;
-    let per_rotation = Duration::from_secs(60) / files as u32;
-    let mut rotation_at = per_rotation;
-    for minute in 1..=opts.minutes {
-        let minute_start = start + Duration::from_secs(60 * (minute - 1));
-        let mut events = minute_events(minute).into_iter().peekable();
+}
+
+/// A soak under way: the shipper, the app writing, the intake's controls, and where the
+/// rotations and the CPU reading stand.
+struct Run {
+    client: reqwest::Client,
+    url: String,
+    admin: String,
+    keys: Keys,
+    shipper: ChildGuard,
+    pid: u32,
+    log: PathBuf,
+    writer: Writer,
+    paths: Vec<PathBuf>,
+    start: Instant,
+    cpu_before: f64,
+    rotated: u64,
+    next_rotation: usize,
+    rotation_at: Duration,
+}
+
+impl Run {
+    fn new(
+        url: String,
+        admin: String,
+        keys: Keys,
+        shipper: ChildGuard,
+        log: PathBuf,
+        writer: Writer,
+        paths: Vec<PathBuf>,
+    ) -> anyhow::Result<Run> {
+        let pid = shipper.0.id();
+        let cpu_before = proc_cpu(pid).context("cannot read the shipper's CPU time")?;
+        let mut run = Run {
+            client: reqwest::Client::new(),
+            url,
+            admin,
+            keys,
+            shipper,
+            pid,
+            log,
+            writer,
+            paths,
+            start: Instant::now(),
+            cpu_before,
+            rotated: 0,
+            next_rotation: 0,
+            rotation_at: Duration::ZERO,
+        };
+        run.rotation_at = run.per_rotation();
+        Ok(run)
+    }
+
+    /// Every file is rotated once a minute, in turn.
+    fn per_rotation(&self) -> Duration {
+        Duration::from_secs(60) / self.paths.len() as u32
+    }
+
+    /// Minute `minute`'s events and rotations, as they come due, watching that the shipper
+    /// stays up.
+    async fn play_minute(&mut self, minute: u64) -> anyhow::Result<()> {
+        let minute_start = self.start + Duration::from_secs(60 * (minute - 1));
         let minute_end = minute_start + Duration::from_secs(60);
+        let mut events = minute_events(minute).into_iter().peekable();
         loop {
             let now = Instant::now();
             if now >= minute_end {
-                break;
+                return Ok(());
             }
             if let Some(&(at, event)) = events.peek()
                 && now >= minute_start + at
             {
                 events.next();
-                match event {
-                    Event::Down => set_faults(&client, &url, "{\"status\": 503}").await?,
-                    Event::Up => set_faults(&client, &url, &healthy).await?,
-                    Event::RotateKey => keys.rotate()?,
-                    Event::Reload => {
-                        kill_process(Pid::from_child(&shipper.0), Signal::HUP)
-                            .context("cannot send SIGHUP")?;
-                    }
-                }
+                self.apply(event).await?;
                 continue;
             }
-            if now >= start + rotation_at {
-                let i = next_rotation % files;
-                let done = rotate(&writer, i, || caught_up(&client, &admin, &paths[i])).await?;
-                rotated += u64::from(done);
-                next_rotation += 1;
-                rotation_at += per_rotation;
+            if now >= self.start + self.rotation_at {
+                self.rotate_next().await?;
                 continue;
             }
-            if let Some(status) = shipper.0.try_wait()? {
+            if let Some(status) = self.shipper.0.try_wait()? {
                 bail!(
                     "the shipper exited in minute {minute} ({status}):\n{}",
-                    fs::read_to_string(&log).unwrap_or_default()
+                    fs::read_to_string(&self.log).unwrap_or_default()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let cpu = proc_cpu(pid).context("cannot read the shipper's CPU time")?;
-        let s = stats(&client, &url).await?;
-        let row = Row::sample(pid)?;
+    }
+
+    async fn apply(&mut self, event: Event) -> anyhow::Result<()> {
+        match event {
+            Event::Down => set_faults(&self.client, &self.url, "{\"status\": 503}").await,
+            Event::Up => {
+                let healthy = format!("{{\"error_rate\": {ERROR_RATE}}}");
+                set_faults(&self.client, &self.url, &healthy).await
+            }
+            Event::RotateKey => self.keys.rotate(),
+            Event::Reload => kill_process(Pid::from_child(&self.shipper.0), Signal::HUP)
+                .context("cannot send SIGHUP"),
+        }
+    }
+
+    async fn rotate_next(&mut self) -> anyhow::Result<()> {
+        let i = self.next_rotation % self.paths.len();
+        let (client, admin, path) = (&self.client, &self.admin, &self.paths[i]);
+        let done = rotate(&self.writer, i, || caught_up(client, admin, path)).await?;
+        self.rotated += u64::from(done);
+        self.next_rotation += 1;
+        self.rotation_at += self.per_rotation();
+        Ok(())
+    }
+
+    /// The minute's row: the shipper's resources and CPU over the minute, and the intake's
+    /// count of what arrived.
+    async fn report_minute(&mut self, minute: u64) -> anyhow::Result<()> {
+        let cpu = proc_cpu(self.pid).context("cannot read the shipper's CPU time")?;
+        let s = stats(&self.client, &self.url).await?;
+        let row = Row::sample(self.pid)?;
         println!(
-            "{minute:>4} {:>9} {:>9} {:>8.2} {:>4} {:>7} {rotated:>7} {:>10} {:>10} {:>7} {:>9}",
+            "{minute:>4} {:>9} {:>9} {:>8.2} {:>4} {:>7} {:>7} {:>10} {:>10} {:>7} {:>9}",
             row.rss_kb,
             row.anon_kb,
-            100.0 * (cpu - cpu_before) / 60.0,
+            100.0 * (cpu - self.cpu_before) / 60.0,
             row.fds,
             row.threads,
-            writer.written(),
+            self.rotated,
+            self.writer.written(),
             num_of(&s, "distinct"),
             num_of(&s, "duplicates"),
             num_of(&s, "requests"),
         );
-        cpu_before = cpu;
+        self.cpu_before = cpu;
+        Ok(())
     }
-    set_faults(&client, &url, "{}").await?;
-    let total = writer.finish()?;
-    let arrived = wait_arrived(
-        &client,
-        &url,
-        total,
-        &mut shipper,
-        &log,
-        Duration::from_secs(120),
-    )
-    .await;
-    let s = match arrived {
-        Ok(s) => s,
-        Err(e) => {
-            let s = stats(&client, &url).await?;
+
+    /// Stops the app, waits until every line written has arrived, stops the shipper, and
+    /// judges: every line arrived and the shipper exited cleanly.
+    async fn finish(mut self, dir: &Path) -> anyhow::Result<()> {
+        set_faults(&self.client, &self.url, "{}").await?;
+        let total = self.writer.finish()?;
+        let arrived = wait_arrived(
+            &self.client,
+            &self.url,
+            total,
+            &mut self.shipper,
+            &self.log,
+            Duration::from_secs(120),
+        )
+        .await;
+        let s = match arrived {
+            Ok(s) => s,
+            Err(e) => {
+                let s = stats(&self.client, &self.url).await?;
+                bail!(
+                    "{e}; {} lines missing below the last of their file, the first (file:line): {}; logs in {}",
+                    s["gaps"],
+                    s["first_gaps"],
+                    dir.display()
+                );
+            }
+        };
+        let status = terminate(&mut self.shipper)?;
+        let distinct = num_of(&s, "distinct");
+        println!(
+            "sidelog bench soak: {total} lines written, {distinct} arrived ({} missing), {} repeats, {} rotations; the shipper exited with {status}",
+            total.saturating_sub(distinct),
+            num_of(&s, "duplicates"),
+            self.rotated,
+        );
+        if distinct < total || !status.success() {
             bail!(
-                "{e}; {} lines missing below the last of their file, the first (file:line): {}; logs in {}",
-                s["gaps"],
-                s["first_gaps"],
-                dir.display()
+                "soak failed:\n{}",
+                fs::read_to_string(&self.log).unwrap_or_default()
             );
         }
-    };
-    let status = terminate(&mut shipper)?;
-    terminate(&mut intake)?;
-    let distinct = num_of(&s, "distinct");
-    println!(
-        "sidelog bench soak: {total} lines written, {distinct} arrived ({} missing), {} repeats, {rotated} rotations; the shipper exited with {status}",
-        total.saturating_sub(distinct),
-        num_of(&s, "duplicates"),
-    );
-    if distinct < total || !status.success() {
-        bail!(
-            "soak failed:\n{}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
+        Ok(())
     }
-    Ok(())
 }
 
 /// What happens in minute `minute` (from 1), by when in the minute: a key rotation at

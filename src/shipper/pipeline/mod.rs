@@ -37,10 +37,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::AdminState;
-/// Why a run did not start on its `data_dir` (the binary exits 3 for it).
-pub use crate::checkpoint::DataDirError;
 use crate::checkpoint::{self, Tracker};
 use crate::config::Config;
+/// Why a run did not start on its `data_dir` (the binary exits 3 for it).
+pub use crate::data_dir::DataDirError;
 use crate::encode::Batch;
 use crate::metrics::Metrics;
 use crate::podtags::PodTagsSource;
@@ -136,7 +136,7 @@ async fn run(
     admin: Option<AdminState>,
     shutdown: Arc<Shutdown>,
 ) -> anyhow::Result<()> {
-    checkpoint::probe_data_dir(&config.data_dir)?;
+    crate::data_dir::probe(&config.data_dir)?;
     // Gauges describe this run (a reload starts a new one).
     metrics.files_open.set(0);
     metrics.api_key_rejected.set(0);
