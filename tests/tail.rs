@@ -606,3 +606,26 @@ fn a_reload_while_a_rotated_file_is_unshipped_loses_none_of_it() {
     expected.sort();
     assert_lines(&got, &expected, "across the reload");
 }
+
+#[test]
+fn without_file_events_open_files_are_polled() {
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    std::fs::write(&log, b"").expect("create log");
+    let endpoint = h.intake().endpoint();
+    // Rescans once a minute: within the test's deadline only the polls can bring lines.
+    let config = h.write_config(
+        &endpoint,
+        "",
+        "[batch]\ntimeout_ms = 100\n\n[tail]\nfile_events = false\nrescan_interval_ms = 60000\n",
+    );
+    h.start(&config);
+    h.wait_stderr("tailing file", T);
+    let writer = PacedWriter::start(&log, "w ", 200, OnRotate::Keep);
+    writer.wait_written(400);
+    let n = writer.finish();
+    h.wait_events(n, Duration::from_secs(20));
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_each_once(&h.messages(), "w ", n);
+    assert!(h.stderr().contains("file events off"), "{}", h.stderr());
+}

@@ -260,6 +260,10 @@ impl Default for Input {
 pub struct TailConfig {
     /// Safety-net rescan of the globs and of known files' sizes, in case a file event was lost.
     pub rescan_interval_ms: u64,
+    /// Learn of writes from file events (inotify). Off, or when the node has no inotify
+    /// instance left for sidelog, open files are polled every second instead, and new files
+    /// are found by the rescans.
+    pub file_events: bool,
     /// Size of one read; also the most read from one file before turning to the next.
     pub read_buffer_bytes: usize,
     /// Files held open at once. Above it, files read to their end are closed (and reopened
@@ -277,6 +281,7 @@ impl Default for TailConfig {
     fn default() -> Self {
         TailConfig {
             rescan_interval_ms: 10_000,
+            file_events: true,
             read_buffer_bytes: 256 * 1024,
             max_open_files: 1024,
             rotated_linger_ms: 5_000,

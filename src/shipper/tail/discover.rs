@@ -189,14 +189,28 @@ pub(crate) struct Watches {
 }
 
 impl Watches {
-    /// Opens the inotify descriptor; without one, new lines are found by rescans only.
-    pub(crate) fn start() -> Watches {
-        let inotify = match Inotify::init() {
-            Ok(i) => Some(i),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch files; new lines are found by rescans only");
-                None
+    /// Opens the inotify descriptor when `file_events`; without one, the reader polls its
+    /// open files (see [`Watches::watching`]).
+    pub(crate) fn start(file_events: bool) -> Watches {
+        let inotify = if file_events {
+            match Inotify::init() {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    // EMFILE here is the node's per-user inotify limit
+                    // (fs.inotify.max_user_instances, often 128), shared by every container
+                    // running as the same user: a node with many Pods reaches it.
+                    tracing::warn!(
+                        error = %e,
+                        "cannot watch files (is fs.inotify.max_user_instances reached on this node?); open files are polled every second and new files found by rescans"
+                    );
+                    None
+                }
             }
+        } else {
+            tracing::info!(
+                "file events off (tail.file_events); open files are polled every second"
+            );
+            None
         };
         Watches {
             inotify,
@@ -204,6 +218,11 @@ impl Watches {
             watched: HashSet::new(),
             buffer: vec![0; 16 * 1024],
         }
+    }
+
+    /// Whether file events come; if not, open files must be polled.
+    pub(crate) fn watching(&self) -> bool {
+        self.inotify.is_some()
     }
 
     /// The descriptor to wait on for file events.

@@ -34,9 +34,9 @@ pub(super) struct Found {
 }
 
 impl Discovery {
-    pub(super) fn start() -> Discovery {
+    pub(super) fn start(file_events: bool) -> Discovery {
         Discovery {
-            watches: Watches::start(),
+            watches: Watches::start(file_events),
             ignored: HashMap::new(),
             unreadable: HashSet::new(),
             not_regular: HashSet::new(),

@@ -224,7 +224,7 @@ impl Tailer {
                 .clone()
                 .unwrap_or_else(default_hostname),
             table: FileTable::new(config.tail.max_open_files),
-            discovery: Discovery::start(),
+            discovery: Discovery::start(config.tail.file_events),
             buf: vec![0; base_buf_len],
             base_buf_len,
             events: Events {
@@ -340,7 +340,8 @@ impl Tailer {
     /// whether it answers again.
     fn sleep_for(&self, now: Instant) -> Duration {
         let idle = self.sending.load(Ordering::Relaxed) == 0;
-        let orphans = self.table.files().any(|t| t.reader.is_orphan());
+        let polling =
+            !self.discovery.watches.watching() || self.table.files().any(|t| t.reader.is_orphan());
         let holding = self.intake_failing();
         let opened = if holding {
             None
@@ -349,7 +350,7 @@ impl Tailer {
         };
         let sleep = self
             .schedule
-            .sleep_for(now, opened, idle, orphans, self.next_group_deadline());
+            .sleep_for(now, opened, idle, polling, self.next_group_deadline());
         if holding && opened.is_none() && self.events.builder.opened_at().is_some() {
             sleep.min(HOLD_POLL)
         } else {
@@ -376,10 +377,11 @@ impl Tailer {
         }
         if due.poll {
             // Orphans have no name for file events to name; while draining, nothing may be
-            // missed before the files are declared quiet.
-            let draining = self.schedule.draining();
+            // missed before the files are declared quiet; without file events, open files
+            // are only learnt of this way.
+            let every_open = self.schedule.draining() || !self.discovery.watches.watching();
             for (_, t) in self.table.iter_mut() {
-                if t.reader.is_orphan() || (draining && t.reader.is_open()) {
+                if t.reader.is_orphan() || (every_open && t.reader.is_open()) {
                     t.active = true;
                 }
             }
