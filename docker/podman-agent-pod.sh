@@ -53,19 +53,19 @@ def expected(line):
     if '"level":"debug"' in line:
         return None
     return user.sub(r'\g<1>"[masked]"', line).strip()
-written = [l.decode() for l in open(app_log, "rb").read().split(b"\n") if len(l) > 13]
+written = [l.decode() for l in open(app_log, "rb").read().split(b"\n") if len(l) > 15]
 want = {}
 for l in written:
     e = expected(l)
     if e is not None:
-        want[int(l[3:13])] = e
+        want[int(l[5:15])] = e
 deadline = time.time() + 60
 while True:
     got, dups, bad = {}, 0, []
     try:
         for line in open(events):
             e = json.loads(line)
-            seq = int(e["message"][3:13])
+            seq = int(e["message"][5:15])
             dups += seq in got
             got[seq] = e
     except FileNotFoundError:
@@ -77,7 +77,7 @@ while True:
         sys.exit(f"{what}: {len(missing)} of {len(want)} lines missing (first {missing[:5]})")
     time.sleep(0.5)
 tags_wanted = {"cluster:seed", "region:eu-west-1", "env:seed", "version:1.0", "team:users", "sourcecategory:http", "filename:user-msvc.log"}
-last = max(int(l[3:13]) for l in written)
+last = max(int(l[5:15]) for l in written)
 for seq, e in got.items():
     if seq > last:
         continue  # written after the file was read here

@@ -61,7 +61,7 @@ import json, sys, time
 app_log, events, what = sys.argv[1:4]
 def seqs_written():
     with open(app_log, "rb") as f:
-        return [int(l[3:13]) for l in f.read().split(b"\n") if len(l) > 13]
+        return [int(l[5:15]) for l in f.read().split(b"\n") if len(l) > 15]
 written = seqs_written()
 deadline = time.time() + 60
 while True:
@@ -69,7 +69,7 @@ while True:
     try:
         for line in open(events):
             e = json.loads(line)
-            seq = int(e["message"][3:13])
+            seq = int(e["message"][5:15])
             dups += seq in arrived
             arrived[seq] = 1
             hosts.add(e["hostname"]); tags.add(e["ddtags"])

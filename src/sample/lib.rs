@@ -1,7 +1,7 @@
 //! Sample log lines, like an application's: for `sidelog generate` (a stand-in app in a
 //! Pod), the demo, the benchmarks and the tests, one generator for all of them.
 //!
-//! Every line starts with `FF:SSSSSSSSSS:UUUUUUUUUUUUUUUU ` (file, sequence number, write time
+//! Every line starts with `FFFF:SSSSSSSSSS:UUUUUUUUUUUUUUUU ` (file, sequence number, write time
 //! in Unix microseconds), so a verifying intake can check each one arrived once and how long
 //! it took; the rest looks like access-log and JSON lines with realistic variety, so
 //! compression works as hard as on real logs.
@@ -9,7 +9,9 @@
 use std::io::Write;
 
 /// Length of the line prefix.
-pub const PREFIX_LEN: usize = 31;
+pub const PREFIX_LEN: usize = 33;
+/// Files a prefix tells apart (`bench fleet` gives each Pod one, `bench idle` thousands).
+pub const FILES: usize = 10_000;
 
 const WORDS: &[&str] = &[
     "user",
@@ -93,7 +95,7 @@ pub fn line_shaped(
     write_us: u64,
 ) {
     let start = out.len();
-    let _ = write!(out, "{:02}:{:010}:{:016} ", file % 100, seq, write_us);
+    let _ = write!(out, "{:04}:{:010}:{:016} ", file % FILES, seq, write_us);
     let access = match shape {
         Shape::Mixed => rng.bool(),
         Shape::Access => true,
@@ -169,7 +171,7 @@ mod tests {
             let mut out = Vec::new();
             line(&mut out, &mut rng, 3, 12345, target, 99);
             assert_eq!(out.len(), target, "{}", String::from_utf8_lossy(&out));
-            assert!(out.starts_with(b"03:0000012345:0000000000000099 "));
+            assert!(out.starts_with(b"0003:0000012345:0000000000000099 "));
             assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
         }
     }

@@ -26,6 +26,10 @@ pub struct FleetOptions {
     /// outage).
     #[arg(long, default_value_t = 60)]
     pub outage_secs: u64,
+    /// Keep the Pods' files (logs, checkpoints, the shippers' logs) here instead of in a
+    /// temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// One Pod's shipper and where it keeps its things.
@@ -36,7 +40,8 @@ struct Pod {
 
 pub async fn fleet(opts: FleetOptions) -> anyhow::Result<()> {
     let pods = opts.pods.max(1);
-    let (_tmp, dir) = temp_or(&None)?;
+    files_told_apart(pods)?;
+    let (_tmp, dir) = temp_or(&opts.dir)?;
     let (mut intake, url) = start_intake(0)?;
     let client = reqwest::Client::new();
     let mut fleet = Vec::with_capacity(pods);

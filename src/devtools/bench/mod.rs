@@ -424,6 +424,17 @@ async fn wait_arrived(
     }
 }
 
+/// The verifying intake tells the lines of at most [`sample::FILES`] files apart.
+fn files_told_apart(files: usize) -> anyhow::Result<()> {
+    if files > sample::FILES {
+        bail!(
+            "at most {} files (or Pods): their lines' prefixes could not be told apart",
+            sample::FILES
+        );
+    }
+    Ok(())
+}
+
 fn temp_or(dir: &Option<PathBuf>) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
     match dir {
         Some(d) => {

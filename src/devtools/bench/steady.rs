@@ -38,6 +38,7 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<()> {
         peer,
     } = opts;
     let files = files.max(1);
+    files_told_apart(files)?;
     let (_tmp, dir) = temp_or(&None)?;
     let logs = dir.join("logs");
     fs::create_dir_all(&logs)?;
@@ -49,8 +50,8 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<()> {
             sample::line(
                 &mut buf,
                 &mut rng,
-                f % 100,
-                (f / 100 * 10 + seq) as u64,
+                f,
+                seq as u64,
                 200,
                 0,
             );

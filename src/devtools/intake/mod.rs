@@ -430,7 +430,7 @@ mod tests {
     #[test]
     fn verifier_splits_events_without_parsing_and_counts_duplicates() {
         // The second message quotes an event start; escaped, it cannot be mistaken for one.
-        let body = br#"[{"message":"00:0000000001:0000000000000000 a {\"message\":\"x","status":"info"},{"message":"00:0000000002:0000000000000000 b","status":"info"},{"message":"00:0000000001:0000000000000000 a","status":"info"},{"message":"not a bench line","status":"info"}]"#;
+        let body = br#"[{"message":"0000:0000000001:0000000000000000 a {\"message\":\"x","status":"info"},{"message":"0000:0000000002:0000000000000000 b","status":"info"},{"message":"0000:0000000001:0000000000000000 a","status":"info"},{"message":"not a bench line","status":"info"}]"#;
         let mut v = Verifier::default();
         assert_eq!(v.record_body(body, 0), 4);
         assert_eq!(v.distinct, 2);

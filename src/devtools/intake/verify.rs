@@ -129,7 +129,7 @@ impl Verifier {
 }
 
 fn parse_prefix(msg: &[u8]) -> Option<(usize, u64, u64)> {
-    if msg.len() < VERIFY_PREFIX_LEN || msg[2] != b':' || msg[13] != b':' {
+    if msg.len() < VERIFY_PREFIX_LEN || msg[4] != b':' || msg[15] != b':' {
         return None;
     }
     let num = |b: &[u8]| -> Option<u64> {
@@ -138,9 +138,9 @@ fn parse_prefix(msg: &[u8]) -> Option<(usize, u64, u64)> {
         })
     };
     Some((
-        num(&msg[..2])? as usize,
-        num(&msg[3..13])?,
-        num(&msg[14..30])?,
+        num(&msg[..4])? as usize,
+        num(&msg[5..15])?,
+        num(&msg[16..32])?,
     ))
 }
 
@@ -210,10 +210,10 @@ mod tests {
         // sidelog's order, Fluent Bit's (timestamp first), a repeat, and a line of another
         // shape whose text holds the key escaped, which is not an event.
         let body = concat!(
-            r#"[{"message":"00:0000000000:0000000000000000 a","status":"info"},"#,
-            r#"{"timestamp":1796297800786,"message":"00:0000000001:0000000000000000 b"},"#,
-            r#"{"timestamp":1796297800787,"message":"00:0000000001:0000000000000000 b"},"#,
-            r#"{"message":"00:0000000002:0000000000000000 say \"message\":\"x\""}]"#
+            r#"[{"message":"0000:0000000000:0000000000000000 a","status":"info"},"#,
+            r#"{"timestamp":1796297800786,"message":"0000:0000000001:0000000000000000 b"},"#,
+            r#"{"timestamp":1796297800787,"message":"0000:0000000001:0000000000000000 b"},"#,
+            r#"{"message":"0000:0000000002:0000000000000000 say \"message\":\"x\""}]"#
         );
         assert_eq!(v.record_body(body.as_bytes(), 1), 4);
         assert_eq!((v.distinct, v.duplicates, v.unrecognised), (3, 1, 0));
