@@ -47,14 +47,7 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<()> {
     for f in 0..files {
         buf.clear();
         for seq in 0..10 {
-            sample::line(
-                &mut buf,
-                &mut rng,
-                f,
-                seq as u64,
-                200,
-                0,
-            );
+            sample::line(&mut buf, &mut rng, f, seq as u64, 200, 0);
         }
         fs::write(logs.join(format!("idle-{f:04}.log")), &buf)?;
     }
