@@ -56,11 +56,11 @@ use emit::Events;
 use reader::{Poll, Progress};
 use schedule::{BatchDue, Schedule, Timing, WRITE_COALESCE};
 use table::{FileKey, FileTable};
+pub use wake::Wake;
 
 /// How often the reader looks whether a failing intake answers again while it holds an open
 /// batch (the sender does not ring it).
 const HOLD_POLL: Duration = Duration::from_millis(250);
-pub use wake::Wake;
 
 /// Why the reading loop ended.
 enum End {
@@ -343,15 +343,16 @@ impl Tailer {
         let polling =
             !self.discovery.watches.watching() || self.table.files().any(|t| t.reader.is_orphan());
         let holding = self.intake_failing();
-        let opened = if holding {
-            None
-        } else {
-            self.events.builder.opened_at()
-        };
-        let sleep = self
-            .schedule
-            .sleep_for(now, opened, idle, polling, self.next_group_deadline());
-        if holding && opened.is_none() && self.events.builder.opened_at().is_some() {
+        let opened = self.events.builder.opened_at();
+        let deadline_from = opened.filter(|_| !holding);
+        let sleep = self.schedule.sleep_for(
+            now,
+            deadline_from,
+            idle,
+            polling,
+            self.next_group_deadline(),
+        );
+        if holding && opened.is_some() {
             sleep.min(HOLD_POLL)
         } else {
             sleep
@@ -428,7 +429,7 @@ impl Tailer {
     /// the count is read, so that request rings.
     fn batch_due(&self) -> bool {
         if self.intake_failing() {
-            // While the intake fails a batch leaves only full (see `holding`).
+            // While the intake fails a batch leaves only full (see `intake_failing`).
             self.wake.hold_for_sending(false);
             return false;
         }
