@@ -111,7 +111,7 @@ fn metrics_health_and_status_agree_with_what_was_shipped() {
         .expect("status");
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{printed}");
-    assert!(printed.contains(": ready"), "{printed}");
+    assert!(printed.contains(": shipping\n"), "{printed}");
     assert!(printed.contains("1001 events sent"), "{printed}");
     let row = printed
         .lines()
@@ -131,7 +131,7 @@ fn metrics_health_and_status_agree_with_what_was_shipped() {
 }
 
 #[test]
-fn readiness_turns_false_while_the_key_is_rejected() {
+fn readiness_and_liveness_hold_while_the_key_is_rejected() {
     let mut h = Harness::new();
     let intake_key = h.dir.path().join("intake-key");
     std::fs::write(&intake_key, "right-key\n").expect("key");
@@ -140,9 +140,12 @@ fn readiness_turns_false_while_the_key_is_rejected() {
     let config = h.default_config();
     let base = h.start_with_admin(&config, &[]);
     h.wait_stderr("rejects the API key", T);
-    let (code, body) = get(&h, &format!("{base}/readyz"));
-    assert_eq!(code, 503, "{body}");
-    assert!(body.contains("rejects the API key"), "{body}");
+    // A rejected key must not take the Pod's app out of its Services, nor restart sidelog:
+    // the metric, the status and the log say why nothing ships.
+    assert_eq!(get(&h, &format!("{base}/readyz")), (200, "ready\n".into()));
+    assert_eq!(get(&h, &format!("{base}/healthz")), (200, "ok\n".into()));
+    let (_, status) = get(&h, &format!("{base}/status"));
+    assert!(status.contains("rejects the API key"), "{status}");
     let (_, text) = get(&h, &format!("{base}/metrics"));
     assert_eq!(
         sample(&text, "sidelog_api_key_rejected"),
@@ -150,10 +153,88 @@ fn readiness_turns_false_while_the_key_is_rejected() {
         "{text}"
     );
     assert!(sample(&text, "sidelog_retries_total{reason=\"key_rejected\"}").unwrap_or(0.0) >= 1.0);
+    assert_eq!(h.intake().event_count(), 0);
     std::fs::write(h.dir.path().join("api-key"), "right-key\n").expect("key");
     h.wait_events(10, T);
-    wait_for("ready again", T, || {
-        get(&h, &format!("{base}/readyz")).0 == 200
+    wait_for("the status to say it ships again", T, || {
+        !get(&h, &format!("{base}/status")).1.contains("rejects")
     });
+    assert!(h.terminate().success(), "{}", h.stderr());
+}
+
+/// A stage stopped for good (by the test build's failpoint, fired with SIGUSR2) fails
+/// `/healthz` once it is `liveness_timeout_secs` late, naming the stage; readiness stays.
+fn stuck_stage_fails_liveness(stage: &str) {
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    append(&log, numbered("l", 0..10));
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config(&endpoint, "", "[batch]\ntimeout_ms = 100\n");
+    let base = h.start_with_admin(
+        &config,
+        &[
+            ("SIDELOG_FAILPOINT", stage),
+            ("SIDELOG_LIVENESS_TIMEOUT_SECS", "1"),
+        ],
+    );
+    h.wait_events(10, T);
+    assert_eq!(get(&h, &format!("{base}/healthz")).0, 200);
+    h.send_signal(libc::SIGUSR2);
+    h.wait_stderr("failpoint fired", T);
+    // The stuck stage must be given work for the sender's case: the reader then waits on it.
+    append(&log, numbered("m", 0..3000));
+    wait_for("/healthz to fail", T, || {
+        get(&h, &format!("{base}/healthz")).0 == 503
+    });
+    let (_, body) = get(&h, &format!("{base}/healthz"));
+    assert!(
+        body.starts_with(&format!("stuck: the {stage} has not turned")),
+        "{body}"
+    );
+    assert_eq!(get(&h, &format!("{base}/readyz")).0, 200);
+    let (_, status) = get(&h, &format!("{base}/status"));
+    assert!(
+        status.contains(&format!("the {stage} has not turned")),
+        "{status}"
+    );
+    h.kill9();
+}
+
+#[test]
+fn a_stuck_reader_fails_liveness() {
+    stuck_stage_fails_liveness("reader");
+}
+
+#[test]
+fn a_stuck_sender_fails_liveness() {
+    stuck_stage_fails_liveness("sender");
+}
+
+#[test]
+fn liveness_holds_through_an_outage() {
+    // An intake that is down for longer than the liveness timeout is no reason to restart.
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    append(&log, numbered("o", 0..10));
+    let endpoint = h.intake().endpoint();
+    let config = h.write_config(
+        &endpoint,
+        "retry_initial_ms = 200\nretry_max_ms = 400\nrequest_timeout_ms = 500",
+        "[batch]\ntimeout_ms = 100\n",
+    );
+    let base = h.start_with_admin(&config, &[("SIDELOG_LIVENESS_TIMEOUT_SECS", "1")]);
+    h.wait_events(10, T);
+    h.intake_down();
+    append(&log, numbered("p", 0..5000));
+    let until = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < until {
+        assert_eq!(get(&h, &format!("{base}/healthz")), (200, "ok\n".into()));
+        assert_eq!(get(&h, &format!("{base}/readyz")).0, 200);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, status) = get(&h, &format!("{base}/status"));
+    assert!(status.contains("the intake fails"), "{status}");
+    h.intake_up();
+    h.wait_events(5010, T);
     assert!(h.terminate().success(), "{}", h.stderr());
 }

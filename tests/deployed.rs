@@ -212,3 +212,60 @@ fn a_pod_killed_and_restarted_loses_nothing() {
         "sent again after a clean stop"
     );
 }
+
+/// The shipper's containers in every shipped manifest: their only probe, if any, is liveness
+/// on `/healthz` (the Datadog Agent's Pod with only the image changed has none). A readiness
+/// probe on a sidecar would make the app leave its Services whenever the intake or the key
+/// fails.
+#[test]
+fn shipped_manifests_probe_liveness_only() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docker/kubernetes");
+    let mut files: Vec<PathBuf> = Vec::new();
+    for d in [dir.clone(), dir.join("agent")] {
+        for entry in std::fs::read_dir(&d).expect("manifests") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    let (mut shippers, mut probed) = (0, 0);
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("read");
+        for doc in sidelog_shipper::yaml11::load(&text).expect("YAML") {
+            let spec = if doc["kind"].as_str() == Some("Pod") {
+                &doc["spec"]
+            } else {
+                &doc["spec"]["template"]["spec"]
+            };
+            for list in ["containers", "initContainers"] {
+                for c in spec[list].as_vec().into_iter().flatten() {
+                    let image = c["image"].as_str().unwrap_or("");
+                    let app = c["args"][0].as_str() == Some("generate");
+                    if !image.starts_with("sidelog") || app {
+                        continue;
+                    }
+                    shippers += 1;
+                    let name = format!("{} {}", path.display(), c["name"].as_str().unwrap_or("?"));
+                    assert!(
+                        c["readinessProbe"].is_badvalue(),
+                        "{name}: a readiness probe"
+                    );
+                    let liveness = &c["livenessProbe"];
+                    if !liveness.is_badvalue() {
+                        probed += 1;
+                        assert_eq!(
+                            liveness["httpGet"]["path"].as_str(),
+                            Some("/healthz"),
+                            "{name}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        shippers >= 4 && probed >= 3,
+        "found {shippers} shipper containers, {probed} with a liveness probe"
+    );
+}

@@ -145,6 +145,7 @@ enum Next {
 /// kept through the checkpoints); an invalid one is refused and the running one kept.
 async fn ship(source: Source, mut config: Config, log: LogHandle) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
+    sidelog_shipper::failpoint::install();
     let metrics = Arc::new(Metrics::default());
     let admin = sidelog_shipper::admin::AdminState::new(metrics.clone());
     let admin_stop = CancellationToken::new();

@@ -330,7 +330,9 @@ fn add_volume(spec: &mut Hash, volume: Yaml, what: &str) -> Result<(), InjectErr
 }
 
 /// The sidecar: image, configuration, the Downward API variables, the drain deadline,
-/// probes, resources and the hardened security context of our manifests.
+/// probes, resources and the hardened security context of our manifests. Its only probe is
+/// liveness, which fails only when sidelog itself is stuck: a readiness probe would make the
+/// Pod's readiness, and so the app's place in its Services, follow the intake and the key.
 fn sidecar_container(opts: &Options, logs_volume: &str, drain: i64) -> Result<Yaml, InjectError> {
     let restart = if opts.classic {
         ""
@@ -366,10 +368,8 @@ resources:
 livenessProbe:
   httpGet: {{ path: /healthz, port: sidelog-metrics }}
   periodSeconds: 10
+  timeoutSeconds: 5
   failureThreshold: 3
-readinessProbe:
-  httpGet: {{ path: /readyz, port: sidelog-metrics }}
-  periodSeconds: 10
 volumeMounts:
   - {{ name: {logs_volume}, mountPath: {logs}, readOnly: true }}
   - {{ name: sidelog-data, mountPath: {DATA_DIR} }}
@@ -618,6 +618,12 @@ mod tests {
             assert_eq!(names(spec, "containers"), ["app"], "{kind}");
             let sidecar = nth(spec, "initContainers", 0);
             assert_eq!(str_at(sidecar, &["restartPolicy"]), Some("Always"));
+            // Its only probe is its own liveness: never the Pod's readiness.
+            assert_eq!(
+                str_at(sidecar, &["livenessProbe", "httpGet", "path"]),
+                Some("/healthz")
+            );
+            assert!(at(sidecar, &["readinessProbe"]).is_none(), "{kind}");
             let app = nth(spec, "containers", 0);
             let mount = nth(app, "volumeMounts", 0);
             assert_eq!(

@@ -1,8 +1,16 @@
 //! The admin endpoint (`metrics_listen`): Prometheus metrics, liveness, readiness, and the
 //! per-file status `sidelog status` prints.
 //!
-//! It only reads what the stages already count ([`Metrics`]) and what the checkpoint tracker
-//! knows about each file; it never takes a lock the hot path holds for long.
+//! It only reads what the stages already count ([`Metrics`]), what the checkpoint tracker
+//! knows about each file and what [`Liveness`] says; it never takes a lock the hot path holds
+//! for long.
+//!
+//! The probes answer for sidelog itself, never for what is outside it. `/readyz` is 200 once
+//! sidelog runs its configuration: a sidecar's readiness is its Pod's, and a Pod that is not
+//! ready leaves its Services, so an intake that is down or a key that is refused must not
+//! take the app out of service. `/healthz` fails only when the reader or the sender stopped
+//! turning ([`Liveness`]), which a restart of the container can cure. Why nothing ships is in
+//! `/status`, the metrics and the log.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -18,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{FileProgress, Tracker};
+use crate::health::{Liveness, Stuck};
 use crate::metrics::{
     BUILD_INFO, CPU_SECONDS, ENDPOINT_DROPPED, ENDPOINT_SENT, EndpointCounters, FILE_LAG,
     FILES_WATCHED, Metrics, RESIDENT_MEMORY, RULE_MATCHES, SECONDS_SINCE_LAST_ACCEPTED,
@@ -35,6 +44,7 @@ pub struct AdminState {
 struct RunView {
     tracker: Option<Arc<Tracker>>,
     url: String,
+    liveness: Option<Arc<Liveness>>,
 }
 
 impl AdminState {
@@ -45,8 +55,8 @@ impl AdminState {
         }
     }
 
-    /// Shows this run's files and intake from now on.
-    pub fn attach(&self, tracker: Arc<Tracker>, url: String) {
+    /// Shows this run's files, intake and liveness from now on.
+    pub fn attach(&self, tracker: Arc<Tracker>, url: String, liveness: Arc<Liveness>) {
         let mut run = match self.run.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
@@ -54,7 +64,17 @@ impl AdminState {
         *run = RunView {
             tracker: Some(tracker),
             url,
+            liveness: Some(liveness),
         };
+    }
+
+    /// The stage of this run that stopped turning, if one did.
+    fn stuck(&self) -> Option<Stuck> {
+        let run = match self.run.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        run.liveness.as_ref()?.stuck()
     }
 
     fn view(&self) -> (Vec<FileProgress>, String) {
@@ -77,9 +97,14 @@ impl AdminState {
 pub struct Status {
     pub version: String,
     pub intake: String,
+    /// Always true once sidelog answers: it runs its configuration (see the module's header).
     pub ready: bool,
-    /// Why not ready, when not.
-    pub not_ready_because: Option<String>,
+    /// Set when the reader or the sender stopped turning (what fails `/healthz`).
+    #[serde(default)]
+    pub stuck: Option<String>,
+    /// Why lines are not being shipped now, when they are not (the key, the intake).
+    #[serde(default)]
+    pub not_shipping_because: Option<String>,
     pub seconds_since_last_accepted: Option<f64>,
     pub events_sent: u64,
     pub events_dropped: u64,
@@ -137,14 +162,14 @@ fn answer(req: &Request<hyper::body::Incoming>, state: &AdminState) -> Response<
             );
             resp
         }
-        "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => match not_ready(&state.metrics) {
-            None => text(StatusCode::OK, "ready\n"),
-            Some(why) => text(
+        "/healthz" => match state.stuck() {
+            None => text(StatusCode::OK, "ok\n"),
+            Some(stuck) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &format!("not ready: {why}\n"),
+                &format!("stuck: {stuck}\n"),
             ),
         },
+        "/readyz" => text(StatusCode::OK, "ready\n"),
         "/status" => {
             let body = serde_json::to_string_pretty(&status(state)).unwrap_or_default();
             let mut resp = text(StatusCode::OK, &body);
@@ -167,15 +192,17 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     resp
 }
 
-/// Why sidelog should not receive traffic... or rather, why it is not doing its job: the key
-/// is missing or rejected. Kubernetes readiness only gates Services, so for a sidecar this is
-/// a signal for people and alerts.
-fn not_ready(m: &Metrics) -> Option<String> {
+/// Why nothing is being shipped now, for people and alerts (never for a probe): the key is
+/// missing or rejected, or the intake fails.
+fn not_shipping(m: &Metrics) -> Option<String> {
     if m.api_key_missing.get() != 0 {
         return Some("waiting for the API key file".into());
     }
     if m.api_key_rejected.get() != 0 {
         return Some("the intake rejects the API key (401/403)".into());
+    }
+    if m.intake_failing.get() != 0 {
+        return Some("the intake fails; requests wait behind one probe".into());
     }
     None
 }
@@ -187,13 +214,13 @@ fn seconds_since_last_accepted(m: &Metrics) -> Option<f64> {
 
 pub fn status(state: &AdminState) -> Status {
     let m = &state.metrics;
-    let why = not_ready(m);
     let (files, url) = state.view();
     Status {
         version: env!("CARGO_PKG_VERSION").into(),
         intake: url,
-        ready: why.is_none(),
-        not_ready_because: why,
+        ready: true,
+        stuck: state.stuck().map(|s| s.to_string()),
+        not_shipping_because: not_shipping(m),
         seconds_since_last_accepted: seconds_since_last_accepted(m),
         events_sent: m.events_sent.get(),
         events_dropped: m.events_dropped_total(),
@@ -211,9 +238,10 @@ pub fn render_status(s: &Status) -> String {
         "sidelog {} shipping to {}: {}",
         s.version,
         s.intake,
-        match &s.not_ready_because {
-            None => "ready".to_string(),
-            Some(why) => format!("NOT READY ({why})"),
+        match (&s.stuck, &s.not_shipping_because) {
+            (Some(stuck), _) => format!("STUCK ({stuck})"),
+            (None, Some(why)) => format!("NOT SHIPPING ({why})"),
+            (None, None) => "shipping".to_string(),
         }
     );
     let last = s
@@ -366,7 +394,12 @@ mod tests {
     fn exposition_has_help_type_and_labels() {
         let state = AdminState::new(Arc::new(Metrics::default()));
         let tracker = Arc::new(Tracker::new());
-        state.attach(tracker.clone(), "http://x".into());
+        let liveness = Arc::new(Liveness::new(
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(30),
+            Arc::default(),
+        ));
+        state.attach(tracker.clone(), "http://x".into(), liveness);
         state.metrics.retries_network.add(3);
         tracker.register(
             crate::position::StreamId(1),
@@ -395,8 +428,14 @@ mod tests {
         }
         let s = status(&state);
         assert!(s.ready);
+        assert_eq!(s.not_shipping_because, None);
         assert_eq!(s.files[0].lag(), 90);
         state.metrics.api_key_rejected.set(1);
-        assert!(!status(&state).ready);
+        let s = status(&state);
+        assert!(s.ready, "the key is not sidelog's readiness");
+        assert!(
+            s.not_shipping_because
+                .is_some_and(|why| why.contains("rejects the API key"))
+        );
     }
 }

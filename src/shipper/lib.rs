@@ -6,7 +6,7 @@
 //! [`encode`] (events and batches), [`compress`], [`ship`] (HTTP and retries), [`checkpoint`]
 //! (accepted positions), [`secret`] (the API key), `podtags` (tags from the Pod's labels),
 //! wired together by [`pipeline`] and brought down by [`shutdown`]; [`admin`] serves metrics,
-//! health and status.
+//! health and status, and [`health`] says whether sidelog itself keeps turning.
 //!
 //! This crate is the shipper and nothing else: the `sidelog` binary adds its command line, and
 //! the development tools (`sidelog-devtools`), `sidelog inject` (`sidelog-inject`) and the
@@ -21,6 +21,8 @@ pub mod compress;
 pub mod config;
 mod data_dir;
 pub mod encode;
+pub mod failpoint;
+pub mod health;
 mod log_limit;
 pub mod metrics;
 mod optional;

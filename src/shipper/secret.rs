@@ -247,7 +247,7 @@ impl KeySource {
 
     /// As [`KeySource::load`], but a missing or empty key file is waited for, up to `wait`
     /// (a Secret can be mounted after the container starts). While waiting, the
-    /// `api_key_missing` gauge is 1, so readiness says why.
+    /// `api_key_missing` gauge is 1, so `/status` and the metrics say why nothing ships.
     pub async fn load_waiting(
         path: Option<&Path>,
         inline: Option<&InlineKey>,

@@ -82,6 +82,11 @@ pub struct Config {
     /// Address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`, `/status`); empty: off.
     #[serde(with = "crate::optional::parsed")]
     pub metrics_listen: Option<SocketAddr>,
+    /// `/healthz` fails once the reader or the sender is this late (a turn that does not end,
+    /// a sleep past its deadline, work waiting with nothing moving past a request's timeout
+    /// and the outage gate's wait): sidelog itself is stuck, and a restart helps. An intake
+    /// that is down, a rejected key or a full disk never fail it.
+    pub liveness_timeout_secs: u64,
     /// Once this file exists, ship everything left, write checkpoints and exit 0 (for Jobs
     /// without native sidecars: the app creates it when done). Empty: off.
     #[serde(with = "crate::optional::path")]
@@ -115,6 +120,7 @@ impl Default for Config {
             shutdown_quiet_ms: 2_000,
             checkpoint_interval_ms: 5_000,
             metrics_listen: None,
+            liveness_timeout_secs: 120,
             exit_when_file: None,
             inputs: Vec::new(),
             tail: TailConfig::default(),

@@ -72,6 +72,7 @@ impl Config {
             range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 600_000),
             range("shutdown_quiet_ms", self.shutdown_quiet_ms, 0, 600_000),
             range("checkpoint_interval_ms", self.checkpoint_interval_ms, 10, 60_000),
+            range("liveness_timeout_secs", self.liveness_timeout_secs, 1, 86_400),
             range("tail.rescan_interval_ms", t.rescan_interval_ms, 100, 3_600_000),
             range("tail.read_buffer_bytes", t.read_buffer_bytes as u64, 4096, 16 << 20),
             range("tail.max_open_files", t.max_open_files as u64, 8, 1_000_000),

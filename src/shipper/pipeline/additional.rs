@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::compress::Compressed;
 use crate::config::Config;
+use crate::health::Liveness;
 use crate::metrics::{EndpointCounters, Metrics};
 use crate::secret::KeySource;
 use crate::ship::{Delivery, Sender};
@@ -70,6 +71,7 @@ pub(super) fn start(
     key_poll: Duration,
     helpers: &CancellationToken,
     signal: &ShutdownSignal,
+    liveness: &Arc<Liveness>,
 ) -> anyhow::Result<AdditionalEndpoints> {
     let mut additional = AdditionalEndpoints::default();
     for (i, extra) in config.datadog.additional_endpoints.iter().enumerate() {
@@ -95,10 +97,13 @@ pub(super) fn start(
         } else {
             Arc::new(Metrics::default())
         };
-        let sender = Arc::new(
-            Sender::new(&settings, keys, sender_metrics)
-                .with_context(|| format!("datadog.additional_endpoints[{i}]"))?,
-        );
+        let mut sender = Sender::new(&settings, keys, sender_metrics)
+            .with_context(|| format!("datadog.additional_endpoints[{i}]"))?;
+        if extra.reliable {
+            // A reliable endpoint holds batches back like the main one.
+            sender = sender.watched_by(liveness.clone());
+        }
+        let sender = Arc::new(sender);
         tracing::info!(url = %sender.url(), reliable = extra.reliable, "also shipping to additional endpoint");
         if extra.reliable {
             additional.reliable.push(sender);

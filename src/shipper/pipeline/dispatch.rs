@@ -24,6 +24,7 @@ use crate::checkpoint::Tracker;
 use crate::compress::{self, Codec, Compressed};
 use crate::config::Config;
 use crate::encode::Batch;
+use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::ship::{Delivery, Sender, Slot};
 use crate::shutdown::ShutdownSignal;
@@ -123,6 +124,8 @@ pub(super) struct ShipContext<S: Sink> {
     pub recycle: std::sync::mpsc::Sender<Vec<u8>>,
     pub signal: ShutdownSignal,
     sending: Sending,
+    /// Told when the sender moves (`/healthz`).
+    liveness: Arc<Liveness>,
     /// The compressor threads (`compression_threads`).
     compressors: Compressors,
     /// Sequence number of the next batch allowed to start sending: sends start in the order
@@ -132,15 +135,7 @@ pub(super) struct ShipContext<S: Sink> {
 }
 
 impl Dispatcher<Sender> {
-    pub(super) fn new(
-        endpoints: Endpoints,
-        tracker: Arc<Tracker>,
-        metrics: Arc<Metrics>,
-        config: Config,
-        recycle: std::sync::mpsc::Sender<Vec<u8>>,
-        signal: ShutdownSignal,
-        sending: Sending,
-    ) -> std::io::Result<Dispatcher> {
+    pub(super) fn new(endpoints: Endpoints, links: Links) -> std::io::Result<Dispatcher> {
         let Endpoints { main, additional } = endpoints;
         let mut dispatcher = Dispatcher::with_sinks(
             Sinks {
@@ -148,14 +143,7 @@ impl Dispatcher<Sender> {
                 reliable: additional.reliable,
                 best_effort: additional.best_effort,
             },
-            Links {
-                tracker,
-                metrics,
-                config,
-                recycle,
-                signal,
-                sending,
-            },
+            links,
         )?;
         dispatcher._best_effort_tasks = additional.tasks;
         Ok(dispatcher)
@@ -177,6 +165,7 @@ pub(super) struct Links {
     pub recycle: std::sync::mpsc::Sender<Vec<u8>>,
     pub signal: ShutdownSignal,
     pub sending: Sending,
+    pub liveness: Arc<Liveness>,
 }
 
 impl<S: Sink> Dispatcher<S> {
@@ -188,6 +177,7 @@ impl<S: Sink> Dispatcher<S> {
             recycle,
             signal,
             sending,
+            liveness,
         } = links;
         // One compressor per core, at most 2, and a spare one for gzip (see `compressors`).
         let compressors = config.datadog.compressors();
@@ -220,6 +210,7 @@ impl<S: Sink> Dispatcher<S> {
                 recycle,
                 signal,
                 sending,
+                liveness,
                 compressors: Compressors::start(compressors)?,
                 turn_tx,
                 turn_rx,
@@ -231,6 +222,7 @@ impl<S: Sink> Dispatcher<S> {
     /// meanwhile reports batches that finished. Cancel-safe: dropped while waiting, nothing
     /// is lost (the batch stays in the channel).
     pub(super) async fn take(&mut self, batches: &mut mpsc::Receiver<Batch>) -> Taken {
+        crate::failpoint::sender_turn().await;
         loop {
             tokio::select! {
                 admission = admit(&self.window, &self.compress_slots) => {
@@ -243,6 +235,7 @@ impl<S: Sink> Dispatcher<S> {
                     let seq = self.next_seq;
                     self.next_seq += 1;
                     self.tasks.spawn(ship_batch(self.ctx.clone(), batch, seq, admission));
+                    self.ctx.liveness.sender_moved();
                     return Taken::Dispatched;
                 }
                 Some(res) = self.tasks.join_next(), if !self.tasks.is_empty() => report_join(res),
@@ -361,6 +354,7 @@ async fn ship_batch<S: Sink>(
     }
     drop(in_flight);
     drop(slot);
+    ctx.liveness.sender_moved();
     if sent.is_some() {
         // Every event was accepted or, alone, refused for good: the lines are done with.
         ctx.tracker.ack(&marks, events as u64);
@@ -702,6 +696,11 @@ mod tests {
                     count: Arc::new(AtomicUsize::new(0)),
                     wake: Arc::new(Wake::default()),
                 },
+                liveness: Arc::new(Liveness::new(
+                    Duration::from_secs(60),
+                    Duration::from_secs(30),
+                    Arc::new(AtomicUsize::new(0)),
+                )),
             },
         )
         .expect("compressors");

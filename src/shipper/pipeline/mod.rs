@@ -42,13 +42,14 @@ use crate::config::Config;
 /// Why a run did not start on its `data_dir` (the binary exits 3 for it).
 pub use crate::data_dir::DataDirError;
 use crate::encode::Batch;
+use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::podtags::PodTagsSource;
 use crate::secret::KeySource;
 use crate::ship::Sender;
 use crate::shutdown::{Phase, Shutdown, ShutdownSignal};
 use crate::tail::{Tailer, TailerLinks, Wake};
-use dispatch::{Dispatcher, Sending, Taken};
+use dispatch::{Dispatcher, Links, Sending, Taken};
 
 /// How often `exit_when_file` is looked for.
 const EXIT_FILE_POLL: Duration = Duration::from_secs(1);
@@ -142,15 +143,26 @@ async fn run(
     metrics.api_key_rejected.set(0);
     metrics.intake_failing.set(0);
     let tracker = Arc::new(Tracker::new());
+    let sending = Arc::new(AtomicUsize::new(0));
+    let liveness = Arc::new(Liveness::new(
+        Duration::from_secs(config.liveness_timeout_secs),
+        Duration::from_millis(config.datadog.request_timeout_ms),
+        sending.clone(),
+    ));
     if let Some(admin) = &admin {
-        admin.attach(tracker.clone(), config.datadog.logs_url());
+        admin.attach(tracker.clone(), config.datadog.logs_url(), liveness.clone());
     }
     let mut signal = shutdown.signal();
     let Some(keys) = load_key(&config, &metrics, &mut signal).await? else {
         tracing::info!("stopped while waiting for the API key");
         return Ok(());
     };
-    let mut stages = start_stages(&config, keys, tracker, &metrics, &shutdown)?;
+    let run = RunLinks {
+        tracker,
+        sending,
+        liveness,
+    };
+    let mut stages = start_stages(&config, keys, run, &metrics, &shutdown)?;
     let ended = ship_until_done(&mut stages, &mut signal, &shutdown).await;
     let outcome = finish(stages, &config, &metrics, shutdown.drained()).await;
     if ended == Ended::ReaderFailed {
@@ -186,19 +198,31 @@ async fn load_key(
     }
 }
 
+/// What the stages of one run share besides the configuration and the metrics.
+struct RunLinks {
+    tracker: Arc<Tracker>,
+    /// Requests in flight (the dispatcher counts them; the reader and liveness read them).
+    sending: Arc<AtomicUsize>,
+    liveness: Arc<Liveness>,
+}
+
 fn start_stages(
     config: &Config,
     keys: Arc<KeySource>,
-    tracker: Arc<Tracker>,
+    run: RunLinks,
     metrics: &Arc<Metrics>,
     shutdown: &Arc<Shutdown>,
 ) -> anyhow::Result<Stages> {
+    let RunLinks {
+        tracker,
+        sending,
+        liveness,
+    } = run;
     let helpers = CancellationToken::new();
     let resume = load_checkpoints(&config.data_dir);
-    let endpoints = endpoints(config, keys, metrics, &helpers, shutdown)?;
+    let endpoints = endpoints(config, keys, metrics, &helpers, shutdown, &liveness)?;
 
     let (batch_tx, batches) = mpsc::channel::<Batch>(1);
-    let sending = Arc::new(AtomicUsize::new(0));
     let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let wake = Arc::new(Wake::default());
     let pod_tags = follow_pod_tags(config, &helpers);
@@ -213,6 +237,7 @@ fn start_stages(
             sending: sending.clone(),
             resume,
             pod_tags,
+            liveness: liveness.clone(),
         },
     )?;
     let reader = std::thread::Builder::new()
@@ -236,14 +261,17 @@ fn start_stages(
     ));
     let dispatcher = Dispatcher::new(
         endpoints,
-        tracker.clone(),
-        metrics.clone(),
-        config.clone(),
-        recycle_tx,
-        shutdown.signal(),
-        Sending {
-            count: sending,
-            wake: wake.clone(),
+        Links {
+            tracker: tracker.clone(),
+            metrics: metrics.clone(),
+            config: config.clone(),
+            recycle: recycle_tx,
+            signal: shutdown.signal(),
+            sending: Sending {
+                count: sending,
+                wake: wake.clone(),
+            },
+            liveness,
         },
     )
     .context("cannot start compressor threads")?;
@@ -265,11 +293,19 @@ fn endpoints(
     metrics: &Arc<Metrics>,
     helpers: &CancellationToken,
     shutdown: &Arc<Shutdown>,
+    liveness: &Arc<Liveness>,
 ) -> anyhow::Result<additional::Endpoints> {
     keys.follow(KEY_POLL, helpers.clone());
-    let main = Arc::new(Sender::new(config, keys, metrics.clone())?);
+    let main = Arc::new(Sender::new(config, keys, metrics.clone())?.watched_by(liveness.clone()));
     tracing::info!(url = %main.url(), "shipping to intake");
-    let additional = additional::start(config, metrics, KEY_POLL, helpers, &shutdown.signal())?;
+    let additional = additional::start(
+        config,
+        metrics,
+        KEY_POLL,
+        helpers,
+        &shutdown.signal(),
+        liveness,
+    )?;
     Ok(additional::Endpoints { main, additional })
 }
 

@@ -19,6 +19,7 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 
 use crate::compress::Codec;
 use crate::config::Config;
+use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::secret::{ApiKey, KeyChange, KeySource};
 use crate::shutdown::ShutdownSignal;
@@ -141,6 +142,9 @@ pub struct Sender {
     metrics: Arc<Metrics>,
     limiter: Limiter,
     gate: Gate,
+    /// Told of every answer and of the outage gate's waits (`/healthz`); `None` for
+    /// best-effort endpoints, which hold nothing back.
+    liveness: Option<Arc<Liveness>>,
 }
 
 impl Sender {
@@ -193,7 +197,14 @@ impl Sender {
                 Duration::from_millis(d.retry_initial_ms),
                 Duration::from_millis(d.retry_max_ms),
             ),
+            liveness: None,
         })
+    }
+
+    /// Tells `liveness` of every answer and wait from now on.
+    pub fn watched_by(mut self, liveness: Arc<Liveness>) -> Sender {
+        self.liveness = Some(liveness);
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -229,6 +240,9 @@ impl Sender {
                 answer = self.post_once(body.clone(), codec, failures) => answer,
                 _ = signal.abandoned() => return Delivery::Abandoned,
             };
+            if let Some(l) = &self.liveness {
+                l.sender_moved();
+            }
             let (reason, retry_after) = match answer {
                 Posted::Accepted => {
                     self.limiter.observe(Outcome::Success(sent_at.elapsed()));
@@ -258,6 +272,9 @@ impl Sender {
                 self.metrics.intake_failing.up();
             }
             let wait = failed.wait;
+            if let Some(l) = &self.liveness {
+                l.sender_waits(wait);
+            }
             if failures.is_power_of_two() {
                 tracing::warn!(failures, wait_ms = wait.as_millis() as u64, url = %self.url, "{reason}; holding requests, one probe retrying after the wait");
             } else {
@@ -376,7 +393,7 @@ impl Sender {
             }
             KeyChange::None => {
                 if self.metrics.api_key_rejected.replace(1) == 0 {
-                    tracing::error!(origin = %self.keys.origin(), %status, "the intake rejects the API key; keeping the data on disk and retrying (not ready)");
+                    tracing::error!(origin = %self.keys.origin(), %status, "the intake rejects the API key; keeping the data on disk and retrying");
                 }
             }
         }

@@ -46,6 +46,7 @@ use tokio::sync::mpsc;
 use crate::checkpoint::{Entry, Tracker};
 use crate::config::{Config, ReadFrom};
 use crate::encode::{Batch, BatchBuilder};
+use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::podtags::PodTagsSource;
 use crate::position::{DevIno, Fingerprint, StreamId};
@@ -139,6 +140,8 @@ pub struct Tailer {
     sending: Arc<AtomicUsize>,
     /// The Pod's tags, and the generation of them the files' templates were built with.
     pod_tags: Option<(Arc<PodTagsSource>, u64)>,
+    /// Told when the reader turns, sleeps and waits for the sender (`/healthz`).
+    liveness: Arc<Liveness>,
 }
 
 /// Channels and shared state the reader is started with.
@@ -154,6 +157,7 @@ pub struct TailerLinks {
     pub resume: Vec<Entry>,
     /// Tags from the Pod's labels and annotations, when configured.
     pub pod_tags: Option<Arc<PodTagsSource>>,
+    pub liveness: Arc<Liveness>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +263,7 @@ impl Tailer {
                 let seen = source.generation();
                 (source, seen)
             }),
+            liveness: links.liveness,
         })
     }
 
@@ -277,12 +282,15 @@ impl Tailer {
             End::Abandoned | End::SenderGone => {}
         }
         self.observe_sizes();
+        self.liveness.reader_ended();
     }
 
     /// The reading loop: sleeps until something is due, then takes a turn.
     fn follow(&mut self) -> End {
+        self.liveness.reader_turns();
         self.rescan(true);
         loop {
+            crate::failpoint::reader_turn();
             let busy = self.table.files().any(|t| t.active);
             let draining = self.schedule.draining();
             if draining && !busy && self.table.nothing_waits() && self.all_quiet() {
@@ -293,6 +301,9 @@ impl Tailer {
                 return End::Drained;
             }
             let sleep = (!busy).then(|| self.sleep_for(Instant::now()));
+            if let Some(sleep) = sleep {
+                self.liveness.reader_sleeps(sleep.max(WRITE_COALESCE));
+            }
             let (woken, gathered_since) = match sleep {
                 Some(sleep) if self.schedule.flowing() => self.gather(sleep),
                 _ => {
@@ -307,6 +318,7 @@ impl Tailer {
                     }
                 }
             };
+            self.liveness.reader_turns();
             if woken.abandon {
                 return End::Abandoned;
             }
@@ -476,7 +488,10 @@ impl Tailer {
     fn send_ready(&mut self) -> bool {
         for batch in self.events.ready.drain(..) {
             self.metrics.batches_built.inc();
-            if self.out.blocking_send(batch).is_err() {
+            self.liveness.reader_waits_for_sender();
+            let sent = self.out.blocking_send(batch);
+            self.liveness.reader_turns();
+            if sent.is_err() {
                 return false;
             }
         }

@@ -319,6 +319,11 @@ impl Reader {
                 sending: Arc::new(AtomicUsize::new(0)),
                 resume,
                 pod_tags: None,
+                liveness: Arc::new(crate::health::Liveness::new(
+                    Duration::from_secs(60),
+                    Duration::from_secs(30),
+                    Arc::default(),
+                )),
             },
         )
         .expect("tailer");
