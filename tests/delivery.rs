@@ -568,3 +568,111 @@ fn an_explicit_compression_is_obeyed_even_when_refused() {
         "{encodings:?}"
     );
 }
+
+/// An intake that redirects every POST to a second listener: sidelog follows no redirect, so
+/// the second listener gets no request (and no key); each redirect is a retried failure,
+/// counted by reason; once the first answers 202, every line arrives once.
+#[test]
+fn redirects_are_never_followed() {
+    for status in [301, 302, 303, 307, 308] {
+        let mut h = Harness::with_intake();
+        let elsewhere =
+            h.rt.block_on(sidelog_devtools::intake::Intake::start(
+                sidelog_devtools::intake::IntakeOptions {
+                    keep_events: true,
+                    ..Default::default()
+                },
+            ))
+            .expect("second listener");
+        let log = h.log("app.log");
+        append(&log, numbered("r", 0..100));
+        h.intake().set_faults(Faults {
+            redirect: Some(sidelog_devtools::intake::Redirect {
+                status,
+                location: format!("{}/api/v2/logs", elsewhere.endpoint()),
+            }),
+            ..Faults::default()
+        });
+        let config = config(&h, "");
+        let base = h.start_with_admin(&config, &[]);
+        h.wait_faults(5, T);
+        let redirects = h
+            .metric(&base, "sidelog_retries_total{reason=\"redirect\"}")
+            .expect("a redirect reason");
+        assert!(redirects >= 5.0, "{status}: {redirects}");
+        h.wait_stderr("sidelog does not follow redirects", T);
+        assert_eq!(
+            h.stderr()
+                .matches("sidelog does not follow redirects")
+                .count(),
+            1,
+            "{status}: said once"
+        );
+        assert!(
+            h.stderr().contains(&elsewhere.endpoint()),
+            "the Location is named"
+        );
+        assert_eq!(
+            h.intake().event_count(),
+            0,
+            "{status}: nothing taken as delivered"
+        );
+        h.intake().set_faults(Faults::default());
+        h.wait_events(100, T);
+        assert!(h.terminate().success(), "{}", h.stderr());
+        assert_lines(&h.messages(), &numbered("r", 0..100), "after the redirects");
+        let second = elsewhere
+            .state
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(second, 0, "{status}: the second listener got a request");
+    }
+}
+
+/// Credentials in the endpoint's and the proxy's URLs never show: not in `sidelog check`,
+/// `/status`, `/metrics` or the log, errors included.
+#[test]
+fn credentials_in_urls_are_never_shown() {
+    const SECRET: &str = "s3cretpass";
+    let mut h = Harness::with_intake();
+    append(&h.log("app.log"), numbered("c", 0..10));
+    let port = h.intake().addr.port();
+    // The proxy refuses connections: its errors are logged, with its URL.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let config = h.write_config(
+        &format!("http://alice:{SECRET}@127.0.0.1:{port}"),
+        &format!(
+            "proxy = \"http://bob:{SECRET}@127.0.0.1:{dead_port}\"\nrequest_timeout_ms = 1000"
+        ),
+        "[batch]\ntimeout_ms = 100\n",
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("check");
+    let check =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{check}");
+    assert!(check.contains("http://***:***@127.0.0.1"), "{check}");
+    let base = h.start_with_admin(&config, &[]);
+    h.wait_stderr("request failed", T);
+    let get = |path: &str| {
+        h.rt.block_on(async {
+            reqwest::get(format!("{base}{path}"))
+                .await
+                .expect("get")
+                .text()
+                .await
+                .expect("text")
+        })
+    };
+    let shown = [check, get("/status"), get("/metrics"), h.stderr()];
+    for text in &shown {
+        assert!(!text.contains(SECRET), "{text}");
+    }
+    assert!(shown[1].contains("***"), "{}", shown[1]);
+    assert!(h.terminate().success(), "{}", h.stderr());
+}

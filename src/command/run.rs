@@ -268,7 +268,10 @@ pub fn check(source: Source) -> ExitCode {
         key.origin(),
         key.current().len()
     );
-    println!("# intake URL: {}", config.datadog.logs_url());
+    println!(
+        "# intake URL: {}",
+        sidelog_shipper::redact::url_text(&config.datadog.logs_url())
+    );
     if let Some(agent) = &config.agent {
         for (i, origin) in agent.inputs.iter().enumerate() {
             println!("# inputs[{i}]: {origin}");

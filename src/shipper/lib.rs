@@ -30,6 +30,7 @@ pub mod pipeline;
 mod podtags;
 pub mod position;
 pub mod process;
+pub mod redact;
 pub mod secret;
 mod ship;
 mod shutdown;

@@ -180,6 +180,7 @@ metrics! {
     retries_server_error: Counter = "retries_total" { "reason" = "server_error" }, "Failed attempts that will be retried, by reason.";
     retries_key_rejected: Counter = "retries_total" { "reason" = "key_rejected" }, "Failed attempts that will be retried, by reason.";
     retries_unexpected_status: Counter = "retries_total" { "reason" = "unexpected_status" }, "Failed attempts that will be retried, by reason.";
+    retries_redirect: Counter = "retries_total" { "reason" = "redirect" }, "Failed attempts that will be retried, by reason.";
     events_dropped_invalid: Counter = "events_dropped_total" { "reason" = "invalid" }, "Events dropped, by reason.";
     events_dropped_too_large: Counter = "events_dropped_total" { "reason" = "too_large" }, "Events dropped, by reason.";
     events_dropped_unencodable: Counter = "events_dropped_total" { "reason" = "unencodable" }, "Events dropped, by reason.";
@@ -312,18 +313,22 @@ impl Metrics {
 
     /// Failed attempts that will be retried, all reasons together.
     pub fn retries_total(&self) -> u64 {
-        self.retries_network.get()
-            + self.retries_throttled.get()
-            + self.retries_server_error.get()
-            + self.retries_key_rejected.get()
-            + self.retries_unexpected_status.get()
+        self.family_total("retries_total")
     }
 
     /// Events dropped, all reasons together.
     pub fn events_dropped_total(&self) -> u64 {
-        self.events_dropped_invalid.get()
-            + self.events_dropped_too_large.get()
-            + self.events_dropped_unencodable.get()
+        self.family_total("events_dropped_total")
+    }
+
+    /// The sum of a labelled family's series, from their one declaration (a reason added
+    /// there is counted here too).
+    fn family_total(&self, name: &str) -> u64 {
+        self.series()
+            .iter()
+            .filter(|(series, _)| series.family.name == name)
+            .map(|(_, value)| value)
+            .sum()
     }
 }
 

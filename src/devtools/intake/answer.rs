@@ -128,7 +128,19 @@ fn happens(rate: f64) -> bool {
 
 fn injected(state: &IntakeState, status: StatusCode, faults: &Faults) -> Response<Full<Bytes>> {
     state.faults_injected.fetch_add(1, Ordering::Relaxed);
-    let mut resp = error(status, "fault injected");
+    let mut resp = if faults.error_body_bytes > 0 {
+        // A gateway's error page, as large as asked.
+        let mut page = String::with_capacity(faults.error_body_bytes);
+        while page.len() < faults.error_body_bytes {
+            page.push_str("<p>an error page from a broken gateway</p>\n");
+        }
+        page.truncate(faults.error_body_bytes);
+        let mut resp = Response::new(Full::new(Bytes::from(page)));
+        *resp.status_mut() = status;
+        resp
+    } else {
+        error(status, "fault injected")
+    };
     if let Some(secs) = faults.retry_after_secs
         && (status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE)
     {
@@ -223,6 +235,14 @@ fn refuse_early(
     }
     if req.method() != hyper::Method::POST {
         return Some(error(StatusCode::METHOD_NOT_ALLOWED, "use POST"));
+    }
+    if let Some(redirect) = &faults.redirect {
+        let status = StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::FOUND);
+        let mut resp = injected(state, status, faults);
+        if let Ok(location) = hyper::header::HeaderValue::from_str(&redirect.location) {
+            resp.headers_mut().insert(hyper::header::LOCATION, location);
+        }
+        return Some(resp);
     }
     if let Some(forced) = faults.status {
         let status = StatusCode::from_u16(forced).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);

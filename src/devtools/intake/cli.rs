@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Faults, Intake, IntakeOptions, TlsFiles};
+use super::{Faults, Intake, IntakeOptions, Redirect, TlsFiles};
 
 /// `sidelog intake`'s options.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,6 +66,15 @@ struct FaultArgs {
     /// Answer 415 to zstd bodies, as a receiver that cannot decode zstd does.
     #[arg(long)]
     refuse_zstd: bool,
+    /// Answer every request with a redirect to this URL (see --redirect-status).
+    #[arg(long, value_name = "URL")]
+    redirect_to: Option<String>,
+    /// The status of --redirect-to's answers: 301, 302, 303, 307 or 308.
+    #[arg(long, default_value_t = 302, value_name = "STATUS")]
+    redirect_status: u16,
+    /// Error answers carry a body of this many bytes, as a broken gateway's error page.
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    error_body_bytes: usize,
 }
 
 impl IntakeArgs {
@@ -87,6 +96,11 @@ impl IntakeArgs {
                 poison: f.poison,
                 max_body_bytes: f.max_body_bytes,
                 refuse_zstd: f.refuse_zstd,
+                redirect: f.redirect_to.map(|location| Redirect {
+                    status: f.redirect_status,
+                    location,
+                }),
+                error_body_bytes: f.error_body_bytes,
                 ..Faults::default()
             },
             tls: self

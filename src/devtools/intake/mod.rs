@@ -120,6 +120,18 @@ pub struct Faults {
     pub max_body_bytes: Option<usize>,
     /// zstd bodies are answered 415, as by a receiver that cannot decode zstd.
     pub refuse_zstd: bool,
+    /// Every request is answered with this redirect (a proxy or load balancer that redirects).
+    pub redirect: Option<Redirect>,
+    /// Error answers carry a body of this many bytes (a broken gateway's error page).
+    pub error_body_bytes: usize,
+}
+
+/// A redirect the intake answers with.
+#[derive(Debug, Clone)]
+pub struct Redirect {
+    /// 301, 302, 303, 307 or 308.
+    pub status: u16,
+    pub location: String,
 }
 
 /// Counters and captured events; shared with the handlers.

@@ -546,9 +546,21 @@ impl Default for BatchConfig {
 }
 
 impl Config {
-    /// The effective configuration as TOML, for `sidelog check`.
+    /// The effective configuration as TOML, for `sidelog check`; credentials in URLs (the
+    /// endpoints', the proxy's) are shown as `***`.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let mut shown = self.clone();
+        let hide = |url: &mut Option<Url>| {
+            if let Some(hidden) = url.as_ref().and_then(crate::redact::hidden) {
+                *url = Some(hidden);
+            }
+        };
+        hide(&mut shown.datadog.endpoint);
+        hide(&mut shown.datadog.proxy);
+        for extra in &mut shown.datadog.additional_endpoints {
+            hide(&mut extra.endpoint);
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 

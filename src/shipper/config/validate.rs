@@ -113,7 +113,7 @@ impl Config {
         {
             errors.push(format!(
                 "datadog.proxy = {:?} is not a proxy URL (e.g. \"http://proxy.internal:3128\")",
-                proxy.as_str()
+                crate::redact::url(proxy)
             ));
         }
         if let Some(ca) = &d.ca_file
@@ -227,11 +227,11 @@ fn check_endpoint(key: &str, endpoint: &Url, allow_insecure_http: bool, errors: 
         "http" if allow_insecure_http || is_loopback(endpoint) => {}
         "http" => errors.push(format!(
             "{key} = {:?}: the API key would cross the network unencrypted; use https:// or set datadog.allow_insecure_http = true",
-            endpoint.as_str()
+            crate::redact::url(endpoint)
         )),
         _ => errors.push(format!(
             "{key} = {:?} must start with http:// or https://",
-            endpoint.as_str()
+            crate::redact::url(endpoint)
         )),
     }
 }

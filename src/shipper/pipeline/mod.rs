@@ -150,7 +150,8 @@ async fn run(
         sending.clone(),
     ));
     if let Some(admin) = &admin {
-        admin.attach(tracker.clone(), config.datadog.logs_url(), liveness.clone());
+        let shown = crate::redact::url_text(&config.datadog.logs_url());
+        admin.attach(tracker.clone(), shown, liveness.clone());
     }
     let mut signal = shutdown.signal();
     let Some(keys) = load_key(&config, &metrics, &mut signal).await? else {

@@ -6,6 +6,11 @@
 //! statuses are retried through the outage [`gate`] (one probe at a time, honouring
 //! `Retry-After`); 401 and 403 re-read the key and retry the same way, since the files on disk
 //! keep the data. The request slots ([`limiter`]) are a fixed number, or adaptive.
+//!
+//! Redirects are never followed: a 3xx is a failed attempt, retried like a 5xx. Following one
+//! would send the key and the lines to a host nobody configured (a POST turned into a GET by a
+//! 302 even came back 200, and its batch was taken as delivered). Only a 2xx from the
+//! configured URL acknowledges a batch.
 
 mod gate;
 mod limiter;
@@ -52,7 +57,11 @@ pub enum ShipError {
     #[error("datadog.ca_file {path}: no certificate in the file")]
     CaFileEmpty { path: String },
     #[error("datadog.proxy {url:?}: {source}")]
-    Proxy { url: String, source: reqwest::Error },
+    Proxy {
+        /// Shown without its credentials.
+        url: String,
+        source: reqwest::Error,
+    },
     #[error("the intake's URL {url:?}: {reason}")]
     Url { url: String, reason: String },
 }
@@ -137,6 +146,10 @@ pub struct Sender {
     /// Parsed once: parsing it for every request (IDNA included) was a few percent of a
     /// quiet Pod's CPU.
     url: reqwest::Url,
+    /// The URL as logs and errors show it: without credentials.
+    shown_url: String,
+    /// Whether the first redirect was logged (with its `Location`).
+    redirect_logged: std::sync::atomic::AtomicBool,
     keys: Arc<KeySource>,
     encoding: Encoding,
     metrics: Arc<Metrics>,
@@ -157,14 +170,15 @@ impl Sender {
         // Environment proxies (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY) apply unless
         // datadog.proxy names one. TLS certificates are always verified.
         let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_millis(d.request_timeout_ms))
             .connect_timeout(Duration::from_millis(d.request_timeout_ms.min(10_000)))
             .pool_idle_timeout(Duration::from_secs(50))
             .user_agent(SIDELOG_USER_AGENT);
         if let Some(url) = &d.proxy {
             let proxy = reqwest::Proxy::all(url.clone()).map_err(|source| ShipError::Proxy {
-                url: url.to_string(),
-                source,
+                url: crate::redact::url(url),
+                source: source.without_url(),
             })?;
             builder = builder.proxy(proxy);
         }
@@ -181,10 +195,12 @@ impl Sender {
         let url = d.logs_url();
         let url = reqwest::Url::parse(&url).map_err(|e| ShipError::Url {
             reason: e.to_string(),
-            url,
+            url: crate::redact::url_text(&url),
         })?;
         Ok(Sender {
             client: builder.build()?,
+            shown_url: crate::redact::url(&url),
+            redirect_logged: std::sync::atomic::AtomicBool::new(false),
             url,
             keys,
             encoding: Encoding::new(
@@ -207,8 +223,9 @@ impl Sender {
         self
     }
 
+    /// The URL batches go to, as logs show it (without credentials).
     pub fn url(&self) -> &str {
-        self.url.as_str()
+        &self.shown_url
     }
 
     /// Waits for a request slot (`datadog.request_concurrency`); dropping it gives it back.
@@ -276,7 +293,7 @@ impl Sender {
                 l.sender_waits(wait);
             }
             if failures.is_power_of_two() {
-                tracing::warn!(failures, wait_ms = wait.as_millis() as u64, url = %self.url, "{reason}; holding requests, one probe retrying after the wait");
+                tracing::warn!(failures, wait_ms = wait.as_millis() as u64, url = %self.shown_url, "{reason}; holding requests, one probe retrying after the wait");
             } else {
                 tracing::debug!(
                     failures,
@@ -326,6 +343,8 @@ impl Sender {
             Err(e) => {
                 self.limiter.observe(Outcome::Congested);
                 self.metrics.retries_network.inc();
+                // The URL is in the log line, without its credentials; not in the error.
+                let e = e.without_url();
                 return Posted::retry(format!("request failed: {}", error_chain(&e)), None);
             }
         };
@@ -340,6 +359,14 @@ impl Sender {
             return Posted::Unsupported;
         }
         match classify(status) {
+            Answer::Redirect => {
+                m.retries_redirect.inc();
+                self.redirected(&resp);
+                Posted::retry(
+                    format!("intake answered {status}, a redirect (not followed)"),
+                    retry_after,
+                )
+            }
             Answer::Throttled | Answer::ServerError => {
                 self.limiter.observe(Outcome::Congested);
                 if classify(status) == Answer::Throttled {
@@ -374,11 +401,29 @@ impl Sender {
                 if loud && status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
                     tracing::error!(%status, encoding = codec.content_encoding(), body = %truncate(&text, 300), "the intake cannot decode this encoding, and datadog.compression asks for it explicitly; keeping the data on disk and retrying (set compression = \"auto\" to fall back to gzip)");
                 } else if loud {
-                    tracing::error!(%status, body = %truncate(&text, 300), url = %self.url, "unexpected answer from the intake; keeping the data on disk and retrying (check datadog.endpoint)");
+                    tracing::error!(%status, body = %truncate(&text, 300), url = %self.shown_url, "unexpected answer from the intake; keeping the data on disk and retrying (check datadog.endpoint)");
                 }
                 Posted::retry(format!("intake answered {status}"), retry_after)
             }
         }
+    }
+
+    /// A 3xx: said once per run, with where it points (without credentials), since only the
+    /// configuration can fix it.
+    fn redirected(&self, resp: &reqwest::Response) {
+        if self
+            .redirect_logged
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(crate::redact::url_text)
+            .unwrap_or_else(|| "(none)".into());
+        tracing::error!(status = %resp.status(), url = %self.shown_url, %location, "the intake answers with a redirect; sidelog does not follow redirects (the key and the lines go only to the configured endpoint): keeping the data on disk and retrying; point datadog.endpoint at the final URL");
     }
 
     /// 401/403 to a request carrying `used`: takes a rotated key from the file, or goes
@@ -426,6 +471,7 @@ impl Posted {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Answer {
+    Redirect,
     Throttled,
     ServerError,
     KeyRejected,
@@ -435,6 +481,7 @@ enum Answer {
 
 fn classify(status: StatusCode) -> Answer {
     match status.as_u16() {
+        300..=399 => Answer::Redirect,
         400 | 413 => Answer::Refused,
         401 | 403 => Answer::KeyRejected,
         408 | 429 => Answer::Throttled,
@@ -495,6 +542,11 @@ mod tests {
             (413, Answer::Refused),
             (404, Answer::Unexpected),
             (422, Answer::Unexpected),
+            (301, Answer::Redirect),
+            (302, Answer::Redirect),
+            (303, Answer::Redirect),
+            (307, Answer::Redirect),
+            (308, Answer::Redirect),
         ] {
             let code = StatusCode::from_u16(status).expect("status");
             assert_eq!(classify(code), answer, "{status}");

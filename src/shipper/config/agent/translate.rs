@@ -347,6 +347,7 @@ impl Settings {
             }
         }
         if let Some(addr) = self.text("logs_config.socks5_proxy_address") {
+            let addr = crate::redact::url_text(&addr);
             notes.error(format!("{}: {addr:?}; sidelog does not ship through a SOCKS5 proxy (proxy.https or datadog.proxy take an HTTP proxy)", self.origin("logs_config.socks5_proxy_address")));
         }
     }
