@@ -579,6 +579,92 @@ fn runs_from_the_agents_files_and_follows_a_rotated_key() {
     );
 }
 
+/// Under the Agent's configuration with its default `start_position: end`, an unreadable
+/// checkpoint file loses nothing: files known before resume from the last durable checkpoints
+/// (kept beside the current ones), and only a file never seen starts at its end. With neither
+/// file usable, every file is read from its start (repeats, no loss).
+#[test]
+fn an_unreadable_checkpoint_file_loses_nothing_with_start_position_end() {
+    let mut h = Harness::with_intake();
+    let conf = format!(
+        "logs:\n  - type: file\n    path: {}/*.log\n    service: user-msvc\n    source: go\n",
+        h.logs().display()
+    );
+    let run = h.dir.path().join("run");
+    let datadog_yaml = format!(
+        "logs_enabled: true\nlogs_config:\n  run_path: {}\n  batch_wait: 1\n",
+        run.display()
+    );
+    let dir = agent_dir(
+        h.dir.path(),
+        Some(&datadog_yaml),
+        &[("user-msvc.d/conf.yaml", &conf)],
+    );
+    let key = h.dir.path().join("api-key");
+    let key_var = format!("ENC[file@{}]", key.display());
+    let url = h
+        .intake()
+        .endpoint()
+        .trim_start_matches("http://")
+        .to_string();
+    let dir_arg = dir.to_str().expect("UTF-8").to_string();
+    let vars = [
+        ("DD_API_KEY", key_var.as_str()),
+        (
+            "DD_SECRET_BACKEND_COMMAND",
+            "/readsecret_multiple_providers.sh",
+        ),
+        ("DD_LOGS_CONFIG_LOGS_DD_URL", url.as_str()),
+        ("DD_LOGS_CONFIG_LOGS_NO_SSL", "true"),
+    ];
+    let known = h.log("known.log");
+    std::fs::write(&known, b"").expect("create");
+    h.start_args(&["--agent-config", &dir_arg], &vars);
+    h.wait_stderr("tailing file", T);
+    append(&known, numbered("a", 0..50));
+    h.wait_events(50, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert!(
+        run.join("checkpoints.durable.json").is_file(),
+        "written at shutdown"
+    );
+
+    // While sidelog is down: more lines in the known file, a file never seen, and the
+    // checkpoint file left unreadable (a power cut between durable writes can leave it so).
+    append(&known, numbered("b", 0..50));
+    append(&h.log("new.log"), numbered("n", 0..5));
+    std::fs::write(run.join("checkpoints.json"), b"").expect("empty checkpoints");
+    h.start_args(&["--agent-config", &dir_arg], &vars);
+    h.wait_events(100, T);
+    append(&h.log("new.log"), numbered("m", 0..5));
+    h.wait_events(105, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert!(
+        h.stderr().contains("last durable checkpoints"),
+        "{}",
+        h.stderr()
+    );
+    let mut want = numbered("a", 0..50);
+    want.extend(numbered("b", 0..50));
+    want.extend(numbered("m", 0..5));
+    let mut got = h.messages();
+    got.sort();
+    want.sort();
+    assert_lines(&got, &want, "the backlog once, the new file from its end");
+
+    // Neither file usable: every file from its start, whatever start_position says.
+    append(&known, numbered("c", 0..10));
+    std::fs::write(run.join("checkpoints.json"), b"{").expect("corrupt");
+    std::fs::write(run.join("checkpoints.durable.json"), b"{").expect("corrupt");
+    h.start_args(&["--agent-config", &dir_arg], &vars);
+    h.wait_events(105 + 110 + 10, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let got = h.messages();
+    for line in numbered("c", 0..10) {
+        assert!(got.contains(&line), "{line} lost");
+    }
+}
+
 const SEED_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/kubernetes/agent");
 
 /// The Pod's manifests without their comments.

@@ -326,7 +326,7 @@ fn corrupt_checkpoint_file_is_moved_aside() {
     h.wait_events(100, T);
     assert!(h.terminate().success(), "{}", h.stderr());
     assert!(
-        h.stderr().contains("ignoring unusable checkpoints"),
+        h.stderr().contains("unusable checkpoints moved aside"),
         "{}",
         h.stderr()
     );
@@ -339,7 +339,7 @@ fn corrupt_checkpoint_file_is_moved_aside() {
     assert_lines(
         &h.messages(),
         &numbered("c", 0..100),
-        "from the start policy",
+        "from the start (no usable checkpoints: nothing is known to be shipped)",
     );
 }
 

@@ -1,5 +1,5 @@
 //! The failures production brings that the other suites do not: a data directory that
-//! cannot be written or is full at start, a log file replaced by a directory, a symlinked log
+//! cannot be written (exit 3) or is full at start (shipping goes on), a log file replaced by a directory, a symlinked log
 //! whose target is switched, the wall clock set back and forth, 10,000 files, a key file
 //! emptied or half-written, an intake that never answers or drops the answer after reading
 //! the body, and a configuration broken before a SIGHUP. The real binary against the
@@ -63,17 +63,79 @@ fn a_read_only_data_dir_at_start_is_an_error_naming_it() {
     assert_eq!(h.intake().event_count(), 0, "shipped without checkpoints");
 }
 
+/// A `data_dir` full at start (the checkpoints on the logs' volume, filled by the app) is a
+/// bad day, not a configuration error: sidelog ships with its checkpoints in memory, says so
+/// once and in a metric, and writes them once space returns; a start from those repeats
+/// nothing. (A read-only or missing one is still exit 3, above.)
 #[test]
-fn a_full_data_dir_at_start_is_an_error_naming_it() {
-    let h = Harness::with_intake();
+fn a_full_data_dir_at_start_ships_and_writes_checkpoints_once_space_returns() {
+    let mut h = Harness::with_intake();
     append(&h.log("app.log"), numbered("f", 0..10));
     let config = h.default_config();
-    let fill = r#"{ cat /dev/zero > "$1/filler" 2>/dev/null; true; }"#;
-    let (code, stderr) = run_with_data_dir(&h, &config, "size=64k", fill);
-    assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("is full"), "{stderr}");
-    assert!(stderr.contains("No space left on device"), "{stderr}");
-    assert_eq!(h.intake().event_count(), 0, "shipped without checkpoints");
+    let data = h.dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir data");
+    let script = r#"mount -t tmpfs -o size=64k sidelog-test "$1" && { cat /dev/zero > "$1/filler" 2>/dev/null; true; } && exec "$2" --config "$3""#;
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ])
+    .arg(&data)
+    .arg(shipper_bin())
+    .arg(&config)
+    .env("SIDELOG_METRICS_LISTEN", "127.0.0.1:0");
+    h.start_command(cmd);
+    h.wait_stderr("serving /metrics", T);
+    let log = h.stderr();
+    let base = log
+        .lines()
+        .find_map(|l| l.split("addr=").nth(1))
+        .map(|a| format!("http://{}", a.split_whitespace().next().unwrap_or("")))
+        .expect("admin address");
+    h.wait_events(10, T);
+    append(&h.log("app.log"), numbered("f", 10..20));
+    h.wait_events(20, T);
+    wait_for("a failed checkpoint write", T, || {
+        h.metric(&base, "sidelog_checkpoint_write_errors_total")
+            .unwrap_or(0.0)
+            >= 1.0
+    });
+    assert_eq!(h.metric(&base, "sidelog_checkpoints_unwritten"), Some(1.0));
+    // Said once, at start; the failed writes since add no warning of their own.
+    assert_eq!(h.stderr().matches("cannot be written").count(), 0);
+    assert_eq!(
+        h.stderr().matches("is full").count(),
+        1,
+        "said once:\n{}",
+        h.stderr()
+    );
+    // Space returns (the data directory as the shipper sees it, in its mount namespace).
+    let inside = PathBuf::from(format!("/proc/{}/root{}", h.pid(), data.display()));
+    std::fs::remove_file(inside.join("filler")).expect("free the space");
+    let written = inside.join("checkpoints.json");
+    let size = std::fs::metadata(h.log("app.log")).expect("stat").len();
+    wait_for("the checkpoints written", T, || {
+        std::fs::read_to_string(&written)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["files"][0]["offset"].as_u64())
+            == Some(size)
+    });
+    h.wait_stderr("checkpoints written again", T);
+    assert_eq!(h.metric(&base, "sidelog_checkpoints_unwritten"), Some(0.0));
+    let checkpoints = std::fs::read(&written).expect("read checkpoints");
+    h.kill9();
+    // A start from what was written there repeats nothing.
+    std::fs::write(data.join("checkpoints.json"), checkpoints).expect("copy out");
+    h.assert_restart_sends_nothing(&config, 20);
+    let mut arrived = h.messages();
+    arrived.sort();
+    assert_lines(&arrived, &numbered("f", 0..20), "each line once");
 }
 
 #[test]

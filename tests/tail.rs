@@ -367,10 +367,15 @@ fn symlinks_are_followed_and_a_loop_is_reported_once() {
     std::os::unix::fs::symlink(h.log("loop-a.log"), h.log("loop-b.log")).expect("loop b");
     std::os::unix::fs::symlink(h.log("missing"), h.log("dangling.log")).expect("dangling");
     let endpoint = h.intake().endpoint();
+    // The links' target directory is included too (as /var/log/pods is beside
+    // /var/log/containers); nothing in it matches by its own name.
     let config = h.write_config(
         &endpoint,
         "",
-        "[batch]\ntimeout_ms = 100\n\n[tail]\nrescan_interval_ms = 200\n",
+        &format!(
+            "[batch]\ntimeout_ms = 100\n\n[tail]\nrescan_interval_ms = 200\n\n[[inputs]]\ninclude = [\"{}/*.log\"]\n",
+            real_dir.display()
+        ),
     );
     h.start(&config);
     h.wait_events(10, T);
@@ -388,6 +393,61 @@ fn symlinks_are_followed_and_a_loop_is_reported_once() {
     let reports = log.matches("cannot read file").count();
     assert_eq!(reports, 2, "one report per looping link:\n{log}");
     assert!(!log.contains("dangling"), "{log}");
+}
+
+/// An app that shares the log volume makes links in it: to the API key, to a file of
+/// sidelog's own `/proc`, to a file outside through a chain of links. Only what really lies
+/// under the included directories is read: the links out are each reported once, counted and
+/// skipped; a chain that leaves and comes back is read. Nothing else arrives.
+#[test]
+fn links_out_of_the_log_directory_are_never_read() {
+    let mut h = Harness::with_intake();
+    let logs = h.logs();
+    let link = |target: &std::path::Path, name: &str| {
+        std::os::unix::fs::symlink(target, logs.join(name)).expect("symlink");
+    };
+    link(&h.dir.path().join("api-key"), "key.log");
+    link(std::path::Path::new("/proc/self/environ"), "environ.log");
+    let outside = h.dir.path().join("elsewhere");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("secret.txt"), "a secret line\n").expect("secret");
+    std::os::unix::fs::symlink(outside.join("secret.txt"), outside.join("hop")).expect("hop");
+    link(&outside.join("hop"), "chain-out.log");
+    append(&logs.join("real.txt"), numbered("inside", 0..10));
+    std::os::unix::fs::symlink(logs.join("real.txt"), outside.join("back")).expect("back");
+    link(&outside.join("back"), "chain-back.log");
+    append(&h.log("app.log"), numbered("app", 0..10));
+    let config = h.write_config(
+        &h.intake().endpoint(),
+        "",
+        "[batch]\ntimeout_ms = 100\n\n[tail]\nrescan_interval_ms = 200\n",
+    );
+    let base = h.start_with_admin(&config, &[]);
+    h.wait_events(20, T);
+    h.wait_rescans(3, T);
+    let outside_files = h.metric(&base, "sidelog_files_outside_total");
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let by_file = h.messages_by_file();
+    assert_eq!(
+        by_file.keys().collect::<Vec<_>>(),
+        ["app.log", "chain-back.log"],
+        "{by_file:?}"
+    );
+    assert_lines(
+        &by_file["chain-back.log"],
+        &numbered("inside", 0..10),
+        "chain back",
+    );
+    let all = h.messages().join("\n");
+    assert!(!all.contains(API_KEY) && !all.contains("secret"), "{all}");
+    assert_eq!(outside_files, Some(3.0));
+    let log = h.stderr();
+    assert_eq!(
+        log.matches("outside the included directories").count(),
+        3,
+        "once per link out:\n{log}"
+    );
+    assert!(!log.contains(API_KEY), "{log}");
 }
 
 #[test]
@@ -628,4 +688,53 @@ fn without_file_events_open_files_are_polled() {
     assert!(h.terminate().success(), "{}", h.stderr());
     assert_each_once(&h.messages(), "w ", n);
     assert!(h.stderr().contains("file events off"), "{}", h.stderr());
+}
+
+/// An app that reopens its log late: after the rename it writes on through its old
+/// descriptor, stops long enough for sidelog to read the rotated file to its end and close
+/// it, then writes again before it reopens. The late lines arrive: the rotated file's write
+/// brings it back, read from where it was closed.
+#[test]
+fn lines_written_to_a_rotated_file_after_it_was_closed_arrive() {
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    let mut old = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("open");
+    use std::io::Write;
+    let lines = |from: usize, to: usize| -> Vec<u8> {
+        numbered("late", from..to)
+            .into_iter()
+            .flat_map(|l| (l + "\n").into_bytes())
+            .collect()
+    };
+    old.write_all(&lines(0, 100)).expect("write");
+    let config = rotation_config(&h);
+    h.start(&config);
+    h.wait_events(100, T);
+    std::fs::rename(&log, h.log("app.log.1")).expect("rename");
+    old.write_all(&lines(100, 150)).expect("write");
+    h.wait_events(150, T);
+    h.wait_stderr("closing file read to its end", T);
+    old.write_all(&lines(150, 200)).expect("late write");
+    h.wait_events(200, T);
+    std::fs::write(&log, lines(200, 210)).expect("the reopened log");
+    h.wait_events(210, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    assert_each_once_prefixed(&h.messages(), "late", 210);
+    assert!(
+        h.stderr().contains("was written to again"),
+        "{}",
+        h.stderr()
+    );
+}
+
+fn assert_each_once_prefixed(messages: &[String], prefix: &str, n: usize) {
+    let mut got: Vec<String> = messages.to_vec();
+    got.sort();
+    let mut want = numbered(prefix, 0..n);
+    want.sort();
+    assert_lines(&got, &want, prefix);
 }

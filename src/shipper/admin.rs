@@ -105,6 +105,9 @@ pub struct Status {
     /// Why lines are not being shipped now, when they are not (the key, the intake).
     #[serde(default)]
     pub not_shipping_because: Option<String>,
+    /// Set while checkpoints cannot be written (a full `data_dir`).
+    #[serde(default)]
+    pub checkpoints_unwritten: bool,
     pub seconds_since_last_accepted: Option<f64>,
     pub events_sent: u64,
     pub events_dropped: u64,
@@ -221,6 +224,7 @@ pub fn status(state: &AdminState) -> Status {
         ready: true,
         stuck: state.stuck().map(|s| s.to_string()),
         not_shipping_because: not_shipping(m),
+        checkpoints_unwritten: m.checkpoints_unwritten.get() != 0,
         seconds_since_last_accepted: seconds_since_last_accepted(m),
         events_sent: m.events_sent.get(),
         events_dropped: m.events_dropped_total(),
@@ -254,6 +258,12 @@ pub fn render_status(s: &Status) -> String {
         "{last}; {} events sent, {} dropped, {} retries; {} requests allowed in flight",
         s.events_sent, s.events_dropped, s.retries, s.request_concurrency
     );
+    if s.checkpoints_unwritten {
+        let _ = writeln!(
+            out,
+            "CHECKPOINTS NOT WRITTEN (data_dir full): kept in memory; a restart now repeats lines"
+        );
+    }
     let _ = writeln!(out);
     let width = s
         .files

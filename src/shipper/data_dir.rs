@@ -1,5 +1,8 @@
 //! The data directory's fitness at start: sidelog refuses to run on a `data_dir` it cannot
-//! write checkpoints to, since every line it shipped would be shipped again after a restart.
+//! write checkpoints to (read-only, missing, not a directory: a configuration to fix), since
+//! every line it shipped would be shipped again after a restart. A full one is a bad day, not
+//! a configuration error: sidelog ships all the same (see [`DataDirError::is_full`]), since
+//! in a Pod whose checkpoints share the logs' volume nothing else would free the space.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -19,6 +22,13 @@ pub enum DataDirError {
     NotWritable { path: PathBuf, source: io::Error },
 }
 
+impl DataDirError {
+    /// Whether the directory is only full: shipping goes on with checkpoints in memory.
+    pub fn is_full(&self) -> bool {
+        matches!(self, DataDirError::Full { .. })
+    }
+}
+
 /// Bytes the start-up probe writes: a block, as the first checkpoint file takes.
 const PROBE_BYTES: usize = 4096;
 
@@ -34,7 +44,10 @@ pub fn probe(data_dir: &Path) -> Result<(), DataDirError> {
     let _ = fs::remove_file(&probe);
     result.map_err(|source| {
         let path = data_dir.to_path_buf();
-        if source.kind() == io::ErrorKind::StorageFull {
+        if matches!(
+            source.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        ) {
             DataDirError::Full { path, source }
         } else {
             DataDirError::NotWritable { path, source }

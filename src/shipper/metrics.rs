@@ -161,7 +161,9 @@ metrics! {
     files_gone_while_closed: Counter = "files_gone_while_closed_total", "Files renamed or deleted while closed under tail.max_open_files and not found again.";
     files_ignored_old: Counter = "files_ignored_old_total", "Files not read because of ignore_older_secs.";
     files_not_regular: Counter = "files_not_regular_total", "Names the globs match that were found not to be regular files (a directory where a log file was), each counted once while it stays so.";
+    files_outside: Counter = "files_outside_total", "Names the globs match whose real path is outside the included directories (links out of the log volume), not read; each counted once while it stays so.";
     files_deleted: Counter = "files_deleted_total", "Rotated files deleted once fully accepted (delete_after_ship).";
+    truncated_bytes_lost: Counter = "truncated_bytes_lost_total", "Bytes a file held beyond what was read when it was truncated, with no copy of them found in its directory (copytruncate with immediate compression).";
     rotated_bytes_given_up: Counter = "rotated_bytes_given_up_total", "Unread bytes of rotated or deleted files given up at tail.rotate_wait_ms.";
     events_excluded: Counter = "events_excluded_total", "Events dropped by exclude_at_match or include_at_match rules.";
     lines_joined: Counter = "lines_joined_total", "Lines appended to a multi-line event.";
@@ -188,6 +190,7 @@ metrics! {
     api_key_rejected: Gauge = "api_key_rejected", "1 while the intake rejects the API key.";
     api_key_missing: Gauge = "api_key_missing", "1 while the API key file is missing or empty.";
     request_concurrency_limit: Gauge = "request_concurrency_limit", "Requests allowed in flight now.";
+    checkpoints_unwritten: Gauge = "checkpoints_unwritten", "1 while checkpoints cannot be written (a full data_dir): shipping goes on, positions are kept in memory and written once the disk allows; a restart meanwhile repeats lines.";
     intake_failing: Gauge = "intake_failing", "Endpoints that fail now, their requests held back behind one probe (the intake, and reliable additional endpoints).";
 }
 

@@ -104,18 +104,24 @@ impl Harness {
     /// Starts `sidelog <args>` with extra environment variables (and none of the Datadog
     /// Agent's from the machine's environment).
     pub fn start_args(&mut self, args: &[&str], env: &[(&str, &str)]) {
+        let mut cmd = Command::new(shipper_bin());
+        cmd.args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.start_command(cmd);
+    }
+
+    /// Starts `cmd` (sidelog, or a wrapper that execs it) as the running shipper: its stderr
+    /// to the run's file, without `RUST_LOG` or the Datadog Agent's variables of the machine.
+    pub fn start_command(&mut self, mut cmd: Command) {
         self.runs += 1;
         let stderr = File::create(self.stderr_path(self.runs)).expect("stderr file");
-        let mut cmd = Command::new(shipper_bin());
-        cmd.args(args)
-            .env_remove("RUST_LOG")
+        cmd.env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(stderr);
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("DD_")) {
             cmd.env_remove(k);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().expect("spawn sidelog"));
     }

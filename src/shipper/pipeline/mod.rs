@@ -26,7 +26,6 @@ mod compressors;
 mod dispatch;
 mod refused;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -137,11 +136,19 @@ async fn run(
     admin: Option<AdminState>,
     shutdown: Arc<Shutdown>,
 ) -> anyhow::Result<()> {
-    crate::data_dir::probe(&config.data_dir)?;
     // Gauges describe this run (a reload starts a new one).
     metrics.files_open.set(0);
     metrics.api_key_rejected.set(0);
     metrics.intake_failing.set(0);
+    metrics.checkpoints_unwritten.set(0);
+    match crate::data_dir::probe(&config.data_dir) {
+        Ok(()) => {}
+        Err(e) if e.is_full() => {
+            tracing::warn!(error = %e, "shipping all the same: checkpoints are kept in memory and written once the disk allows (a restart meanwhile repeats what was shipped)");
+            metrics.checkpoints_unwritten.set(1);
+        }
+        Err(e) => return Err(e.into()),
+    }
     let tracker = Arc::new(Tracker::new());
     let sending = Arc::new(AtomicUsize::new(0));
     let liveness = Arc::new(Liveness::new(
@@ -220,7 +227,7 @@ fn start_stages(
         liveness,
     } = run;
     let helpers = CancellationToken::new();
-    let resume = load_checkpoints(&config.data_dir);
+    let resume = checkpoint::resume(&config.data_dir);
     let endpoints = endpoints(config, keys, metrics, &helpers, shutdown, &liveness)?;
 
     let (batch_tx, batches) = mpsc::channel::<Batch>(1);
@@ -460,6 +467,12 @@ async fn finish(
             tracing::info!("checkpoints written; bye");
             Ok(())
         }
+        Ok(Err(e)) if e.is_full() => {
+            // Not a failure of the run (a reload must go on): the next start repeats lines.
+            metrics.checkpoint_write_errors.inc();
+            tracing::error!(error = %e, "the last checkpoints cannot be written (data_dir is full): the next start in this Pod repeats what was shipped since the last write");
+            Ok(())
+        }
         Ok(Err(e)) => {
             metrics.checkpoint_write_errors.inc();
             Err(e.into())
@@ -501,29 +514,10 @@ fn report_unshipped(tracker: &Tracker, metrics: &Metrics, drained: bool) {
     );
 }
 
-/// Loads checkpoints; a corrupt file is moved aside with a warning, never a crash.
-fn load_checkpoints(data_dir: &Path) -> Vec<checkpoint::Entry> {
-    match checkpoint::load(data_dir) {
-        Ok(entries) => {
-            tracing::info!(files = entries.len(), "checkpoints loaded");
-            entries
-        }
-        Err(e) => {
-            match checkpoint::move_aside(data_dir) {
-                Ok(to) => {
-                    tracing::warn!(error = %e, moved_to = %to.display(), "ignoring unusable checkpoints; files start by read_from")
-                }
-                Err(mv) => {
-                    tracing::warn!(error = %e, move_error = %mv, "ignoring unusable checkpoints; files start by read_from")
-                }
-            }
-            Vec::new()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::position::{DevIno, Fingerprint, Mark, StreamId};
 

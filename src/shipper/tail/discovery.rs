@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::InputRuntime;
+use super::confine::OpenError;
 use super::discover::Watches;
 use crate::metrics::Metrics;
 use crate::position::DevIno;
@@ -24,6 +25,9 @@ pub(super) struct Discovery {
     /// Names the globs match that are not regular files (a directory where a log file
     /// was), reported once until they are.
     not_regular: HashSet<PathBuf>,
+    /// Names the globs match whose real path is outside the included directories (a link
+    /// out of the log volume), reported once while they stay so.
+    outside: HashSet<PathBuf>,
 }
 
 /// A regular file a scan found.
@@ -40,6 +44,7 @@ impl Discovery {
             ignored: HashMap::new(),
             unreadable: HashSet::new(),
             not_regular: HashSet::new(),
+            outside: HashSet::new(),
         }
     }
 
@@ -128,6 +133,29 @@ impl Discovery {
     /// `path` could be opened: a later failure is reported again.
     pub(super) fn opened(&mut self, path: &Path) {
         self.unreadable.remove(path);
+        if !self.outside.is_empty() {
+            self.outside.remove(path);
+        }
+    }
+
+    /// `path` was not opened: outside the included directories (said once and counted
+    /// while it stays so), not a regular file, or unreadable.
+    pub(super) fn refused(&mut self, path: &Path, why: OpenError, metrics: &Metrics) {
+        match why {
+            OpenError::Outside { real } => {
+                if self.outside.insert(path.to_path_buf()) {
+                    tracing::warn!(path = %path.display(), real = %real.display(), "not reading a file whose real path is outside the included directories (a link out of the log volume); skipping it while it stays so");
+                    metrics.files_outside.inc();
+                }
+            }
+            OpenError::NotRegular => {
+                if self.not_regular.insert(path.to_path_buf()) {
+                    tracing::warn!(path = %path.display(), kind = "not a file", "not a regular file; skipping it while it is not one");
+                    metrics.files_not_regular.inc();
+                }
+            }
+            OpenError::Io(e) => self.unreadable(path, &e),
+        }
     }
 
     /// `path` cannot be read: said once, until it can.

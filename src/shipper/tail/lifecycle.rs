@@ -3,10 +3,12 @@
 //! given up at `tail.rotate_wait_ms`, counted), multi-line events sent when they time out,
 //! and rotated files deleted once every line of them was accepted (`delete_after_ship`).
 
+use std::path::Path;
 use std::time::Instant;
 
 use super::emit::Sink;
-use super::reader::find_in_dir;
+use super::reader::{FileReader, find_in_dir};
+use super::retired::Retired;
 use super::table::{FileKey, Tailed, Waiting};
 use super::{PendingDelete, Tailer};
 
@@ -90,21 +92,95 @@ impl Tailer {
         }
     }
 
+    /// A file event named `path`, which the globs do not match and no file is tailed under:
+    /// perhaps a rotated file under its new name, still written to by an app that has not
+    /// reopened its log. One being drained is read now; one already closed (kept in mind a
+    /// while) is opened again from where it was closed. Costs a stat only while there are such
+    /// files.
+    pub(super) fn renamed_written(&mut self, path: &Path) {
+        let orphans = self.table.files().any(|t| t.reader.is_orphan());
+        if !orphans && self.retired.is_empty() {
+            return;
+        }
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let id = crate::position::DevIno::of(&meta);
+        if let Some(key) = self.table.by_id(id)
+            && let Some(t) = self.table.get_mut(key)
+        {
+            t.active = true;
+            return;
+        }
+        let Some(r) = self.retired.take(id) else {
+            return;
+        };
+        if meta.len() <= r.pos {
+            self.retired.retire(r);
+            return;
+        }
+        let Some(file) = super::reader::open_if(path, r.id, r.fingerprint, &self.confinement)
+            .filter(|f| r.pos == 0 || r.end_mark.found_in(f, r.pos))
+        else {
+            return;
+        };
+        let Ok(mut reader) = FileReader::of(path, file, &self.confinement) else {
+            return;
+        };
+        reader.start_at(r.pos);
+        reader.leave_name();
+        let stream = self.new_stream();
+        self.tracker
+            .register(stream, r.id, reader.fingerprint(), path, r.pos);
+        tracing::info!(path = %path.display(), at = r.pos, "a rotated file closed after it was read to its end was written to again (its app had not reopened its log yet); reading the rest");
+        self.metrics.files_opened.inc();
+        self.metrics.files_open.up();
+        let grouping = self.inputs[r.input]
+            .processor
+            .as_ref()
+            .and_then(|p| p.multiline.as_ref())
+            .map(|_| crate::process::Grouping::default());
+        self.table.insert(Tailed {
+            reader,
+            stream,
+            input: r.input,
+            template: r.template,
+            covered: r.pos,
+            active: true,
+            grouping,
+        });
+    }
+
     /// A closed file could not be found again: whatever was written to it after its last
     /// read is out of reach.
     fn forget_gone(&mut self, key: FileKey) {
-        let Some(t) = self.table.remove(key) else {
+        let Some(mut t) = self.table.remove(key) else {
             return;
         };
-        tracing::warn!(
-            path = %t.reader.path().display(),
-            read_to = t.reader.pos(),
-            "file renamed away or deleted while closed under tail.max_open_files; lines written after its last read cannot be read (raise tail.max_open_files)"
-        );
-        self.metrics.files_gone_while_closed.inc();
-        self.tracker.close(t.stream, t.covered);
-        // The name may lead to a new file now.
         let path = t.reader.path().to_path_buf();
+        let copy = t
+            .reader
+            .copy_of_truncated()
+            .and_then(|(copy, file)| t.reader.continued_in(copy, file).ok());
+        if let Some(reader) = copy {
+            // Truncated in place (copytruncate) while closed: the rest is in the copy.
+            tracing::info!(path = %path.display(), copy = %reader.path().display(), "a file closed under tail.max_open_files was truncated; reading the rest of it from its copy");
+            self.tracker
+                .moved(t.stream, reader.id(), reader.fingerprint(), reader.path());
+            t.reader = reader;
+            t.active = true;
+            self.metrics.files_open.up();
+            self.table.insert(t);
+        } else {
+            tracing::warn!(
+                path = %path.display(),
+                read_to = t.reader.pos(),
+                "file renamed away or deleted while closed under tail.max_open_files; lines written after its last read cannot be read (raise tail.max_open_files)"
+            );
+            self.metrics.files_gone_while_closed.inc();
+            self.tracker.close(t.stream, t.covered);
+        }
+        // The name may lead to a new file now.
         if let Some(i) = self.inputs.iter().position(|i| i.matcher.matches(&path)) {
             self.consider(&path, i, false);
         }
@@ -118,7 +194,19 @@ impl Tailer {
             .iter()
             .filter_map(|(k, t)| self.orphan_done(t).map(|c| (k, c)))
             .collect();
+        let now = Instant::now();
+        self.retired.expire(now);
         for (key, closing) in done {
+            if closing == Closing::ReadToEnd
+                && let Some(t) = self.table.get_mut(key)
+                && !t.reader.unchanged_since_read()
+                && t.reader.is_linked()
+            {
+                // Written since its last read without an event that named it (it is under
+                // another name now): read that first.
+                t.active = true;
+                continue;
+            }
             self.flush_group(key);
             let Some(t) = self.table.remove(key) else {
                 continue;
@@ -128,6 +216,17 @@ impl Tailer {
             }
             self.metrics.files_closed.inc();
             self.tracker.close(t.stream, t.covered);
+            if closing == Closing::ReadToEnd && t.reader.is_linked() {
+                self.retired.retire(Retired {
+                    id: t.reader.id(),
+                    fingerprint: t.reader.fingerprint(),
+                    pos: t.reader.pos(),
+                    end_mark: t.reader.end_mark(),
+                    input: t.input,
+                    template: t.template.clone(),
+                    at: now,
+                });
+            }
             if closing == Closing::ReadToEnd && self.inputs[t.input].delete_after_ship {
                 self.pending_deletes.push(PendingDelete {
                     stream: t.stream,
@@ -143,7 +242,10 @@ impl Tailer {
     /// for `tail.rotate_wait_ms` (what is left unread is given up, logged and counted).
     fn orphan_done(&self, t: &Tailed) -> Option<Closing> {
         let orphaned_at = t.reader.orphaned_at()?;
-        let drained = !t.active && t.reader.pos() >= t.reader.size();
+        // A file without a descriptor is judged once it has one again: its size is the one
+        // seen before it was closed, and what came since (or its copy, if it was truncated)
+        // is only found by opening it.
+        let drained = t.reader.is_open() && !t.active && t.reader.pos() >= t.reader.size();
         if drained && t.reader.quiet_for(self.timing.linger) {
             tracing::info!(path = %t.reader.path().display(), "closing file read to its end");
             return Some(Closing::ReadToEnd);
@@ -251,7 +353,8 @@ impl Tailer {
 
     fn delete_rotated(&self, p: PendingDelete) {
         // Deleted by someone else already: nothing to do. Renamed: find it by identity.
-        let Some((found, file)) = find_in_dir(&p.path, p.id, p.fingerprint) else {
+        let Some((found, file)) = find_in_dir(&p.path, p.id, p.fingerprint, &self.confinement)
+        else {
             return;
         };
         drop(file);

@@ -23,6 +23,7 @@
 
 #[cfg(test)]
 mod agent_cases;
+mod confine;
 mod discover;
 mod discovery;
 mod emit;
@@ -32,6 +33,7 @@ mod lifecycle;
 mod model;
 mod opening;
 mod reader;
+mod retired;
 mod schedule;
 mod table;
 mod wake;
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::checkpoint::{Entry, Tracker};
+use crate::checkpoint::{Resume, Tracker};
 use crate::config::{Config, ReadFrom};
 use crate::encode::{Batch, BatchBuilder};
 use crate::health::Liveness;
@@ -51,12 +53,13 @@ use crate::metrics::Metrics;
 use crate::podtags::PodTagsSource;
 use crate::position::{DevIno, Fingerprint, StreamId};
 use crate::process::Processor;
+use confine::Confinement;
 use discover::Matcher;
 use discovery::Discovery;
 use emit::Events;
 use reader::{Poll, Progress};
 use schedule::{BatchDue, Schedule, Timing, WRITE_COALESCE};
-use table::{FileKey, FileTable};
+use table::{FileKey, FileTable, Tailed};
 pub use wake::Wake;
 
 /// How often the reader looks whether a failing intake answers again while it holds an open
@@ -131,6 +134,8 @@ pub struct Tailer {
     /// The files of the current turn (kept to reuse its allocation).
     turn: Vec<FileKey>,
     pending_deletes: Vec<PendingDelete>,
+    /// Rotated files closed once read to their end, watched a while for late lines.
+    retired: retired::Retirees,
     tracker: Arc<Tracker>,
     metrics: Arc<Metrics>,
     wake: Arc<Wake>,
@@ -142,6 +147,13 @@ pub struct Tailer {
     pod_tags: Option<(Arc<PodTagsSource>, u64)>,
     /// Told when the reader turns, sleeps and waits for the sender (`/healthz`).
     liveness: Arc<Liveness>,
+    /// Where files may be read: under the inputs' roots (every open goes through it).
+    confinement: Arc<Confinement>,
+    /// When the checkpoints this run started from were written (a copytruncate copy made
+    /// since was made while sidelog was down).
+    resumed_from: Option<std::time::SystemTime>,
+    /// The checkpoints were unusable: no file found at start is known to have been shipped.
+    positions_unknown: bool,
 }
 
 /// Channels and shared state the reader is started with.
@@ -154,7 +166,7 @@ pub struct TailerLinks {
     /// Requests in flight: a lingering batch waits while there are any.
     pub sending: Arc<AtomicUsize>,
     /// Checkpoints loaded at startup.
-    pub resume: Vec<Entry>,
+    pub resume: Resume,
     /// Tags from the Pod's labels and annotations, when configured.
     pub pod_tags: Option<Arc<PodTagsSource>>,
     pub liveness: Arc<Liveness>,
@@ -218,8 +230,18 @@ impl Tailer {
         let inputs = (0..config.inputs.len())
             .map(|i| input_runtime(config, i, &links.metrics))
             .collect::<Result<Vec<_>, _>>()?;
-        links.tracker.carry(links.resume);
+        let Resume {
+            entries,
+            written_at,
+            unknown,
+        } = links.resume;
+        links.tracker.carry(entries);
         let base_buf_len = config.tail.read_buffer_bytes;
+        let confinement = Arc::new(Confinement::new(
+            inputs
+                .iter()
+                .flat_map(|i| i.matcher.roots.iter().map(|r| r.dir.as_path())),
+        ));
         Ok(Tailer {
             inputs,
             hostname: config
@@ -253,6 +275,7 @@ impl Tailer {
             next_stream: 1,
             turn: Vec::new(),
             pending_deletes: Vec::new(),
+            retired: retired::Retirees::default(),
             tracker: links.tracker,
             metrics: links.metrics,
             wake: links.wake,
@@ -264,6 +287,9 @@ impl Tailer {
                 (source, seen)
             }),
             liveness: links.liveness,
+            confinement,
+            resumed_from: written_at,
+            positions_unknown: unknown,
         })
     }
 
@@ -568,6 +594,7 @@ impl Tailer {
         let base = t.reader.pos();
         let before = self.events.builder.stats;
         let counts = emit::frame_and_emit(&mut self.events, input, t, &self.buf[..n], base, finish);
+        t.reader.framed(&self.buf[..counts.consumed]);
         let min_buffer = frame::min_buffer(input.max_line).max(self.base_buf_len);
         let was_caught_up = t.reader.is_caught_up();
         let progress = t
@@ -600,22 +627,44 @@ impl Tailer {
         m.lines_split.add(after.split_pieces - before.split_pieces);
     }
 
-    /// The file was truncated: what was read of the old content is closed off, and the file
-    /// is read again from its start as a new stream.
+    /// The file was truncated: the rest of the old content is read from copytruncate's copy
+    /// if there is one (under the old stream, which moves to the copy), and the file is read
+    /// again from its start as a new stream.
     fn restart_truncated(&mut self, key: FileKey) {
-        // A multi-line event of the old content goes out first, under the old stream.
-        self.flush_group(key);
+        let continued = self.continue_in_copy(key);
+        if !continued {
+            // A multi-line event of the old content goes out first, under the old stream.
+            self.flush_group(key);
+        }
         let stream = self.new_stream();
         let Some(t) = self.table.get_mut(key) else {
             return;
         };
-        crate::warn_limited!(path = %t.reader.path().display(), at = t.reader.pos(), "file truncated; reading it again from its start");
+        let unread = t.reader.size().saturating_sub(t.reader.pos());
+        if continued {
+            tracing::info!(path = %t.reader.path().display(), at = t.reader.pos(), "file truncated (copytruncate); reading it again from its start, and the rest of what it held from its copy");
+        } else if unread > 0 {
+            // Seen there, never read, and no copy of it anywhere: gone with the truncation.
+            crate::warn_limited!(path = %t.reader.path().display(), at = t.reader.pos(), unread_bytes = unread, "file truncated before it was read to its end, and no copy of it was found in its directory (compressed or moved at once?); the unread bytes are lost");
+            self.metrics.truncated_bytes_lost.add(unread);
+        } else {
+            crate::warn_limited!(path = %t.reader.path().display(), at = t.reader.pos(), "file truncated; reading it again from its start");
+        }
         self.metrics.files_truncated.inc();
-        self.tracker.close(t.stream, t.covered);
+        if !continued {
+            self.tracker.close(t.stream, t.covered);
+        }
         t.reader.restart();
         t.stream = stream;
         t.covered = 0;
         t.active = true;
+        if continued && let Some(ml) = self.inputs[t.input].processor.as_ref() {
+            // The event being grouped went on with the copy.
+            t.grouping = ml
+                .multiline
+                .as_ref()
+                .map(|_| crate::process::Grouping::default());
+        }
         self.tracker.register(
             stream,
             t.reader.id(),
@@ -623,6 +672,50 @@ impl Tailer {
             t.reader.path(),
             0,
         );
+    }
+
+    /// Hands the old content of truncated file `key` to a reader of its copy, if one is found
+    /// and a descriptor can be had: the copy continues the old stream from where the file
+    /// was read to (its events, its checkpoint, the multi-line event being grouped), and is
+    /// closed once read to its end. True when it does.
+    fn continue_in_copy(&mut self, key: FileKey) -> bool {
+        let Some((path, file)) = self
+            .table
+            .get(key)
+            .and_then(|t| t.reader.copy_of_truncated())
+        else {
+            return false;
+        };
+        // Taken even at the descriptor budget (when no other file can give one back): the
+        // copy is read to its end and closed, and what it holds exists nowhere else.
+        if !self.table.has_room() {
+            self.evict(Some(key));
+        }
+        let Some(t) = self.table.get_mut(key) else {
+            return false;
+        };
+        let reader = match t.reader.continued_in(path, file) {
+            Ok(r) => r,
+            Err(e) => {
+                crate::warn_limited!(path = %t.reader.path().display(), error = %e, "cannot read the copy of a truncated file");
+                return false;
+            }
+        };
+        self.tracker
+            .moved(t.stream, reader.id(), reader.fingerprint(), reader.path());
+        let copy = Tailed {
+            reader,
+            stream: t.stream,
+            input: t.input,
+            template: t.template.clone(),
+            covered: t.covered,
+            active: true,
+            grouping: t.grouping.take(),
+        };
+        self.metrics.files_opened.inc();
+        self.metrics.files_open.up();
+        self.table.insert(copy);
+        true
     }
 
     fn new_stream(&mut self) -> StreamId {

@@ -4,11 +4,13 @@
 //! wait for a descriptor.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use super::Tailer;
 use super::reader::{self, FileReader, resume_position};
 use super::table::{FileKey, Tailed};
+use crate::checkpoint::Entry;
 use crate::config::ReadFrom;
 use crate::encode::{EventFields, EventTemplate};
 use crate::position::DevIno;
@@ -57,7 +59,12 @@ impl Tailer {
                 dev: entry.dev,
                 ino: entry.inode,
             };
-            let Some((path, file)) = reader::find_in_dir(was, id, entry.fingerprint) else {
+            let found = reader::find_in_dir(was, id, entry.fingerprint, &self.confinement);
+            let Some((path, file)) = found else {
+                // Not renamed: copytruncated and then deleted, its content only in the copy?
+                if let Some((copy, file)) = self.copy_made_while_down(was, &entry) {
+                    self.read_rest_from_copy(was, copy, file, input, &entry);
+                }
                 continue;
             };
             let owed = file.metadata().is_ok_and(|m| m.len() > entry.offset);
@@ -92,8 +99,12 @@ impl Tailer {
                 tracing::debug!(path = %path.display(), "file left its name; draining");
             }
         }
-        if let Some(i) = self.inputs.iter().position(|i| i.matcher.matches(path)) {
-            self.consider(path, i, false);
+        match self.inputs.iter().position(|i| i.matcher.matches(path)) {
+            Some(i) => {
+                self.consider(path, i, false);
+            }
+            None if self.table.by_path(path).is_none() => self.renamed_written(path),
+            None => {}
         }
     }
 
@@ -185,16 +196,16 @@ impl Tailer {
 
     /// Opens a file not tailed yet, from its checkpoint or by the start policy.
     pub(super) fn open_new(&mut self, path: &Path, input: usize, startup: bool) {
-        let mut reader = match FileReader::open(path) {
+        let mut reader = match FileReader::open(path, &self.confinement) {
             Ok(r) => r,
-            Err(e) => return self.discovery.unreadable(path, &e),
+            Err(e) => return self.discovery.refused(path, e, &self.metrics),
         };
         let id = reader.id();
         if self.table.by_id(id).is_some() {
             return;
         }
         self.discovery.opened(path);
-        let start = self.start_position(&reader, input, startup);
+        let (start, unfit) = self.start_position(&reader, input, startup);
         reader.start_at(start);
         let stream = self.new_stream();
         self.tracker
@@ -217,31 +228,121 @@ impl Tailer {
             active: true,
             grouping,
         });
+        if let Some(entry) = unfit {
+            self.recover_copy(path, input, &entry);
+        }
     }
 
     /// Where reading starts: the checkpoint of this file, what was skipped of it under
-    /// `ignore_older_secs`, or `read_from`.
-    fn start_position(&mut self, reader: &FileReader, input: usize, startup: bool) -> u64 {
+    /// `ignore_older_secs`, or `read_from`; with the checkpoint that did not fit the file
+    /// (truncated, or its inode taken by another file, while sidelog was down).
+    fn start_position(
+        &mut self,
+        reader: &FileReader,
+        input: usize,
+        startup: bool,
+    ) -> (u64, Option<Entry>) {
         let id = reader.id();
         let size = reader.size();
         let ignored_at = self.discovery.no_longer_left_alone(id);
         if let Some(entry) = self.tracker.claim(id) {
             let Some(file) = reader.file() else {
-                return 0;
+                return (0, None);
             };
-            let (at, why) = resume_position(entry.fingerprint, entry.offset, file, size);
-            if at == entry.offset {
+            let (at, why, fits) = resume_position(entry.fingerprint, entry.offset, file, size);
+            if fits {
                 tracing::debug!(path = %reader.path().display(), offset = at, "{why}");
-            } else {
-                tracing::info!(path = %reader.path().display(), "{why}");
+                return (at, None);
             }
-            return at;
+            tracing::info!(path = %reader.path().display(), "{why}");
+            return (at, Some(entry));
         }
-        match ignored_at {
+        let at = match ignored_at {
             Some(at) if at <= size => at,
-            _ if startup && self.inputs[input].read_from == ReadFrom::End => size,
+            _ if startup
+                && self.inputs[input].read_from == ReadFrom::End
+                && !self.positions_unknown =>
+            {
+                size
+            }
             _ => 0,
+        };
+        (at, None)
+    }
+
+    /// A file truncated by copytruncate while sidelog was down: the rest of the content its
+    /// checkpoint was of is read from the copy (the newest file in its directory that starts
+    /// with the same bytes and is long enough), from the checkpoint to its end.
+    fn recover_copy(&mut self, path: &Path, input: usize, entry: &Entry) {
+        if let Some((copy, file)) = self.copy_made_while_down(path, entry) {
+            self.read_rest_from_copy(path, copy, file, input, entry);
         }
+    }
+
+    /// Reads what the checkpoint `entry` of the file at `was` did not cover from `copy` (the
+    /// copy copytruncate made while sidelog was down), to its end: tagged with the name it was
+    /// written under, then closed.
+    fn read_rest_from_copy(
+        &mut self,
+        was: &Path,
+        copy: PathBuf,
+        file: File,
+        input: usize,
+        entry: &Entry,
+    ) {
+        let path = was;
+        let mut reader = match FileReader::of(&copy, file, &self.confinement) {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        if self.table.by_id(reader.id()).is_some() {
+            // Tailed already (the globs match the copy's name).
+            return;
+        }
+        reader.start_at(entry.offset);
+        reader.leave_name();
+        let stream = self.new_stream();
+        self.tracker.register(
+            stream,
+            reader.id(),
+            reader.fingerprint(),
+            &copy,
+            entry.offset,
+        );
+        tracing::info!(path = %path.display(), copy = %copy.display(), offset = entry.offset, "the file was truncated (copytruncate) while sidelog was stopped; reading the rest of it from its copy");
+        self.metrics.files_opened.inc();
+        self.metrics.files_open.up();
+        let template = self.template(input, path);
+        let grouping = self.inputs[input]
+            .processor
+            .as_ref()
+            .and_then(|p| p.multiline.as_ref())
+            .map(|_| Grouping::default());
+        self.table.insert(Tailed {
+            reader,
+            stream,
+            input,
+            template,
+            covered: entry.offset,
+            active: true,
+            grouping,
+        });
+    }
+
+    /// copytruncate's copy of the content a checkpoint was of, made while sidelog was down:
+    /// newer than the checkpoints, starting with the same bytes, at least as long.
+    fn copy_made_while_down(&self, path: &Path, entry: &Entry) -> Option<(PathBuf, File)> {
+        let of = reader::CopyOf {
+            id: DevIno {
+                dev: entry.dev,
+                ino: entry.inode,
+            },
+            fingerprint: entry.fingerprint,
+            pos: entry.offset,
+            mark: None,
+            made_since: Some(self.resumed_from?),
+        };
+        reader::find_copy(path, &of, &self.confinement)
     }
 
     /// The constant part of a file's events: the input's fields, the Pod's tags (and its

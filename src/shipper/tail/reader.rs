@@ -12,9 +12,14 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::confine::{Confinement, OpenError};
 use crate::position::{DevIno, FINGERPRINT_BYTES, Fingerprint};
+
+/// How many of the bytes just before the read position [`EndMark`] covers.
+const END_MARK_BYTES: usize = 64;
 
 /// What one look at a file found.
 #[derive(Debug)]
@@ -66,12 +71,62 @@ pub(crate) struct FileReader {
     orphaned_at: Option<Instant>,
     /// A wider fingerprint was taken and not yet collected by [`FileReader::take_widened`].
     widened: bool,
+    /// The bytes just before `pos`: what tells copytruncate's copy of this file from other
+    /// files that start the same way.
+    end_mark: EndMark,
+    /// Where it may be opened (again).
+    confinement: Arc<Confinement>,
+}
+
+/// A hash of the `len` bytes of a file that end at the read position.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct EndMark {
+    len: u8,
+    hash: u64,
+}
+
+impl EndMark {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn of(bytes: &[u8]) -> EndMark {
+        let tail = &bytes[bytes.len().saturating_sub(END_MARK_BYTES)..];
+        EndMark {
+            len: tail.len() as u8,
+            hash: crate::position::fnv1a(tail),
+        }
+    }
+
+    /// Whether `file` holds these bytes just before `pos`.
+    pub(crate) fn found_in(&self, file: &File, pos: u64) -> bool {
+        let len = u64::from(self.len);
+        let Some(start) = pos.checked_sub(len) else {
+            return false;
+        };
+        let mut buf = [0u8; END_MARK_BYTES];
+        let buf = &mut buf[..self.len as usize];
+        file.read_exact_at(buf, start).is_ok() && EndMark::of(buf) == *self
+    }
 }
 
 impl FileReader {
-    /// Opens `path` with its identity and size; reading starts at [`FileReader::start_at`].
-    pub(crate) fn open(path: &Path) -> io::Result<FileReader> {
-        let file = File::open(path)?;
+    /// Opens `path` (where `confinement` allows) with its identity and size; reading starts
+    /// at [`FileReader::start_at`].
+    pub(crate) fn open(
+        path: &Path,
+        confinement: &Arc<Confinement>,
+    ) -> Result<FileReader, OpenError> {
+        let file = confinement.open(path)?;
+        Ok(FileReader::of(path, file, confinement)?)
+    }
+
+    /// A reader of `file`, opened (through `confinement`) at `path`.
+    pub(crate) fn of(
+        path: &Path,
+        file: File,
+        confinement: &Arc<Confinement>,
+    ) -> io::Result<FileReader> {
         let meta = file.metadata()?;
         let fingerprint = Fingerprint::of(&file, FINGERPRINT_BYTES)?;
         let now = Instant::now();
@@ -88,6 +143,8 @@ impl FileReader {
             caught_up: false,
             orphaned_at: None,
             widened: false,
+            end_mark: EndMark::default(),
+            confinement: confinement.clone(),
         })
     }
 
@@ -192,9 +249,10 @@ impl FileReader {
     /// identity and first bytes), else this file in the same directory under another name.
     /// False when it cannot be found.
     pub(crate) fn reopen(&mut self) -> bool {
-        let found = open_if(&self.path, self.id, self.fingerprint)
+        let c = &self.confinement;
+        let found = open_if(&self.path, self.id, self.fingerprint, c)
             .map(|f| (self.path.clone(), f))
-            .or_else(|| find_in_dir(&self.path, self.id, self.fingerprint));
+            .or_else(|| find_in_dir(&self.path, self.id, self.fingerprint, c));
         let Some((at, file)) = found else {
             return false;
         };
@@ -221,20 +279,22 @@ impl FileReader {
             Ok(m) => m.len(),
             Err(e) => return Poll::Failed(e),
         };
-        if size != self.size {
-            self.size = size;
-            self.last_change = Instant::now();
-        }
         // Truncated: shorter than what was read, or (after copytruncate and new writes) no
         // longer starting with the bytes it started with. The first bytes are checked when a
         // file read to its end has grown, so a fast file pays it once per catch-up, not per
-        // read.
+        // read, and while reading within them (a file truncated before its first read). The
+        // size seen before is kept until the restart: what was not read of it is what the
+        // truncation took.
         if size < self.pos
-            || (self.caught_up
+            || ((self.caught_up || self.pos < u64::from(self.fingerprint.len))
                 && self.fingerprint.len > 0
                 && !self.fingerprint.matches(file).unwrap_or(true))
         {
             return Poll::Truncated;
+        }
+        if size != self.size {
+            self.size = size;
+            self.last_change = Instant::now();
         }
         if !self.fingerprint.is_complete()
             && size > self.fingerprint.len as u64
@@ -265,6 +325,20 @@ impl FileReader {
         }
     }
 
+    /// The mark of the bytes just before the read position (empty when nothing was framed
+    /// since the reader started where it is).
+    pub(crate) fn end_mark(&self) -> EndMark {
+        self.end_mark
+    }
+
+    /// The bytes just framed (they end at the new read position, after
+    /// [`FileReader::advance`]): kept as a mark to find this content in a copy.
+    pub(crate) fn framed(&mut self, consumed: &[u8]) {
+        if !consumed.is_empty() {
+            self.end_mark = EndMark::of(consumed);
+        }
+    }
+
     /// `consumed` of the `n` bytes just read (into a buffer of `buf_len`) were framed.
     pub(crate) fn advance(
         &mut self,
@@ -288,6 +362,35 @@ impl FileReader {
         }
     }
 
+    /// After a truncation: copytruncate's copy of the content that was truncated, in the same
+    /// directory, opened: a regular file other than this one that starts with this file's
+    /// first bytes and holds the bytes read last just before the read position (the newest
+    /// such file, should several). The rest of the old content is read from it. `None` when
+    /// there is none (or nothing was read to know it by).
+    pub(crate) fn copy_of_truncated(&self) -> Option<(PathBuf, File)> {
+        // No mark when nothing was framed since the reader started there (a checkpoint):
+        // the first bytes and the length then tell the copy.
+        let of = CopyOf {
+            id: self.id,
+            fingerprint: self.fingerprint,
+            pos: self.pos,
+            mark: (self.pos > 0 && self.end_mark.len > 0).then_some(self.end_mark),
+            made_since: None,
+        };
+        find_copy(&self.path, &of, &self.confinement)
+    }
+
+    /// A reader of copytruncate's copy of this file's content, from where this reader is:
+    /// it reads the rest to the copy's end, then the copy is closed (it has no name of ours).
+    pub(crate) fn continued_in(&self, path: PathBuf, file: File) -> io::Result<FileReader> {
+        let mut copy = FileReader::of(&path, file, &self.confinement)?;
+        copy.pos = self.pos;
+        copy.continued = self.continued;
+        copy.end_mark = self.end_mark;
+        copy.leave_name();
+        Ok(copy)
+    }
+
     /// After a truncation: the content starts again at 0, with a new fingerprint.
     pub(crate) fn restart(&mut self) {
         self.fingerprint = self
@@ -295,9 +398,12 @@ impl FileReader {
             .as_ref()
             .and_then(|f| Fingerprint::of(f, FINGERPRINT_BYTES).ok())
             .unwrap_or(Fingerprint { len: 0, hash: 0 });
+        self.size = self.current_size();
+        self.last_change = Instant::now();
         self.pos = 0;
         self.continued = false;
         self.caught_up = false;
+        self.end_mark = EndMark::default();
     }
 
     /// Whether the open file is, now, as its last read left it: the same size, the same first
@@ -312,6 +418,16 @@ impl FileReader {
         })
     }
 
+    /// Whether the open file still has a name (renamed, not deleted): it can be found and
+    /// written to again.
+    pub(crate) fn is_linked(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .is_some_and(|m| m.nlink() > 0)
+    }
+
     /// The size now (the last one seen when the file is closed).
     pub(crate) fn current_size(&self) -> u64 {
         self.file
@@ -323,28 +439,39 @@ impl FileReader {
 
 /// Where to resume a file that has a checkpoint: there, if the checkpoint is of this file
 /// (its first bytes match) and the file is still that long; from its start otherwise (an
-/// inode reused by another file, or a file that shrank while sidelog was stopped).
+/// inode reused by another file, or a file truncated while sidelog was stopped). The last
+/// part says whether the checkpoint was of this content.
 pub(crate) fn resume_position(
     checkpoint: Fingerprint,
     offset: u64,
     file: &File,
     size: u64,
-) -> (u64, &'static str) {
+) -> (u64, &'static str, bool) {
     if !checkpoint.matches(file).unwrap_or(false) {
         return (
             0,
-            "checkpoint belongs to an earlier file with this inode; reading from the start",
+            "checkpoint belongs to earlier content of this inode (truncated, or another file); reading from the start",
+            false,
         );
     }
     if offset > size {
-        return (0, "file shrank while stopped; reading from its start");
+        return (
+            0,
+            "file shrank while stopped; reading from its start",
+            false,
+        );
     }
-    (offset, "resuming")
+    (offset, "resuming", true)
 }
 
 /// Opens `path` if it is the file `id` and still starts with `fingerprint`'s bytes.
-pub(crate) fn open_if(path: &Path, id: DevIno, fingerprint: Fingerprint) -> Option<File> {
-    let file = File::open(path).ok()?;
+pub(crate) fn open_if(
+    path: &Path,
+    id: DevIno,
+    fingerprint: Fingerprint,
+    confinement: &Confinement,
+) -> Option<File> {
+    let file = confinement.open(path).ok()?;
     let meta = file.metadata().ok()?;
     (DevIno::of(&meta) == id && fingerprint.matches(&file).unwrap_or(false)).then_some(file)
 }
@@ -356,6 +483,7 @@ pub(crate) fn find_in_dir(
     path: &Path,
     id: DevIno,
     fingerprint: Fingerprint,
+    confinement: &Confinement,
 ) -> Option<(PathBuf, File)> {
     if fingerprint.len == 0 {
         return None;
@@ -370,8 +498,66 @@ pub(crate) fn find_in_dir(
         })
         .find_map(|e| {
             let p = e.path();
-            open_if(&p, id, fingerprint).map(|f| (p, f))
+            open_if(&p, id, fingerprint, confinement).map(|f| (p, f))
         })
+}
+
+/// What tells copytruncate's copy of a file's content from other files.
+#[derive(Clone, Copy)]
+pub(crate) struct CopyOf {
+    /// The file that was truncated (the copy is another one).
+    pub id: DevIno,
+    /// The content's first bytes.
+    pub fingerprint: Fingerprint,
+    /// How far the content was read: the copy is at least this long.
+    pub pos: u64,
+    /// The bytes just before `pos`, when known.
+    pub mark: Option<EndMark>,
+    /// The copy was made since then (while sidelog was down: the checkpoints' time).
+    pub made_since: Option<std::time::SystemTime>,
+}
+
+/// copytruncate's copy of the content the file at `path` had: a regular file in the same
+/// directory, other than that file, that starts with the content's first bytes, is long
+/// enough and, with a mark, holds the bytes read last at the same place; the newest, should
+/// several. `None` without a fingerprint to know it by.
+pub(crate) fn find_copy(
+    path: &Path,
+    of: &CopyOf,
+    confinement: &Confinement,
+) -> Option<(PathBuf, File)> {
+    let CopyOf {
+        id,
+        fingerprint,
+        pos,
+        mark,
+        made_since,
+    } = *of;
+    if fingerprint.len == 0 {
+        return None;
+    }
+    let dir = path.parent()?;
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            use std::os::unix::fs::DirEntryExt;
+            if e.ino() == id.ino {
+                return None;
+            }
+            let meta = std::fs::metadata(e.path()).ok()?;
+            let recent = made_since.is_none_or(|t| meta.modified().is_ok_and(|m| m >= t));
+            (meta.is_file() && meta.len() >= pos && recent).then(|| (e.path(), meta))
+        })
+        .filter_map(|(path, meta)| {
+            let file = confinement.open(&path).ok()?;
+            let same = DevIno::of(&file.metadata().ok()?) != id
+                && fingerprint.matches(&file).unwrap_or(false)
+                && mark.is_none_or(|m| m.found_in(&file, pos));
+            same.then(|| (meta.modified().ok(), path, file))
+        })
+        .max_by_key(|(modified, _, _)| *modified)
+        .map(|(_, path, file)| (path, file))
 }
 
 /// Reads from `offset` until `buf` is full or the file ends.
@@ -437,6 +623,7 @@ mod tests {
                             .lines()
                             .map(str::to_string),
                     );
+                    r.framed(&data[..consumed]);
                     if r.advance(consumed, n, buf.len(), 64) != Progress::More {
                         return lines;
                     }
@@ -460,7 +647,7 @@ mod tests {
     #[test]
     fn reads_what_is_new_and_waits_for_a_partial_last_line() {
         let mut log = Log::new(b"one\ntwo\nthr");
-        let mut r = FileReader::open(&log.path).expect("open");
+        let mut r = FileReader::open(&log.path, &Confinement::anywhere()).expect("open");
         assert_eq!(read_lines(&mut r), vec!["one", "two"]);
         assert_eq!(r.pos(), 8, "the partial line is not passed");
         assert!(r.is_caught_up());
@@ -472,7 +659,7 @@ mod tests {
     #[test]
     fn rotation_by_rename_keeps_reading_the_old_file() {
         let mut log = Log::new(&numbered(0, 10));
-        let mut r = FileReader::open(&log.path).expect("open");
+        let mut r = FileReader::open(&log.path, &Confinement::anywhere()).expect("open");
         assert_eq!(read_lines(&mut r), expect(0, 10));
         let rotated = log.other("app.log.1");
         std::fs::rename(&log.path, &rotated).expect("rename");
@@ -487,13 +674,13 @@ mod tests {
     #[test]
     fn rotation_by_create_leaves_the_new_file_to_a_new_reader() {
         let mut log = Log::new(&numbered(0, 5));
-        let mut old = FileReader::open(&log.path).expect("open");
+        let mut old = FileReader::open(&log.path, &Confinement::anywhere()).expect("open");
         assert_eq!(read_lines(&mut old), expect(0, 5));
         std::fs::rename(&log.path, log.other("app.log.1")).expect("rename");
         std::fs::write(&log.path, numbered(100, 103)).expect("create");
         log.append(&numbered(5, 7));
         assert!(!old.named_by(&log.path));
-        let mut new = FileReader::open(&log.path).expect("open new");
+        let mut new = FileReader::open(&log.path, &Confinement::anywhere()).expect("open new");
         assert_ne!(new.id(), old.id());
         assert_eq!(read_lines(&mut old), expect(5, 7));
         assert_eq!(read_lines(&mut new), expect(100, 103));
@@ -502,7 +689,7 @@ mod tests {
     #[test]
     fn copytruncate_is_seen_as_truncation() {
         let log = Log::new(&numbered(0, 10));
-        let mut r = FileReader::open(&log.path).expect("open");
+        let mut r = FileReader::open(&log.path, &Confinement::anywhere()).expect("open");
         read_lines(&mut r);
         std::fs::OpenOptions::new()
             .write(true)
@@ -521,7 +708,7 @@ mod tests {
     #[test]
     fn truncated_and_rewritten_past_the_position_is_caught_by_the_first_bytes() {
         let log = Log::new(&numbered(0, 3));
-        let mut r = FileReader::open(&log.path).expect("open");
+        let mut r = FileReader::open(&log.path, &Confinement::anywhere()).expect("open");
         read_lines(&mut r);
         // Truncated and rewritten longer than before, before the reader looked: only the
         // first bytes tell.
@@ -535,7 +722,7 @@ mod tests {
     #[test]
     fn a_deleted_file_is_read_to_its_end() {
         let mut log = Log::new(&numbered(0, 3));
-        let mut r = FileReader::open(&log.path).expect("open");
+        let mut r = FileReader::open(&log.path, &Confinement::anywhere()).expect("open");
         std::fs::remove_file(&log.path).expect("delete");
         log.append(&numbered(3, 6));
         assert!(!r.named_by(&log.path));
@@ -551,7 +738,7 @@ mod tests {
     #[test]
     fn a_reused_inode_does_not_inherit_the_old_files_checkpoint() {
         let log = Log::new(b"first file's content\n");
-        let old = FileReader::open(&log.path).expect("open");
+        let old = FileReader::open(&log.path, &Confinement::anywhere()).expect("open");
         let checkpoint = (old.fingerprint(), 21);
         drop(old);
         // Same inode or not, what decides is the content: another file now has this name.
@@ -574,8 +761,8 @@ mod tests {
     fn a_fast_file_gets_one_buffer_per_turn() {
         let fast = Log::new(&numbered(0, 10_000));
         let slow = Log::new(b"the slow file's line\n");
-        let mut rf = FileReader::open(&fast.path).expect("open");
-        let mut rs = FileReader::open(&slow.path).expect("open");
+        let mut rf = FileReader::open(&fast.path, &Confinement::anywhere()).expect("open");
+        let mut rs = FileReader::open(&slow.path, &Confinement::anywhere()).expect("open");
         let mut buf = vec![0u8; 4096];
         // One turn: each file gets one read of at most one buffer.
         let Poll::Data { n, at_end } = rf.poll(&mut buf) else {
@@ -600,7 +787,7 @@ mod tests {
     #[test]
     fn a_closed_file_is_found_again_after_a_rename() {
         let log = Log::new(&numbered(0, 3));
-        let mut r = FileReader::open(&log.path).expect("open");
+        let mut r = FileReader::open(&log.path, &Confinement::anywhere()).expect("open");
         read_lines(&mut r);
         r.close();
         assert!(matches!(r.poll(&mut [0u8; 8]), Poll::Closed));
@@ -618,7 +805,7 @@ mod tests {
     #[test]
     fn a_closed_empty_file_is_not_taken_for_another_name() {
         let log = Log::new(b"");
-        let mut r = FileReader::open(&log.path).expect("open");
+        let mut r = FileReader::open(&log.path, &Confinement::anywhere()).expect("open");
         read_lines(&mut r);
         r.close();
         std::fs::rename(&log.path, log.other("copy.log.1")).expect("rename");
@@ -631,7 +818,7 @@ mod tests {
     #[test]
     fn a_line_longer_than_the_buffer_asks_for_a_bigger_one() {
         let log = Log::new(&[b'x'; 100]);
-        let mut r = FileReader::open(&log.path).expect("open");
+        let mut r = FileReader::open(&log.path, &Confinement::anywhere()).expect("open");
         let mut buf = vec![0u8; 64];
         assert!(matches!(r.poll(&mut buf), Poll::Data { n: 64, .. }));
         assert_eq!(r.advance(0, 64, 64, 256), Progress::NeedBuffer(256));

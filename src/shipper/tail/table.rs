@@ -249,7 +249,8 @@ mod tests {
     fn tailed(dir: &Path, name: &str) -> Tailed {
         let path = dir.join(name);
         std::fs::write(&path, b"a line\n").expect("write");
-        let mut reader = FileReader::open(&path).expect("open");
+        let mut reader =
+            FileReader::open(&path, &super::super::confine::Confinement::anywhere()).expect("open");
         let mut buf = [0u8; 64];
         // Read to the end, as a caught-up file is.
         while let super::super::reader::Poll::Data { n, .. } = reader.poll(&mut buf) {
