@@ -676,3 +676,59 @@ fn credentials_in_urls_are_never_shown() {
     assert!(shown[1].contains("***"), "{}", shown[1]);
     assert!(h.terminate().success(), "{}", h.stderr());
 }
+
+/// An intake (or a gateway in front of it) that answers 400 to everything for 30 s, then
+/// accepts: an outage, not poison. 10,000 lines waiting in two files all arrive, once; no
+/// event is dropped; the batches are held behind the outage gate, a few requests each.
+#[test]
+fn an_intake_that_refuses_everything_for_a_while_loses_nothing() {
+    let mut h = Harness::with_intake();
+    append(&h.log("a.log"), numbered("a", 0..5000));
+    append(&h.log("b.log"), numbered("b", 0..5000));
+    h.intake().set_faults(Faults {
+        status: Some(400),
+        ..Faults::default()
+    });
+    // The default retry waits, as a Pod has them.
+    let config = config(
+        &h,
+        "retry_initial_ms = 1000\nretry_max_ms = 2500\nrequest_concurrency = \"adaptive\"",
+    );
+    let base = h.start_with_admin(&config, &[]);
+    h.wait_stderr("refuses every part of a batch", T);
+    let began = Instant::now();
+    let requests_at = || {
+        h.intake()
+            .state
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    wait_for("30 s of refusals", Duration::from_secs(40), || {
+        began.elapsed() >= Duration::from_secs(30)
+    });
+    let refused = requests_at();
+    assert_eq!(h.intake().event_count(), 0);
+    assert_eq!(
+        h.metric(&base, "sidelog_events_dropped_total{reason=\"invalid\"}"),
+        Some(0.0)
+    );
+    assert_eq!(h.metric(&base, "sidelog_intake_failing"), Some(1.0));
+    h.intake().set_faults(Faults::default());
+    h.wait_events(10_000, T);
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let mut got = h.messages();
+    got.sort();
+    let mut want = numbered("a", 0..5000);
+    want.extend(numbered("b", 0..5000));
+    want.sort();
+    assert_lines(&got, &want, "every line once");
+    // 10,000 lines make about 10 full batches; what the refusals cost, in requests per
+    // batch: the first batch's parts, then one probe per wait.
+    let per_batch = refused as f64 / 10.0;
+    assert!(per_batch <= 5.0, "{refused} requests while refused");
+    assert_eq!(
+        h.stderr().matches("refuses every part of a batch").count(),
+        1,
+        "said once"
+    );
+}

@@ -169,7 +169,7 @@ metrics! {
     lines_joined: Counter = "lines_joined_total", "Lines appended to a multi-line event.";
     batches_built: Counter = "batches_built_total", "Batches handed to the sender.";
     batches_sent: Counter = "batches_sent_total", "Requests the intake accepted.";
-    batches_split: Counter = "batches_split_total", "Batches split in halves after a 400 or 413.";
+    batches_split: Counter = "batches_split_total", "Refused parts of batches split in halves after a 400 or 413.";
     events_sent: Counter = "events_sent_total", "Events the intake accepted.";
     line_bytes_sent: Counter = "line_bytes_sent_total", "Raw line bytes in accepted events.";
     bytes_sent_uncompressed: Counter = "bytes_sent_uncompressed_total", "Accepted request bodies before compression.";
@@ -183,6 +183,7 @@ metrics! {
     retries_key_rejected: Counter = "retries_total" { "reason" = "key_rejected" }, "Failed attempts that will be retried, by reason.";
     retries_unexpected_status: Counter = "retries_total" { "reason" = "unexpected_status" }, "Failed attempts that will be retried, by reason.";
     retries_redirect: Counter = "retries_total" { "reason" = "redirect" }, "Failed attempts that will be retried, by reason.";
+    retries_refused: Counter = "retries_total" { "reason" = "refused" }, "Failed attempts that will be retried, by reason.";
     events_dropped_invalid: Counter = "events_dropped_total" { "reason" = "invalid" }, "Events dropped, by reason.";
     events_dropped_too_large: Counter = "events_dropped_total" { "reason" = "too_large" }, "Events dropped, by reason.";
     events_dropped_unencodable: Counter = "events_dropped_total" { "reason" = "unencodable" }, "Events dropped, by reason.";

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use super::additional::{BestEffort, Endpoints};
 use super::compressors::Compressors;
-use super::refused::split_and_deliver;
+use super::refused::{Refusal, split_and_deliver};
 use crate::checkpoint::Tracker;
 use crate::compress::{self, Codec, Compressed};
 use crate::config::Config;
@@ -55,6 +55,10 @@ pub(super) trait Sink: Send + Sync + 'static {
         codec: Codec,
         signal: &mut ShutdownSignal,
     ) -> impl Future<Output = Delivery> + Send;
+    /// Bodies accepted so far (evidence that a refused event is bad, not the endpoint).
+    fn accepted(&self) -> u64;
+    /// Every part of a batch was refused and nothing else accepted: hold as in an outage.
+    fn refuses_everything(&self, status: u16);
 }
 
 impl Sink for Sender {
@@ -70,6 +74,14 @@ impl Sink for Sender {
 
     async fn deliver(&self, body: Bytes, codec: Codec, signal: &mut ShutdownSignal) -> Delivery {
         Sender::deliver(self, body, codec, signal).await
+    }
+
+    fn accepted(&self) -> u64 {
+        Sender::accepted(self)
+    }
+
+    fn refuses_everything(&self, status: u16) {
+        Sender::refuses_everything(self, status)
     }
 }
 
@@ -128,6 +140,9 @@ pub(super) struct ShipContext<S: Sink> {
     liveness: Arc<Liveness>,
     /// The compressor threads (`compression_threads`).
     compressors: Compressors,
+    /// One refused batch at a time holds its decompressed body to split it (the others wait
+    /// with their compressed one): a storm of refusals costs one batch more in memory.
+    pub splitting: Arc<Semaphore>,
     /// Sequence number of the next batch allowed to start sending: sends start in the order
     /// the batches were read, so with one request in flight each file arrives in order.
     turn_tx: watch::Sender<u64>,
@@ -212,6 +227,7 @@ impl<S: Sink> Dispatcher<S> {
                 sending,
                 liveness,
                 compressors: Compressors::start(compressors)?,
+                splitting: Arc::new(Semaphore::new(1)),
                 turn_tx,
                 turn_rx,
             }),
@@ -342,15 +358,17 @@ async fn ship_batch<S: Sink>(
     let Some(slot) = ctx.sender.slot().await else {
         return;
     };
+    let mut slot = Some(slot);
     turn.pass();
     let in_flight = ctx.sending.start();
-    let mut sent = deliver_batch(&ctx, &ctx.sender, packs.main.clone(), events, raw_len).await;
+    let main = packs.main.clone();
+    let mut sent = deliver_batch(&ctx, &ctx.sender, main, events, raw_len, &mut slot).await;
     for extra in &ctx.reliable {
         if sent.is_none() {
             break;
         }
         let packed = packs.for_codec(extra.codec());
-        sent = deliver_batch(&ctx, extra, packed, events, raw_len).await;
+        sent = deliver_batch(&ctx, extra, packed, events, raw_len, &mut slot).await;
     }
     drop(in_flight);
     drop(slot);
@@ -429,14 +447,17 @@ async fn compress_batch<S: Sink>(
 }
 
 /// Delivers one batch; compresses it again when the receiver cannot decode its codec; on 400
-/// or 413 splits it in halves until each part is accepted or is a single event the intake
-/// refuses (dropped, logged and counted). `None` when abandoned at shutdown.
+/// or 413 hands it to `refused` (its bad events dropped alone, or the whole held as in an
+/// outage when the endpoint refuses everything). `None` when abandoned at shutdown. A refused
+/// batch gives its request slot back before it waits its turn to be split: other batches may
+/// show the endpoint accepts what it should.
 async fn deliver_batch<S: Sink>(
     ctx: &ShipContext<S>,
     to: &S,
     mut packed: Compressed,
     events: usize,
     raw_len: usize,
+    slot: &mut Option<S::Slot>,
 ) -> Option<()> {
     let mut signal = ctx.signal.clone();
     let (status, detail) = loop {
@@ -452,13 +473,22 @@ async fn deliver_batch<S: Sink>(
             Delivery::Abandoned => return None,
             Delivery::Reencode => {
                 let raw = recover_body(ctx, &packed).await?;
-                packed = pack(ctx, to, raw).await?;
+                packed = pack(ctx, to, raw).await?.0;
             }
             Delivery::Refused { status, detail } => break (status, detail),
         }
     };
+    let accepted_before = to.accepted();
+    drop(slot.take());
+    let _splitting = ctx.splitting.clone().acquire_owned().await.ok()?;
     let raw = recover_body(ctx, &packed).await?;
-    split_and_deliver(ctx, to, &raw, (status, detail), &mut signal).await
+    drop(packed);
+    let refusal = Refusal {
+        status,
+        detail,
+        accepted_before,
+    };
+    split_and_deliver(ctx, to, &raw, refusal, &mut signal).await
 }
 
 /// The uncompressed body went back to the reader long ago; refusals are rare, so get it back
@@ -480,24 +510,26 @@ async fn recover_body<S: Sink>(ctx: &ShipContext<S>, packed: &Compressed) -> Opt
 }
 
 /// Compresses a body (part of a refused batch, or one to encode again) with the sender's
-/// codec. `None` when that fails (the batch is read again after a restart).
+/// codec; gives the body back with it. `None` when that fails (the batch is read again
+/// after a restart).
 pub(super) async fn pack<S: Sink>(
     ctx: &ShipContext<S>,
     to: &S,
     body: Vec<u8>,
-) -> Option<Compressed> {
+) -> Option<(Compressed, Vec<u8>)> {
     let codec = to.codec();
     let packed = ctx.compressors.compress(codec, body).await;
-    let Some((Ok(packed), _)) = packed else {
+    let Some((Ok(packed), back)) = packed else {
         tracing::error!(
             "cannot compress a refused batch again; it will be read again after restart"
         );
         return None;
     };
-    Some(Compressed {
+    let compressed = Compressed {
         body: Bytes::from(packed),
         codec,
-    })
+    };
+    Some((compressed, back))
 }
 
 /// Counts what the main endpoint accepted (an additional endpoint's copies are not more
@@ -530,6 +562,7 @@ fn report_join(res: Result<(), tokio::task::JoinError>) {
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use tokio::sync::Semaphore;
@@ -541,15 +574,20 @@ mod tests {
     use crate::shutdown::{Phase, Shutdown};
 
     /// An intake as a test scripts it: it takes its time (on tokio's simulated clock), keeps
-    /// the messages of every body in the order the sends began, refuses bodies of more than
-    /// `max_events` events (400), and one event holding `too_large` even alone (413).
+    /// the messages of every body in the order the sends began, refuses everything (400) for
+    /// its first `refuse_all` requests, bodies of more than `max_events` events (400), and one
+    /// event holding `too_large` even alone (413).
     struct Scripted {
         requests: Arc<Semaphore>,
         began: Mutex<Vec<Vec<String>>>,
         accepted: Mutex<Vec<String>>,
+        bodies_accepted: std::sync::atomic::AtomicU64,
         answer_after: fn(usize) -> Duration,
+        refuse_all: usize,
         max_events: usize,
         too_large: &'static str,
+        /// Times the dispatcher held a batch for an endpoint that refuses everything.
+        held: std::sync::atomic::AtomicU64,
     }
 
     impl Scripted {
@@ -558,9 +596,12 @@ mod tests {
                 requests: Arc::new(Semaphore::new(concurrency)),
                 began: Mutex::new(Vec::new()),
                 accepted: Mutex::new(Vec::new()),
+                bodies_accepted: Default::default(),
                 answer_after,
+                refuse_all: 0,
                 max_events: usize::MAX,
                 too_large: "\u{0}",
+                held: Default::default(),
             }
         }
     }
@@ -602,6 +643,12 @@ mod tests {
                 _ = tokio::time::sleep((self.answer_after)(n)) => {}
                 _ = signal.abandoned() => return Delivery::Abandoned,
             }
+            if n <= self.refuse_all {
+                return Delivery::Refused {
+                    status: 400,
+                    detail: "a gateway refuses everything".into(),
+                };
+            }
             if messages.len() > self.max_events {
                 return Delivery::Refused {
                     status: 400,
@@ -615,7 +662,16 @@ mod tests {
                 };
             }
             crate::lock(&self.accepted).extend(messages);
+            self.bodies_accepted.fetch_add(1, Ordering::SeqCst);
             Delivery::Accepted
+        }
+
+        fn accepted(&self) -> u64 {
+            self.bodies_accepted.load(Ordering::SeqCst)
+        }
+
+        fn refuses_everything(&self, _status: u16) {
+            self.held.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -772,11 +828,68 @@ mod tests {
         assert_eq!(accepted, expected, "every other event once, in order");
         // 8 refused, then 4 + 4 refused, then pairs; the pair with line 5 refused for size,
         // then line 5 alone.
+        // 8 refused; then parts of 1, 1, 2 (accepted) and 4 (refused); its first half holds
+        // line 5 and is refused for size, so lines 4 and 5 alone; then its second half: in
+        // the order read.
         let sizes: Vec<usize> = crate::lock(&run.sink.began).iter().map(Vec::len).collect();
-        assert_eq!(sizes, [8, 4, 2, 2, 4, 2, 1, 1, 2]);
+        assert_eq!(sizes, [8, 1, 1, 2, 4, 2, 1, 1, 2]);
         assert_eq!(run.metrics.events_dropped_too_large.get(), 1);
-        assert_eq!(run.metrics.batches_split.get(), 4);
+        assert_eq!(run.metrics.batches_split.get(), 2);
+        assert_eq!(run.sink.held.load(Ordering::SeqCst), 0, "not an outage");
         assert_eq!(run.checkpoint(), Some(8 * 9), "the batch is done with");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_that_refuses_everything_is_an_outage_not_poison() {
+        // Every request refused for a while (a gateway in the way), then all accepted.
+        let mut sink = Scripted::new(1, |_| Duration::from_millis(10));
+        sink.refuse_all = 40;
+        let mut run = run_with(sink);
+        let batches = batches(300, 100, &run.tracker);
+        run.dispatch(batches).await;
+        run.dispatcher.settle_all().await;
+        let mut accepted = crate::lock(&run.sink.accepted).clone();
+        accepted.sort();
+        assert_eq!(accepted, numbered(0, 300), "nothing dropped, nothing twice");
+        assert_eq!(run.metrics.events_dropped_total(), 0);
+        assert!(
+            run.sink.held.load(Ordering::SeqCst) >= 1,
+            "held as an outage"
+        );
+        assert_eq!(run.checkpoint(), Some(300 * 9));
+        // The first batch whole, then one part per request: about log2(events) before it
+        // holds; the other batches wait their turn to be split.
+        let began = crate::lock(&run.sink.began).clone();
+        let first: Vec<usize> = began
+            .iter()
+            .filter(|body| body[0].as_str() < "line 100")
+            .take(9)
+            .map(Vec::len)
+            .collect();
+        assert_eq!(first, [100, 1, 1, 2, 4, 8, 16, 32, 36]);
+        let sizes: Vec<usize> = began.iter().map(Vec::len).collect();
+        assert!(
+            began.len() <= 60,
+            "{} requests for 3 batches: {sizes:?}",
+            began.len()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_of_one_bad_event_is_dropped_once_others_are_accepted() {
+        let mut sink = Scripted::new(1, |_| Duration::from_millis(10));
+        sink.too_large = "line 000";
+        let mut run = run_with(sink);
+        // The bad line alone in a batch, then good lines each in one: nothing in its own
+        // batch tells the bad line from a refusing endpoint, the others do.
+        let batches = batches(6, 1, &run.tracker);
+        run.dispatch(batches).await;
+        run.dispatcher.settle_all().await;
+        let mut accepted = crate::lock(&run.sink.accepted).clone();
+        accepted.sort();
+        assert_eq!(accepted, numbered(1, 6));
+        assert_eq!(run.metrics.events_dropped_too_large.get(), 1);
+        assert_eq!(run.checkpoint(), Some(6 * 9));
     }
 
     #[tokio::test(start_paused = true)]

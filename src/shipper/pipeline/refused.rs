@@ -1,47 +1,139 @@
-//! Refused batches: a batch the intake refuses for good (400, 413) is sent again in halves,
-//! and halves of halves, until each part is accepted or is one event the intake refuses on
-//! its own, which is dropped, logged and counted.
+//! Refused batches: a batch the intake refuses for good (400, 413) is either carrying bad
+//! events, which are dropped alone, logged and counted, or meeting an endpoint that refuses
+//! everything (a misconfigured proxy, a gateway that rejects the content type), which is an
+//! outage: nothing may be dropped for it.
+//!
+//! Which of the two is decided by evidence that the endpoint accepts other content: a part of
+//! the batch accepted, or any other body accepted since the refusal. The batch is first sent
+//! as a few disjoint parts that double in size (the first event alone, the second, the next
+//! two, four, ...): about `log2(events)` requests, and bad events among good ones show at once
+//! in the parts accepted. Without any evidence (every part refused, each event alone
+//! included, nothing else accepted), the batch is held behind the outage gate and its parts
+//! retried one per probe until something is accepted; then refused parts are split in halves
+//! until each is accepted or is one event refused alone while others are accepted, which is
+//! dropped. A refused batch gives its request slot back first, so that other batches can show
+//! the endpoint accepts what it should.
+//!
+//! Memory: one refused batch at a time holds its decompressed body (`ShipContext::splitting`),
+//! and one part of it at a time is copied out and compressed.
+
+use std::collections::VecDeque;
+use std::ops::Range;
 
 use super::dispatch::{ShipContext, Sink, count_sent, pack};
 use crate::encode;
 use crate::ship::Delivery;
 use crate::shutdown::ShutdownSignal;
 
-/// Sends a refused batch's events in halves, and halves of halves, until each part is
-/// accepted or is one event refused on its own.
+/// The intake's refusal of a whole batch.
+pub(super) struct Refusal {
+    pub status: u16,
+    pub detail: String,
+    /// The endpoint's count of accepted bodies just after it: more since is evidence.
+    pub accepted_before: u64,
+}
+
+/// A part of the batch the intake refused, and how.
+struct Refused {
+    events: Range<usize>,
+    status: u16,
+    detail: String,
+    /// Refused while the endpoint was seen to accept other content: the part itself holds
+    /// what is refused. Otherwise it is sent again once there is such evidence.
+    proven: bool,
+}
+
+/// Sends a refused batch's events in parts until each is accepted or is one event refused
+/// alone while the endpoint is seen to accept others (dropped); holds the batch as in an
+/// outage while the endpoint refuses everything. Parts go in the order read, a refused part's
+/// halves before the parts after it, so that with one request at a time a file's lines still
+/// arrive in order. `None` when abandoned or not compressible.
 pub(super) async fn split_and_deliver<S: Sink>(
     ctx: &ShipContext<S>,
     to: &S,
     raw: &[u8],
-    refusal: (u16, String),
+    refusal: Refusal,
     signal: &mut ShutdownSignal,
 ) -> Option<()> {
     let ranges = encode::event_ranges(raw);
-    // Parts still to send, last first; the first is the whole batch, refused already.
-    let mut parts = vec![(0..ranges.len(), Some(refusal))];
-    while let Some((part, refusal)) = parts.pop() {
-        let (status, detail) = match refusal {
-            Some(r) => r,
-            None => match send_part(ctx, to, raw, &ranges[part.clone()], signal).await? {
-                None => continue,
-                Some(refused) => refused,
-            },
-        };
-        if part.len() <= 1 {
-            drop_refused(ctx, raw, ranges.get(part.start).cloned(), status, &detail);
-            continue;
-        }
-        ctx.metrics.batches_split.inc();
-        tracing::debug!(
-            status,
-            events = part.len(),
-            "intake refused a batch; splitting it in halves"
-        );
-        let mid = part.start + part.len() / 2;
-        parts.push((mid..part.end, None));
-        parts.push((part.start..mid, None));
+    let before = refusal.accepted_before;
+    let whole = Refused {
+        events: 0..ranges.len(),
+        status: refusal.status,
+        detail: refusal.detail,
+        proven: false,
+    };
+    // Parts refused before anything showed the endpoint accepts other content.
+    let mut unproven: Vec<Refused> = Vec::new();
+    // Events to send, in the order read.
+    let mut work: VecDeque<Range<usize>> = VecDeque::new();
+    if ranges.len() <= 1 || to.accepted() > before {
+        // Nothing to part, or the endpoint accepted something while this batch waited its
+        // turn to be split: the whole again first.
+        unproven.push(whole);
+    } else {
+        work.extend(doubling_parts(ranges.len()));
     }
-    Some(())
+    let mut holding = false;
+    loop {
+        if !unproven.is_empty() && to.accepted() > before {
+            // Evidence at last: those go first, again whole.
+            for r in unproven.drain(..).rev() {
+                work.push_front(r.events);
+            }
+        }
+        let Some(next) = work.pop_front() else {
+            if unproven.is_empty() {
+                return Some(());
+            }
+            // Every part refused, each event alone included, nothing else accepted: an
+            // endpoint that refuses everything. Held behind the outage gate, each part sent
+            // again one per probe until something is accepted.
+            if !holding {
+                holding = true;
+                to.refuses_everything(unproven[0].status);
+            }
+            work.extend(unproven.drain(..).map(|r| r.events));
+            continue;
+        };
+        let Some(refused) = send_part(ctx, to, raw, &ranges, next, before, signal).await? else {
+            continue;
+        };
+        if !refused.proven {
+            unproven.push(refused);
+        } else if refused.events.len() <= 1 {
+            let event = ranges.get(refused.events.start).cloned();
+            drop_refused(ctx, raw, event, refused.status, &refused.detail);
+        } else {
+            ctx.metrics.batches_split.inc();
+            tracing::debug!(
+                status = refused.status,
+                events = refused.events.len(),
+                "intake refused a batch; splitting it in halves"
+            );
+            let (start, end) = (refused.events.start, refused.events.end);
+            let mid = start + refused.events.len() / 2;
+            work.push_front(mid..end);
+            work.push_front(start..mid);
+        }
+    }
+}
+
+/// The batch's events `0..n` as disjoint parts doubling in size: `[0]`, `[1]`, `[2, 4)`,
+/// `[4, 8)`, ... up to `n`.
+fn doubling_parts(n: usize) -> Vec<Range<usize>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut size = 1;
+    while start < n {
+        let end = (start + size).min(n);
+        parts.push(start..end);
+        if start > 0 {
+            size *= 2;
+        }
+        start = end;
+    }
+    parts
 }
 
 /// Sends some events of a refused batch on their own. `Some(None)` when accepted,
@@ -50,13 +142,17 @@ async fn send_part<S: Sink>(
     ctx: &ShipContext<S>,
     to: &S,
     raw: &[u8],
-    events: &[std::ops::Range<usize>],
+    ranges: &[Range<usize>],
+    part: Range<usize>,
+    before: u64,
     signal: &mut ShutdownSignal,
-) -> Option<Option<(u16, String)>> {
-    let body = encode::join_events(raw, events);
+) -> Option<Option<Refused>> {
+    let events = &ranges[part.clone()];
+    let mut body = encode::join_events(raw, events);
     let body_len = body.len();
     loop {
-        let packed = pack(ctx, to, body.clone()).await?;
+        let (packed, back) = pack(ctx, to, body).await?;
+        body = back;
         let packed_len = packed.body.len();
         match to.deliver(packed.body, packed.codec, signal).await {
             Delivery::Accepted => {
@@ -65,17 +161,25 @@ async fn send_part<S: Sink>(
             }
             Delivery::Abandoned => return None,
             Delivery::Reencode => continue,
-            Delivery::Refused { status, detail } => return Some(Some((status, detail))),
+            Delivery::Refused { status, detail } => {
+                return Some(Some(Refused {
+                    events: part,
+                    status,
+                    detail,
+                    proven: to.accepted() > before,
+                }));
+            }
         }
     }
 }
 
-/// The intake refused one event on its own: a logged, counted decision. The log names the
-/// file and size, never the content (it may hold what the user masks elsewhere).
+/// The intake refused one event on its own, while it accepts others: a logged, counted
+/// decision. The log names the file and size, never the content (it may hold what the user
+/// masks elsewhere).
 fn drop_refused<S: Sink>(
     ctx: &ShipContext<S>,
     raw: &[u8],
-    event: Option<std::ops::Range<usize>>,
+    event: Option<Range<usize>>,
     status: u16,
     detail: &str,
 ) {
@@ -92,4 +196,21 @@ fn drop_refused<S: Sink>(
         None => (String::new(), 0),
     };
     tracing::error!(status, reason, file = %file, event_bytes = bytes, intake_said = %detail, "the intake refused one event on its own; it is dropped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubling_parts_cover_the_batch_once() {
+        assert_eq!(doubling_parts(1), vec![(0..1)]);
+        assert_eq!(doubling_parts(2), [0..1, 1..2]);
+        assert_eq!(doubling_parts(8), [0..1, 1..2, 2..4, 4..8]);
+        assert_eq!(doubling_parts(10), [0..1, 1..2, 2..4, 4..8, 8..10]);
+        let parts = doubling_parts(1000);
+        assert_eq!(parts.len(), 11, "about log2(n) requests");
+        let covered: Vec<usize> = parts.into_iter().flatten().collect();
+        assert_eq!(covered, (0..1000).collect::<Vec<_>>());
+    }
 }

@@ -117,6 +117,13 @@ impl Gate {
         }
     }
 
+    /// Closes the gate (or keeps it closed) and schedules the next probe, for a failure found
+    /// outside one attempt: an endpoint that refuses every part of a batch (see
+    /// `pipeline::refused`).
+    pub(crate) fn fail(&self) -> Failed {
+        self.failed(false, None)
+    }
+
     /// Whether requests are being held back.
     #[cfg(test)]
     fn is_closed(&self) -> bool {
@@ -193,6 +200,15 @@ impl Pass<'_> {
     pub(crate) fn answered(mut self) -> Option<Reopened> {
         self.reported = true;
         self.gate.answered(self.probe)
+    }
+
+    /// The intake refused the body for good (400, 413). While the gate is open that says
+    /// nothing of the intake. A refused probe keeps the gate closed, with the next wait: an
+    /// endpoint that refuses everything (a gateway in front of it) is not shown up by
+    /// refusing, and only an accepted body opens the gate. `Some` for a probe.
+    pub(crate) fn refused(mut self) -> Option<Failed> {
+        self.reported = true;
+        self.probe.then(|| self.gate.failed(true, None))
     }
 
     /// The attempt failed in a way worth retrying; returns how long the gate now waits,

@@ -158,6 +158,9 @@ pub struct Sender {
     /// Told of every answer and of the outage gate's waits (`/healthz`); `None` for
     /// best-effort endpoints, which hold nothing back.
     liveness: Option<Arc<Liveness>>,
+    /// Bodies accepted so far: what tells a refused event that is bad from an endpoint that
+    /// refuses everything (see `pipeline::refused`).
+    accepted: std::sync::atomic::AtomicU64,
 }
 
 impl Sender {
@@ -214,7 +217,29 @@ impl Sender {
                 Duration::from_millis(d.retry_max_ms),
             ),
             liveness: None,
+            accepted: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Bodies this endpoint accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Every part of a batch was refused, each event alone included, and nothing was accepted
+    /// meanwhile: the endpoint refuses everything (a misconfigured proxy, a gateway that
+    /// refuses the content type), which is an outage, not bad events. The gate closes (or
+    /// stays closed) and the batch is retried behind it, nothing dropped.
+    pub fn refuses_everything(&self, status: u16) {
+        let failed = self.gate.fail();
+        self.metrics.retries_refused.inc();
+        if failed.closed {
+            self.metrics.intake_failing.up();
+            tracing::error!(status, url = %self.shown_url, "the intake refuses every part of a batch, each event alone included, and accepts nothing else: holding it as in an outage (nothing is dropped) and retrying; check what is in front of the intake (a proxy, a gateway)");
+        }
+        if let Some(l) = &self.liveness {
+            l.sender_waits(failed.wait);
+        }
     }
 
     /// Tells `liveness` of every answer and wait from now on.
@@ -263,13 +288,21 @@ impl Sender {
             let (reason, retry_after) = match answer {
                 Posted::Accepted => {
                     self.limiter.observe(Outcome::Success(sent_at.elapsed()));
+                    self.accepted
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     self.intake_answered(pass);
                     self.key_accepted();
                     return Delivery::Accepted;
                 }
                 Posted::Refused { status, detail } => {
                     self.limiter.observe(Outcome::Success(sent_at.elapsed()));
-                    self.intake_answered(pass);
+                    if let Some(failed) = pass.refused() {
+                        // A probe refused: the gate stays closed (see `Pass::refused`).
+                        self.metrics.retries_refused.inc();
+                        if let Some(l) = &self.liveness {
+                            l.sender_waits(failed.wait);
+                        }
+                    }
                     return Delivery::Refused { status, detail };
                 }
                 Posted::Unsupported => {
@@ -388,7 +421,7 @@ impl Sender {
                 )
             }
             Answer::Refused => {
-                let text = resp.text().await.unwrap_or_default();
+                let text = error_text(resp).await;
                 Posted::Refused {
                     status: status.as_u16(),
                     detail: truncate(&text, 300).to_string(),
@@ -396,7 +429,7 @@ impl Sender {
             }
             Answer::Unexpected => {
                 m.retries_unexpected_status.inc();
-                let text = resp.text().await.unwrap_or_default();
+                let text = error_text(resp).await;
                 let loud = failures == 0 || failures.is_power_of_two();
                 if loud && status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
                     tracing::error!(%status, encoding = codec.content_encoding(), body = %truncate(&text, 300), "the intake cannot decode this encoding, and datadog.compression asks for it explicitly; keeping the data on disk and retrying (set compression = \"auto\" to fall back to gzip)");
@@ -488,6 +521,26 @@ fn classify(status: StatusCode) -> Answer {
         s if s >= 500 => Answer::ServerError,
         _ => Answer::Unexpected,
     }
+}
+
+/// The most of an error answer's body that is read: enough for the intake's message, and a
+/// gateway's 50 MB error page costs no more.
+const ERROR_BODY_READ: usize = 4096;
+
+/// The start of an error answer's body (at most [`ERROR_BODY_READ`] bytes), as text; the rest
+/// is not read (the connection is then closed rather than reused).
+async fn error_text(mut resp: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY_READ {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = ERROR_BODY_READ - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// `Retry-After` as seconds or as an HTTP date.
