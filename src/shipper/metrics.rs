@@ -167,6 +167,7 @@ metrics! {
     rotated_bytes_given_up: Counter = "rotated_bytes_given_up_total", "Unread bytes of rotated or deleted files given up at tail.rotate_wait_ms.";
     events_excluded: Counter = "events_excluded_total", "Events dropped by exclude_at_match or include_at_match rules.";
     lines_joined: Counter = "lines_joined_total", "Lines appended to a multi-line event.";
+    multiline_flushed_for_memory: Counter = "multiline_flushed_for_memory_total", "Multi-line events sent before they were complete because the events being assembled in all files held more than tail.multiline_pending_bytes.";
     batches_built: Counter = "batches_built_total", "Batches handed to the sender.";
     batches_sent: Counter = "batches_sent_total", "Requests the intake accepted.";
     batches_split: Counter = "batches_split_total", "Refused parts of batches split in halves after a 400 or 413.";

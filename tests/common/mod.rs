@@ -339,6 +339,32 @@ tags = ["env:test"]
         value
     }
 
+    /// Samples the running shipper's anonymous memory every 10 ms until the sampler is
+    /// finished: its peak, in kB (the kernel keeps a peak of the resident set, not of the
+    /// anonymous part alone).
+    pub fn sample_anon(&self) -> AnonPeak {
+        let path = format!("/proc/{}/status", self.pid());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(status) = std::fs::read_to_string(&path) else {
+                    break;
+                };
+                let kb = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("RssAnon:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0);
+                peak = peak.max(kb);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            peak
+        });
+        AnonPeak { stop, handle }
+    }
+
     /// Bytes the running shipper has read (`rchar` of `/proc/<pid>/io`).
     #[track_caller]
     pub fn bytes_read(&self) -> u64 {
@@ -528,6 +554,23 @@ impl Drop for Harness {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A running sampler of a shipper's anonymous memory (see [`Harness::sample_anon`]).
+pub struct AnonPeak {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<u64>,
+}
+
+impl AnonPeak {
+    /// Stops sampling; the peak seen, in kB (never 0: the process was sampled).
+    #[track_caller]
+    pub fn finish(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = self.handle.join().expect("sampler");
+        assert!(peak > 0, "the shipper's memory was never sampled");
+        peak
     }
 }
 

@@ -281,6 +281,10 @@ pub struct TailConfig {
     /// The longest a file renamed away or deleted is held open; bytes still unread then are
     /// given up, logged and counted. 0: no limit (nothing is ever given up).
     pub rotate_wait_ms: u64,
+    /// The most memory the multi-line events still being assembled may hold, all files
+    /// together; above it the oldest are sent as they are (counted). Each event is also
+    /// bounded by its input's `multiline.max_bytes`.
+    pub multiline_pending_bytes: usize,
 }
 
 impl Default for TailConfig {
@@ -292,6 +296,7 @@ impl Default for TailConfig {
             max_open_files: 1024,
             rotated_linger_ms: 5_000,
             rotate_wait_ms: 0,
+            multiline_pending_bytes: 8 << 20,
         }
     }
 }

@@ -78,6 +78,7 @@ impl Config {
             range("tail.max_open_files", t.max_open_files as u64, 8, 1_000_000),
             range("tail.rotated_linger_ms", t.rotated_linger_ms, 0, 86_400_000),
             range("tail.rotate_wait_ms", t.rotate_wait_ms, 0, 604_800_000),
+            range("tail.multiline_pending_bytes", t.multiline_pending_bytes as u64, 1 << 20, 1 << 30),
             range("batch.max_events", b.max_events as u64, 1, INTAKE_MAX_EVENTS as u64),
             range("batch.max_bytes", b.max_bytes as u64, 64 * 1024, INTAKE_MAX_BODY_BYTES as u64),
             range("batch.timeout_ms", b.timeout_ms, 1, 600_000),

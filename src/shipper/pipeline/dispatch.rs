@@ -133,7 +133,7 @@ pub(super) struct ShipContext<S: Sink> {
     pub metrics: Arc<Metrics>,
     pub config: Config,
     /// Uncompressed bodies go back to the reader for reuse.
-    pub recycle: std::sync::mpsc::Sender<Vec<u8>>,
+    pub recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
     pub signal: ShutdownSignal,
     sending: Sending,
     /// Told when the sender moves (`/healthz`).
@@ -177,7 +177,7 @@ pub(super) struct Links {
     pub tracker: Arc<Tracker>,
     pub metrics: Arc<Metrics>,
     pub config: Config,
-    pub recycle: std::sync::mpsc::Sender<Vec<u8>>,
+    pub recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
     pub signal: ShutdownSignal,
     pub sending: Sending,
     pub liveness: Arc<Liveness>,
@@ -436,8 +436,9 @@ async fn compress_batch<S: Sink>(
             Err(e) => return Some(Err(e)),
         }
     }
-    // The reader may be gone at shutdown; then the buffer is simply freed.
-    let _ = ctx.recycle.send(body);
+    // Back to the reader for the next batch; freed when one is waiting already, or when the
+    // reader is gone.
+    let _ = ctx.recycle.try_send(body);
     let mut packed = packed.into_iter();
     let main = packed.next()?;
     Some(Ok(PerCodec {
@@ -733,7 +734,7 @@ mod tests {
         let tracker = Arc::new(Tracker::new());
         let metrics = Arc::new(Metrics::default());
         let shutdown = Shutdown::new();
-        let (recycle, _) = std::sync::mpsc::channel();
+        let (recycle, _) = std::sync::mpsc::sync_channel(1);
         let mut config = Config::default();
         config.datadog.request_concurrency = crate::config::RequestConcurrency::Fixed(4);
         let dispatcher = Dispatcher::with_sinks(

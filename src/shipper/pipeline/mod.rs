@@ -231,7 +231,9 @@ fn start_stages(
     let endpoints = endpoints(config, keys, metrics, &helpers, shutdown, &liveness)?;
 
     let (batch_tx, batches) = mpsc::channel::<Batch>(1);
-    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    // One body buffer waits for the reader at most (it keeps one spare): the others are
+    // freed at once, rather than piling up while the reader waits for the sender.
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(1);
     let wake = Arc::new(Wake::default());
     let pod_tags = follow_pod_tags(config, &helpers);
     let tailer = Tailer::new(

@@ -304,6 +304,58 @@ impl Tailer {
             .collect();
         for key in due {
             self.flush_group(key);
+            // One full batch at a time (see `read_turn`); a sender gone ends the turn.
+            if !self.events.ready.is_empty() && !self.send_ready() {
+                return;
+            }
+        }
+    }
+
+    /// Keeps the memory of the multi-line events being assembled, all files together, under
+    /// `tail.multiline_pending_bytes`: above it, buffers of files with no event pending are
+    /// given back, then the oldest events are sent as they are (counted, said once a minute).
+    /// `recount`: add it up first (at a turn's end; between, reads keep the sum up to date).
+    pub(super) fn bound_pending_groups(&mut self, recount: bool) {
+        if recount {
+            self.pending_groups = self
+                .table
+                .files()
+                .filter_map(|t| t.grouping.as_ref())
+                .map(|g| g.text.capacity())
+                .sum();
+        }
+        if self.pending_groups <= self.pending_groups_max {
+            return;
+        }
+        let mut held: Vec<(bool, u64, FileKey)> = self
+            .table
+            .iter()
+            .filter_map(|(k, t)| {
+                let g = t.grouping.as_ref()?;
+                (g.text.capacity() > 0).then_some((!g.is_empty(), g.timestamp_ms, k))
+            })
+            .collect();
+        // Idle buffers first, then the oldest events.
+        held.sort();
+        for (pending, _, key) in held {
+            if self.pending_groups <= self.pending_groups_max {
+                break;
+            }
+            if pending {
+                self.flush_group(key);
+                if !self.events.ready.is_empty() && !self.send_ready() {
+                    return;
+                }
+                self.metrics.multiline_flushed_for_memory.inc();
+                crate::warn_limited!(
+                    limit = self.pending_groups_max,
+                    "multi-line events being assembled hold more than tail.multiline_pending_bytes; sending the oldest as they are"
+                );
+            }
+            if let Some(g) = self.table.get_mut(key).and_then(|t| t.grouping.as_mut()) {
+                self.pending_groups = self.pending_groups.saturating_sub(g.text.capacity());
+                g.text = Vec::new();
+            }
         }
     }
 

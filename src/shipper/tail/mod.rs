@@ -154,6 +154,10 @@ pub struct Tailer {
     resumed_from: Option<std::time::SystemTime>,
     /// The checkpoints were unusable: no file found at start is known to have been shipped.
     positions_unknown: bool,
+    /// Memory the multi-line events being assembled hold, all files together (exact at each
+    /// turn's end, kept up to date by each read between), and its bound.
+    pending_groups: usize,
+    pending_groups_max: usize,
 }
 
 /// Channels and shared state the reader is started with.
@@ -290,6 +294,8 @@ impl Tailer {
             confinement,
             resumed_from: written_at,
             positions_unknown: unknown,
+            pending_groups: 0,
+            pending_groups_max: config.tail.multiline_pending_bytes,
         })
     }
 
@@ -300,8 +306,9 @@ impl Tailer {
             End::Drained => {
                 // Nothing more can come: a last line without its newline goes out as it is,
                 // and so do multi-line events still waiting for lines.
-                self.read_turn(true);
-                self.flush_groups(true);
+                if self.read_turn(true) {
+                    self.flush_groups(true);
+                }
                 self.hand_over_open_batch();
             }
             End::Stopped => self.hand_over_open_batch(),
@@ -446,11 +453,14 @@ impl Tailer {
         while let Ok(buf) = self.recycled.try_recv() {
             self.events.builder.recycle(buf);
         }
-        self.read_turn(false);
+        if !self.read_turn(false) {
+            return false;
+        }
         if let Some(at) = gathered_since {
             self.events.builder.backdate(at);
         }
         self.flush_groups(false);
+        self.bound_pending_groups(true);
         self.serve_waiting();
         if self.batch_due()
             && let Some(batch) = self.events.builder.take()
@@ -511,7 +521,7 @@ impl Tailer {
 
     /// Hands finished batches to the sender, blocking while it is full. False once the
     /// sender is gone.
-    fn send_ready(&mut self) -> bool {
+    pub(super) fn send_ready(&mut self) -> bool {
         for batch in self.events.ready.drain(..) {
             self.metrics.batches_built.inc();
             self.liveness.reader_waits_for_sender();
@@ -525,8 +535,11 @@ impl Tailer {
     }
 
     /// One read for each file that may have data. With `stopping`, files read to their end
-    /// but for a last line without newline have that line framed as it is.
-    fn read_turn(&mut self, stopping: bool) {
+    /// but for a last line without newline have that line framed as it is. Batches filled
+    /// by a read are handed over before the next file is read (blocking while the sender is
+    /// behind): a turn over many files holds one full batch at most, not one per file. False
+    /// once the sender is gone.
+    fn read_turn(&mut self, stopping: bool) -> bool {
         let mut keys = std::mem::take(&mut self.turn);
         keys.clear();
         keys.extend(self.table.iter().filter_map(|(k, t)| {
@@ -537,14 +550,20 @@ impl Tailer {
             };
             due.then_some(k)
         }));
+        let mut sending = true;
         for &key in &keys {
             self.read_file(key, stopping);
+            if !self.events.ready.is_empty() && !self.send_ready() {
+                sending = false;
+                break;
+            }
         }
         self.turn = keys;
         if self.buf.len() > self.base_buf_len && !self.table.files().any(|t| t.active) {
             // Caught up after a very long line: give the large buffer back.
             self.buf = vec![0; self.base_buf_len];
         }
+        sending
     }
 
     /// Reads what is new in one file and turns it into events.
@@ -593,6 +612,7 @@ impl Tailer {
         let finish = at_end && (stopping || t.reader.finished(self.timing.linger));
         let base = t.reader.pos();
         let before = self.events.builder.stats;
+        let held_before = t.grouping.as_ref().map_or(0, |g| g.text.capacity());
         let counts = emit::frame_and_emit(&mut self.events, input, t, &self.buf[..n], base, finish);
         t.reader.framed(&self.buf[..counts.consumed]);
         let min_buffer = frame::min_buffer(input.max_line).max(self.base_buf_len);
@@ -610,9 +630,14 @@ impl Tailer {
             }
             Progress::More => {}
         }
+        let held_after = t.grouping.as_ref().map_or(0, |g| g.text.capacity());
         let size = t.reader.size();
         observe(&self.tracker, t, size);
         self.count_read(counts, before);
+        if held_after != held_before {
+            self.pending_groups = (self.pending_groups + held_after).saturating_sub(held_before);
+            self.bound_pending_groups(false);
+        }
     }
 
     fn count_read(&self, counts: emit::ReadCounts, before: crate::encode::EncodeStats) {

@@ -437,7 +437,7 @@ impl Reader {
         if rescan {
             t.rescan(false);
         }
-        t.read_turn(false);
+        assert!(t.read_turn(false), "the batches' receiver is kept");
         t.serve_waiting();
         t.close_orphans();
         t.hand_over_open_batch();
