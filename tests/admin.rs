@@ -238,3 +238,149 @@ fn liveness_holds_through_an_outage() {
     h.wait_events(5010, T);
     assert!(h.terminate().success(), "{}", h.stderr());
 }
+
+/// Raises this process's soft limit of open files to its hard limit (the test opens
+/// thousands of sockets).
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit on a struct we own; no memory is shared.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+}
+
+/// 2,000 connections to the admin endpoint that never send a byte: delivery goes on,
+/// `/metrics` answers, and sidelog holds no more descriptors than its connection limit.
+#[test]
+fn two_thousand_idle_connections_change_nothing() {
+    raise_open_files_limit();
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    append(&log, numbered("i", 0..100));
+    let config = h.default_config();
+    let base = h.start_with_admin(&config, &[]);
+    h.wait_events(100, T);
+    let fds_before = h.open_fds();
+    let addr: std::net::SocketAddr = base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("admin address");
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            idle.push(s);
+        }
+    }
+    assert!(idle.len() >= 1000, "{} connected", idle.len());
+    // The ones the endpoint keeps open (64), once those it closed for newer ones are gone;
+    // nothing of the tailer's is crowded out.
+    wait_for("the connections held to settle", T, || {
+        h.open_fds() <= fds_before + 64 + 2
+    });
+    let fds_held = h.open_fds();
+    let started = std::time::Instant::now();
+    append(&log, numbered("j", 0..100));
+    h.wait_events(200, T);
+    let delivered = started.elapsed();
+    let started = std::time::Instant::now();
+    let (code, text) = get(&h, &format!("{base}/metrics"));
+    let scraped = started.elapsed();
+    assert_eq!(code, 200);
+    assert!(text.contains("sidelog_events_sent_total 200"), "{text}");
+    assert!(
+        fds_held <= fds_before + 64 + 2,
+        "{fds_held} descriptors with the idle connections, {fds_before} before"
+    );
+    assert!(
+        delivered < Duration::from_secs(5),
+        "delivered in {delivered:?}"
+    );
+    assert!(scraped < Duration::from_secs(2), "scraped in {scraped:?}");
+    drop(idle);
+    assert!(h.terminate().success(), "{}", h.stderr());
+}
+
+/// `/metrics` over 10,000 files answers within 100 ms (its stats are taken off the runtime
+/// that sends), and lines keep arriving while it is scraped back to back.
+#[test]
+fn metrics_of_ten_thousand_files_answer_quickly_without_holding_up_sending() {
+    const FILES: usize = 10_000;
+    let mut h = Harness::with_intake();
+    for i in 0..FILES {
+        append(&h.log(&format!("f{i:05}.log")), numbered("f", 0..1));
+    }
+    let config = h.default_config();
+    let base = h.start_with_admin(&config, &[]);
+    h.wait_events(FILES as u64, Duration::from_secs(300));
+    let scrape = || {
+        let started = std::time::Instant::now();
+        let (code, text) = get(&h, &format!("{base}/metrics"));
+        assert_eq!(code, 200);
+        assert_eq!(text.matches("sidelog_file_lag_bytes{").count(), FILES);
+        started.elapsed()
+    };
+    let mut took: Vec<Duration> = (0..7).map(|_| scrape()).collect();
+    took.sort();
+    assert!(
+        took[3] < Duration::from_millis(100),
+        "median scrape {:?}",
+        took[3]
+    );
+    // Lines of one file keep coming while the endpoint is scraped back to back.
+    let writer = PacedWriter::start(&h.log("f00000.log"), "w ", 200, OnRotate::Keep);
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    let from = h.intake().recent_requests().len();
+    while std::time::Instant::now() < until {
+        scrape();
+    }
+    let n = writer.finish();
+    h.wait_events(FILES as u64 + n, T);
+    let at: Vec<std::time::Instant> = h.intake().recent_requests()[from..]
+        .iter()
+        .map(|r| r.at)
+        .collect();
+    let widest = at
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]))
+        .max()
+        .unwrap_or_default();
+    assert!(
+        widest < Duration::from_secs(1),
+        "a {widest:?} gap between requests"
+    );
+    assert!(h.terminate().success(), "{}", h.stderr());
+}
+
+/// A connection that sends half a request and goes silent (slowloris), or nothing at all, is
+/// closed after 10 s.
+#[test]
+fn a_silent_connection_is_closed() {
+    use std::io::{Read, Write};
+    let mut h = Harness::with_intake();
+    let config = h.default_config();
+    let base = h.start_with_admin(&config, &[]);
+    let addr = base.trim_start_matches("http://");
+    let mut half = std::net::TcpStream::connect(addr).expect("connect");
+    half.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .expect("half a request");
+    let mut silent = std::net::TcpStream::connect(addr).expect("connect");
+    let started = std::time::Instant::now();
+    for s in [&mut half, &mut silent] {
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        // Closed: end of stream (or an error answer, then the end).
+        while s.read(&mut buf).expect("closed, not timed out") > 0 {}
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(20),
+        "closed after {took:?}"
+    );
+    assert!(h.terminate().success(), "{}", h.stderr());
+}

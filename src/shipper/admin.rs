@@ -15,7 +15,9 @@
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -26,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{FileProgress, Tracker};
+use crate::clock::monotonic_ms;
 use crate::health::{Liveness, Stuck};
 use crate::metrics::{
     BUILD_INFO, CPU_SECONDS, ENDPOINT_DROPPED, ENDPOINT_SENT, EndpointCounters, FILE_LAG,
@@ -116,6 +119,14 @@ pub struct Status {
     pub files: Vec<FileProgress>,
 }
 
+/// Connections held at once: a new one beyond closes the one idle longest (Prometheus and the
+/// kubelet need one or two each; idle connections must not take the descriptors the reader
+/// needs, nor keep them out).
+const MAX_CONNECTIONS: usize = 64;
+/// A connection is closed once it has sent no request for this long (since it opened, or
+/// since its last answer), and a request's headers must arrive within it.
+const IDLE: Duration = Duration::from_secs(10);
+
 /// Binds `addr` and serves until `stop`; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
@@ -125,46 +136,125 @@ pub async fn serve(
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
+        let conns = Arc::new(Connections::default());
         loop {
             let stream = tokio::select! {
                 r = listener.accept() => match r {
                     Ok((s, _)) => s,
                     Err(e) => {
                         tracing::debug!(error = %e, "admin accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 },
                 _ = stop.cancelled() => return,
             };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(answer(&req, &state)) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+            let conn = conns.admit();
+            tokio::spawn(serve_connection(stream, state.clone(), conn, conns.clone()));
         }
     });
     Ok(bound)
 }
 
-fn answer(req: &Request<hyper::body::Incoming>, state: &AdminState) -> Response<Full<Bytes>> {
+/// One connection until it ends, goes idle for [`IDLE`], or is closed for a newer one.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    state: AdminState,
+    conn: Arc<Connection>,
+    conns: Arc<Connections>,
+) {
+    let c = conn.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let (state, c) = (state.clone(), c.clone());
+        async move {
+            c.busy.store(true, Ordering::Relaxed);
+            let resp = answer(req, state).await;
+            c.last.store(monotonic_ms(), Ordering::Relaxed);
+            c.busy.store(false, Ordering::Relaxed);
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(IDLE)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = served => {}
+        _ = conn.close.cancelled() => {}
+        _ = idle(&conn) => {}
+    }
+    conns.forget(conn.id);
+}
+
+/// Resolves once `conn` has been idle for [`IDLE`].
+async fn idle(conn: &Connection) {
+    loop {
+        let since = monotonic_ms().saturating_sub(conn.last.load(Ordering::Relaxed));
+        let left = (IDLE.as_millis() as u64).saturating_sub(since);
+        if left == 0 && !conn.busy.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(left.max(100))).await;
+    }
+}
+
+/// The open connections of the admin endpoint.
+#[derive(Default)]
+struct Connections {
+    open: std::sync::Mutex<Vec<Arc<Connection>>>,
+    next_id: AtomicU64,
+}
+
+/// One open connection: whether it is answering a request, and when it last did.
+struct Connection {
+    id: u64,
+    busy: AtomicBool,
+    /// When it opened or last answered ([`monotonic_ms`]).
+    last: AtomicU64,
+    close: CancellationToken,
+}
+
+impl Connections {
+    /// A new connection; beyond [`MAX_CONNECTIONS`], the one idle longest is closed (one
+    /// that never sent a request before one that did: a scraper's keep-alive is kept).
+    fn admit(&self) -> Arc<Connection> {
+        let conn = Arc::new(Connection {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            busy: AtomicBool::new(false),
+            last: AtomicU64::new(monotonic_ms()),
+            close: CancellationToken::new(),
+        });
+        let mut open = crate::lock(&self.open);
+        if open.len() >= MAX_CONNECTIONS
+            && let Some(i) = open
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| !c.busy.load(Ordering::Relaxed))
+                .min_by_key(|(_, c)| c.last.load(Ordering::Relaxed))
+                .map(|(i, _)| i)
+        {
+            open.swap_remove(i).close.cancel();
+        }
+        open.push(conn.clone());
+        conn
+    }
+
+    fn forget(&self, id: u64) {
+        crate::lock(&self.open).retain(|c| c.id != id);
+    }
+}
+
+/// The answer to one request. `/metrics` and `/status` look at every file (a stat each): on a
+/// blocking thread, so that thousands of files do not hold up the runtime that sends.
+async fn answer(req: Request<hyper::body::Incoming>, state: AdminState) -> Response<Full<Bytes>> {
     if req.method() != hyper::Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
     }
-    match req.uri().path() {
-        "/metrics" => {
-            let mut resp = text(StatusCode::OK, &prometheus(state));
-            resp.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            resp
-        }
+    let path = req.uri().path().to_string();
+    match path.as_str() {
+        "/metrics" | "/status" => tokio::task::spawn_blocking(move || scrape(&path, &state))
+            .await
+            .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n")),
         "/healthz" => match state.stuck() {
             None => text(StatusCode::OK, "ok\n"),
             Some(stuck) => text(
@@ -173,20 +263,27 @@ fn answer(req: &Request<hyper::body::Incoming>, state: &AdminState) -> Response<
             ),
         },
         "/readyz" => text(StatusCode::OK, "ready\n"),
-        "/status" => {
-            let body = serde_json::to_string_pretty(&status(state)).unwrap_or_default();
-            let mut resp = text(StatusCode::OK, &body);
-            resp.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/json"),
-            );
-            resp
-        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: GET /metrics, /healthz, /readyz or /status\n",
         ),
     }
+}
+
+/// `/metrics` or `/status`.
+fn scrape(path: &str, state: &AdminState) -> Response<Full<Bytes>> {
+    let (body, content_type) = if path == "/metrics" {
+        (prometheus(state), "text/plain; version=0.0.4")
+    } else {
+        let body = serde_json::to_string_pretty(&status(state)).unwrap_or_default();
+        (body, "application/json")
+    };
+    let mut resp = text(StatusCode::OK, &body);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    resp
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
