@@ -10,15 +10,7 @@ use common::*;
 const T: Duration = Duration::from_secs(60);
 
 fn get(h: &Harness, url: &str) -> (u16, String) {
-    h.rt.block_on(async {
-        match reqwest::get(url).await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.text().await.unwrap_or_default())
-            }
-            Err(e) => (0, e.to_string()),
-        }
-    })
+    h.get(url)
 }
 
 /// The value of one sample line (`name{labels}`) in a Prometheus exposition.

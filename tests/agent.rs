@@ -488,6 +488,30 @@ fn check_prints_the_translation_as_sidelogs_own_configuration() {
     assert_eq!(code, 2, "one or the other: {err}");
 }
 
+/// What an Agent sidecar's Pod gives it: the key read through the secret backend from
+/// `key_file`, the intake as `logs_dd_url` (plain HTTP), and `more`.
+fn agent_env(h: &Harness, key_file: &Path, more: &[(&str, &str)]) -> Vec<(String, String)> {
+    let url = h
+        .intake()
+        .endpoint()
+        .trim_start_matches("http://")
+        .to_string();
+    let mut vars = vec![
+        (
+            "DD_API_KEY".to_string(),
+            format!("ENC[file@{}]", key_file.display()),
+        ),
+        (
+            "DD_SECRET_BACKEND_COMMAND".into(),
+            "/readsecret_multiple_providers.sh".into(),
+        ),
+        ("DD_LOGS_CONFIG_LOGS_DD_URL".into(), url),
+        ("DD_LOGS_CONFIG_LOGS_NO_SSL".into(), "true".into()),
+    ];
+    vars.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    vars
+}
+
 /// The real binary from an Agent sidecar's files alone: the key from a Secret volume through
 /// `ENC[file@...]`, followed when the kubelet rotates it; every line arrives with the
 /// service, source and tags the Agent's configuration asks for, masked as its rules say.
@@ -512,26 +536,18 @@ fn runs_from_the_agents_files_and_follows_a_rotated_key() {
         "api_key",
         &format!("{API_KEY}\n"),
     );
-    let key_var = format!("ENC[file@{}]", secret.path().display());
-    let url = h
-        .intake()
-        .endpoint()
-        .trim_start_matches("http://")
-        .to_string();
     let dir_arg = dir.to_str().expect("UTF-8").to_string();
-    let vars = [
-        ("DD_API_KEY", key_var.as_str()),
-        (
-            "DD_SECRET_BACKEND_COMMAND",
-            "/readsecret_multiple_providers.sh",
-        ),
-        ("DD_LOGS_CONFIG_LOGS_DD_URL", url.as_str()),
-        ("DD_LOGS_CONFIG_LOGS_NO_SSL", "true"),
-        ("DD_HOSTNAME", "user-msvc-0"),
-        ("DD_ENV", "seed"),
-        ("DD_TAGS", "cluster:east"),
-        ("DD_APM_ENABLED", "false"),
-    ];
+    let env = agent_env(
+        &h,
+        &secret.path(),
+        &[
+            ("DD_HOSTNAME", "user-msvc-0"),
+            ("DD_ENV", "seed"),
+            ("DD_TAGS", "cluster:east"),
+            ("DD_APM_ENABLED", "false"),
+        ],
+    );
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let lines = |prefix: &str| -> Vec<String> {
         (0..50)
             .map(|i| format!("{prefix}-{i:04} user=u{i} session=s{i}x"))
@@ -600,23 +616,9 @@ fn an_unreadable_checkpoint_file_loses_nothing_with_start_position_end() {
         Some(&datadog_yaml),
         &[("user-msvc.d/conf.yaml", &conf)],
     );
-    let key = h.dir.path().join("api-key");
-    let key_var = format!("ENC[file@{}]", key.display());
-    let url = h
-        .intake()
-        .endpoint()
-        .trim_start_matches("http://")
-        .to_string();
     let dir_arg = dir.to_str().expect("UTF-8").to_string();
-    let vars = [
-        ("DD_API_KEY", key_var.as_str()),
-        (
-            "DD_SECRET_BACKEND_COMMAND",
-            "/readsecret_multiple_providers.sh",
-        ),
-        ("DD_LOGS_CONFIG_LOGS_DD_URL", url.as_str()),
-        ("DD_LOGS_CONFIG_LOGS_NO_SSL", "true"),
-    ];
+    let env = agent_env(&h, &h.dir.path().join("api-key"), &[]);
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let known = h.log("known.log");
     std::fs::write(&known, b"").expect("create");
     h.start_args(&["--agent-config", &dir_arg], &vars);

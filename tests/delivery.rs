@@ -659,16 +659,7 @@ fn credentials_in_urls_are_never_shown() {
     assert!(check.contains("http://***:***@127.0.0.1"), "{check}");
     let base = h.start_with_admin(&config, &[]);
     h.wait_stderr("request failed", T);
-    let get = |path: &str| {
-        h.rt.block_on(async {
-            reqwest::get(format!("{base}{path}"))
-                .await
-                .expect("get")
-                .text()
-                .await
-                .expect("text")
-        })
-    };
+    let get = |path: &str| h.get(&format!("{base}{path}")).1;
     let shown = [check, get("/status"), get("/metrics"), h.stderr()];
     for text in &shown {
         assert!(!text.contains(SECRET), "{text}");

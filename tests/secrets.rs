@@ -84,14 +84,7 @@ fn the_key_appears_nowhere_even_at_trace_level() {
     std::fs::write(&intake_key, format!("{KEY}\n")).expect("key");
     h.wait_events(200, T);
     for path in ["/metrics", "/status", "/readyz"] {
-        printed += &h.rt.block_on(async {
-            reqwest::get(format!("{base}{path}"))
-                .await
-                .expect("get")
-                .text()
-                .await
-                .expect("text")
-        });
+        printed += &h.get(&format!("{base}{path}")).1;
     }
     assert!(h.terminate().success());
     printed += &h.stderr();
@@ -217,12 +210,7 @@ fn a_key_mounted_late_is_waited_for() {
     h.wait_stderr("waiting for the API key file", T);
     // The Pod stays ready while its Secret is late: only the status and the metric say why
     // nothing ships.
-    let get = |path: &str| {
-        h.rt.block_on(async {
-            let r = reqwest::get(format!("{base}{path}")).await.expect("get");
-            (r.status().as_u16(), r.text().await.expect("text"))
-        })
-    };
+    let get = |path: &str| h.get(&format!("{base}{path}"));
     assert_eq!(get("/readyz"), (200, "ready\n".to_string()));
     assert_eq!(get("/healthz"), (200, "ok\n".to_string()));
     let status = get("/status").1;

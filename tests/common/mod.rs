@@ -487,6 +487,19 @@ tags = ["env:test"]
         out
     }
 
+    /// A GET of `url`: its status and body (status 0 and the error when there is no answer).
+    pub fn get(&self, url: &str) -> (u16, String) {
+        self.rt.block_on(async {
+            match reqwest::get(url).await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    (status, r.text().await.unwrap_or_default())
+                }
+                Err(e) => (0, e.to_string()),
+            }
+        })
+    }
+
     /// One sample (`name{labels}`) of the admin endpoint's metrics at `base`; `None` when
     /// the endpoint does not answer or has no such sample.
     pub fn metric(&self, base: &str, series: &str) -> Option<f64> {

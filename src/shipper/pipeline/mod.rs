@@ -254,21 +254,7 @@ fn start_stages(
         .name("sidelog-tail".into())
         .spawn(move || tailer.run())
         .context("cannot start reader thread")?;
-    tokio::spawn(tell_reader(
-        shutdown.signal(),
-        wake.clone(),
-        helpers.clone(),
-    ));
-    if let Some(path) = config.exit_when_file.clone() {
-        tokio::spawn(watch_exit_file(path, shutdown.clone(), helpers.clone()));
-    }
-    let writer = tokio::spawn(checkpoint::write_as_accepted(
-        config.data_dir.clone(),
-        tracker.clone(),
-        metrics.clone(),
-        Duration::from_millis(config.checkpoint_interval_ms),
-        helpers.clone(),
-    ));
+    let writer = start_helpers(config, &tracker, metrics, shutdown, &wake, &helpers);
     let dispatcher = Dispatcher::new(
         endpoints,
         Links {
@@ -294,6 +280,33 @@ fn start_stages(
         helpers,
         writer,
     })
+}
+
+/// The tasks beside the stages, until `helpers` ends: the shutdown phases passed to the
+/// reader, `exit_when_file`, and the checkpoint writer (returned).
+fn start_helpers(
+    config: &Config,
+    tracker: &Arc<Tracker>,
+    metrics: &Arc<Metrics>,
+    shutdown: &Arc<Shutdown>,
+    wake: &Arc<Wake>,
+    helpers: &CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(tell_reader(
+        shutdown.signal(),
+        wake.clone(),
+        helpers.clone(),
+    ));
+    if let Some(path) = config.exit_when_file.clone() {
+        tokio::spawn(watch_exit_file(path, shutdown.clone(), helpers.clone()));
+    }
+    tokio::spawn(checkpoint::write_as_accepted(
+        config.data_dir.clone(),
+        tracker.clone(),
+        metrics.clone(),
+        Duration::from_millis(config.checkpoint_interval_ms),
+        helpers.clone(),
+    ))
 }
 
 /// The main endpoint and the additional ones, their key files followed until `helpers` ends.

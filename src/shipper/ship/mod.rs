@@ -429,15 +429,22 @@ impl Sender {
             }
             Answer::Unexpected => {
                 m.retries_unexpected_status.inc();
-                let text = error_text(resp).await;
-                let loud = failures == 0 || failures.is_power_of_two();
-                if loud && status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
-                    tracing::error!(%status, encoding = codec.content_encoding(), body = %truncate(&text, 300), "the intake cannot decode this encoding, and datadog.compression asks for it explicitly; keeping the data on disk and retrying (set compression = \"auto\" to fall back to gzip)");
-                } else if loud {
-                    tracing::error!(%status, body = %truncate(&text, 300), url = %self.shown_url, "unexpected answer from the intake; keeping the data on disk and retrying (check datadog.endpoint)");
-                }
+                self.unexpected(resp, codec, failures).await;
                 Posted::retry(format!("intake answered {status}"), retry_after)
             }
+        }
+    }
+
+    /// An answer sidelog has no rule for: logged (when the failures so far are 0 or a power
+    /// of two) with the start of its body; retried by the caller.
+    async fn unexpected(&self, resp: reqwest::Response, codec: Codec, failures: u32) {
+        let status = resp.status();
+        let text = error_text(resp).await;
+        let loud = failures == 0 || failures.is_power_of_two();
+        if loud && status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            tracing::error!(%status, encoding = codec.content_encoding(), body = %truncate(&text, 300), "the intake cannot decode this encoding, and datadog.compression asks for it explicitly; keeping the data on disk and retrying (set compression = \"auto\" to fall back to gzip)");
+        } else if loud {
+            tracing::error!(%status, body = %truncate(&text, 300), url = %self.shown_url, "unexpected answer from the intake; keeping the data on disk and retrying (check datadog.endpoint)");
         }
     }
 

@@ -488,18 +488,17 @@ pub(crate) fn find_in_dir(
     if fingerprint.len == 0 {
         return None;
     }
-    let dir = path.parent()?;
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter(|e| {
-            use std::os::unix::fs::DirEntryExt;
-            e.ino() == id.ino
-        })
-        .find_map(|e| {
-            let p = e.path();
-            open_if(&p, id, fingerprint, confinement).map(|f| (p, f))
-        })
+    siblings(path)?
+        .filter(|(_, ino)| *ino == id.ino)
+        .find_map(|(p, _)| open_if(&p, id, fingerprint, confinement).map(|f| (p, f)))
+}
+
+/// The names in `path`'s directory, with their inodes: where rotation leaves a file's other
+/// names and its copies.
+fn siblings(path: &Path) -> Option<impl Iterator<Item = (PathBuf, u64)>> {
+    use std::os::unix::fs::DirEntryExt;
+    let entries = std::fs::read_dir(path.parent()?).ok()?;
+    Some(entries.flatten().map(|e| (e.path(), e.ino())))
 }
 
 /// What tells copytruncate's copy of a file's content from other files.
@@ -536,18 +535,12 @@ pub(crate) fn find_copy(
     if fingerprint.len == 0 {
         return None;
     }
-    let dir = path.parent()?;
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .filter_map(|e| {
-            use std::os::unix::fs::DirEntryExt;
-            if e.ino() == id.ino {
-                return None;
-            }
-            let meta = std::fs::metadata(e.path()).ok()?;
+    siblings(path)?
+        .filter(|(_, ino)| *ino != id.ino)
+        .filter_map(|(path, _)| {
+            let meta = std::fs::metadata(&path).ok()?;
             let recent = made_since.is_none_or(|t| meta.modified().is_ok_and(|m| m >= t));
-            (meta.is_file() && meta.len() >= pos && recent).then(|| (e.path(), meta))
+            (meta.is_file() && meta.len() >= pos && recent).then_some((path, meta))
         })
         .filter_map(|(path, meta)| {
             let file = confinement.open(&path).ok()?;
