@@ -63,6 +63,33 @@ fn a_read_only_data_dir_at_start_is_an_error_naming_it() {
     assert_eq!(h.intake().event_count(), 0, "shipped without checkpoints");
 }
 
+/// A `data_dir` that is a file, or cannot be made (its parent is a file): a configuration
+/// to fix, exit 3 naming it, nothing shipped.
+#[test]
+fn a_data_dir_that_is_not_a_directory_is_an_error_naming_it() {
+    let h = Harness::with_intake();
+    append(&h.log("app.log"), numbered("n", 0..10));
+    let file = h.dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").expect("file");
+    for data_dir in [file.clone(), file.join("below")] {
+        let config = h.default_config();
+        let data = data_dir.to_str().expect("UTF-8");
+        let out = Command::new(shipper_bin())
+            .args(["--config", config.to_str().expect("UTF-8")])
+            .env("SIDELOG_DATA_DIR", data)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(
+            stderr.contains(&format!("data_dir {data} cannot be written")),
+            "{stderr}"
+        );
+    }
+    assert_eq!(h.intake().event_count(), 0, "shipped without checkpoints");
+}
+
 /// A `data_dir` full at start (the checkpoints on the logs' volume, filled by the app) is a
 /// bad day, not a configuration error: sidelog ships with its checkpoints in memory, says so
 /// once and in a metric, and writes them once space returns; a start from those repeats
