@@ -428,8 +428,13 @@ pub fn prometheus(state: &AdminState) -> String {
         SECONDS_SINCE_LAST_ACCEPTED.write_sample(&mut out, "", format!("{secs:.3}"));
     }
     FILE_LAG.write_header(&mut out);
+    // One line per file, thousands of them: one label buffer for all.
+    let mut labels = String::new();
     for f in &files {
-        let labels = format!("{{path=\"{}\"}}", escape_label(&f.path));
+        labels.clear();
+        labels.push_str("{path=\"");
+        escape_label_into(&mut labels, &f.path);
+        labels.push_str("\"}");
         FILE_LAG.write_sample(&mut out, &labels, f.lag());
     }
     let endpoints = m.endpoint_counters();
@@ -481,9 +486,21 @@ fn cpu_seconds(stat: &str) -> Option<f64> {
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    let mut out = String::with_capacity(v.len());
+    escape_label_into(&mut out, v);
+    out
+}
+
+/// A label value as Prometheus' text format writes it (backslash, quote and newline escaped).
+fn escape_label_into(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
 }
 
 #[cfg(test)]
