@@ -78,7 +78,7 @@ enum Command {
     #[cfg(feature = "devtools")]
     Intake(sidelog_devtools::intake::IntakeArgs),
     /// Measure throughput, idle cost, latency or a Pod's bad moments with the real binary
-    /// (see README).
+    /// (see docs/performance.md).
     #[cfg(feature = "devtools")]
     Bench {
         #[command(subcommand)]

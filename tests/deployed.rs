@@ -1,7 +1,7 @@
 //! sidelog as a Pod runs it: the configuration of the shipped ConfigMap
 //! (`docker/kubernetes/configmap.yaml`, every other key at its default: adaptive concurrency,
 //! the default retries, batches, checkpoints and shutdown, info logging in JSON), with only
-//! the paths and the endpoint overridden from the environment as the README shows. CI runs
+//! the paths and the endpoint overridden from the environment as docs/operations.md shows. CI runs
 //! this file once more against the image's own binary (`SIDELOG_BIN`). Every data path is
 //! crossed: tailing through rename and copytruncate rotation, encoding, compression,
 //! delivery through an outage and a key rotation, checkpoints across a kill and a restart,

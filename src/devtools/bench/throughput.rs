@@ -229,7 +229,7 @@ pub async fn throughput(mut opts: ThroughputOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The shipper's memory bound for these settings (README, "Memory"), next to its peak.
+/// The shipper's memory bound for these settings (docs/design.md, "How it works"), next to its peak.
 fn report_memory(opts: &ThroughputOptions, c: &CeilingResult, hwm_kb: u64) {
     let mut d = sidelog_shipper::config::DatadogConfig {
         compression: opts.compression,

@@ -25,7 +25,7 @@ struct Job {
 
 /// Bodies up to this size are compressed where they are (a runtime thread): a quiet Pod's
 /// batch of a few KB takes tens of microseconds to compress, less than waking a compressor
-/// thread and being woken by it. Measured at 50 lines/s: see the README's everyday cost.
+/// thread and being woken by it. Measured at 50 lines/s: see docs/performance.md, "The everyday cost".
 const INLINE_MAX_BYTES: usize = 64 * 1024;
 
 pub(super) struct Compressors {

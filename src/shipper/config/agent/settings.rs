@@ -39,8 +39,7 @@ const fn ignored(key: &'static str, why: &'static str) -> Known {
 const NOT_FILES: &str =
     "container and integration log collection do not apply to a sidecar that tails files";
 const TUNING: &str = "the Agent's own tuning; sidelog sizes its pipeline itself";
-const TAGGER: &str =
-    "container tags come from the Agent's tagger; sidelog tags from the Pod's labels (see README)";
+const TAGGER: &str = "container tags come from the Agent's tagger; sidelog tags from the Pod's labels (see docs/kubernetes.md)";
 
 /// Every setting sidelog reads or knows to ignore.
 pub(super) const KNOWN: &[Known] = &[
