@@ -392,3 +392,43 @@ fn the_shell_reader_splits_as_a_shell_would() {
         ]
     );
 }
+
+#[test]
+fn the_module_map_names_every_file_of_the_shipper() {
+    let map = std::fs::read_to_string(root().join("CONTRIBUTING.md")).expect("CONTRIBUTING.md");
+    // A line of the map starts with a file's path, or with a directory's path and `/` when
+    // the map describes the directory as a whole.
+    let entries: Vec<&str> = map
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let shipper = root().join("src/shipper");
+    let mut missing = Vec::new();
+    let mut dirs = vec![shipper.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read src/shipper") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(&shipper).expect("under src/shipper");
+            let named = entries.contains(&rel.to_string_lossy().as_ref())
+                || rel.ancestors().skip(1).any(|a| {
+                    !a.as_os_str().is_empty()
+                        && entries.contains(&format!("{}/", a.display()).as_str())
+                });
+            if !named {
+                missing.push(rel.display().to_string());
+            }
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "CONTRIBUTING.md's module map lacks: {missing:?}"
+    );
+}

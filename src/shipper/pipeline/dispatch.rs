@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use super::additional::{BestEffort, Endpoints};
 use super::compressors::Compressors;
-use super::refused::{Refusal, split_and_deliver};
+use super::refused::{Refusal, Resend, split_and_deliver};
 use crate::checkpoint::Tracker;
 use crate::compress::{self, Codec, Compressed};
 use crate::config::Config;
@@ -40,7 +40,7 @@ pub(super) enum Taken {
 
 /// Where batches are delivered: the seam between deciding what to send (this module) and
 /// sending it (HTTP, retries and the outage gate, in `ship`).
-pub(super) trait Sink: Send + Sync + 'static {
+pub(super) trait Destination: Send + Sync + 'static {
     /// A place among the requests in flight, held while one is.
     type Slot: Send;
     /// Waits for a place among the requests in flight; `None` at shutdown.
@@ -61,7 +61,7 @@ pub(super) trait Sink: Send + Sync + 'static {
     fn refuses_everything(&self, status: u16);
 }
 
-impl Sink for Sender {
+impl Destination for Sender {
     type Slot = Slot;
 
     async fn slot(&self) -> Option<Slot> {
@@ -86,7 +86,7 @@ impl Sink for Sender {
 }
 
 /// Owns the batches past the reader.
-pub(super) struct Dispatcher<S: Sink = Sender> {
+pub(super) struct Dispatcher<S: Destination = Sender> {
     ctx: Arc<ShipContext<S>>,
     /// Places for batches past the reader.
     window: Arc<Semaphore>,
@@ -123,7 +123,7 @@ impl Drop for SendingGuard<'_> {
     }
 }
 
-pub(super) struct ShipContext<S: Sink> {
+pub(super) struct ShipContext<S: Destination> {
     pub sender: Arc<S>,
     /// Additional endpoints every batch must also be accepted by, after the main one.
     reliable: Vec<Arc<S>>,
@@ -153,7 +153,7 @@ impl Dispatcher<Sender> {
     pub(super) fn new(endpoints: Endpoints, links: Links) -> std::io::Result<Dispatcher> {
         let Endpoints { main, additional } = endpoints;
         let mut dispatcher = Dispatcher::with_sinks(
-            Sinks {
+            Destinations {
                 main,
                 reliable: additional.reliable,
                 best_effort: additional.best_effort,
@@ -166,7 +166,7 @@ impl Dispatcher<Sender> {
 }
 
 /// Where the dispatcher delivers.
-pub(super) struct Sinks<S: Sink> {
+pub(super) struct Destinations<S: Destination> {
     pub main: Arc<S>,
     pub reliable: Vec<Arc<S>>,
     pub best_effort: Vec<BestEffort>,
@@ -183,8 +183,11 @@ pub(super) struct Links {
     pub liveness: Arc<Liveness>,
 }
 
-impl<S: Sink> Dispatcher<S> {
-    pub(super) fn with_sinks(sinks: Sinks<S>, links: Links) -> std::io::Result<Dispatcher<S>> {
+impl<S: Destination> Dispatcher<S> {
+    pub(super) fn with_sinks(
+        sinks: Destinations<S>,
+        links: Links,
+    ) -> std::io::Result<Dispatcher<S>> {
         let Links {
             tracker,
             metrics,
@@ -295,13 +298,13 @@ async fn admit(window: &Arc<Semaphore>, compressors: &Arc<Semaphore>) -> Option<
 }
 
 /// Passes the turn to the next batch when dropped, whatever happened to this one.
-struct Turn<'a, S: Sink> {
+struct Turn<'a, S: Destination> {
     ctx: &'a ShipContext<S>,
     seq: u64,
     passed: bool,
 }
 
-impl<S: Sink> Turn<'_, S> {
+impl<S: Destination> Turn<'_, S> {
     fn pass(&mut self) {
         if !self.passed {
             self.passed = true;
@@ -311,13 +314,13 @@ impl<S: Sink> Turn<'_, S> {
     }
 }
 
-impl<S: Sink> Drop for Turn<'_, S> {
+impl<S: Destination> Drop for Turn<'_, S> {
     fn drop(&mut self) {
         self.pass();
     }
 }
 
-async fn ship_batch<S: Sink>(
+async fn ship_batch<S: Destination>(
     ctx: Arc<ShipContext<S>>,
     batch: Batch,
     seq: u64,
@@ -404,7 +407,7 @@ impl PerCodec {
 /// Compresses a batch on a compressor thread with the main endpoint's codec (and those of
 /// additional endpoints that want another), then gives its uncompressed buffer back to the
 /// reader. `None` when the compressors are gone (the batch is read again after a restart).
-async fn compress_batch<S: Sink>(
+async fn compress_batch<S: Destination>(
     ctx: &ShipContext<S>,
     body: Vec<u8>,
 ) -> Option<std::io::Result<PerCodec>> {
@@ -452,7 +455,7 @@ async fn compress_batch<S: Sink>(
 /// outage when the endpoint refuses everything). `None` when abandoned at shutdown. A refused
 /// batch gives its request slot back before it waits its turn to be split: other batches may
 /// show the endpoint accepts what it should.
-async fn deliver_batch<S: Sink>(
+async fn deliver_batch<S: Destination>(
     ctx: &ShipContext<S>,
     to: &S,
     mut packed: Compressed,
@@ -489,12 +492,15 @@ async fn deliver_batch<S: Sink>(
         detail,
         accepted_before,
     };
-    split_and_deliver(ctx, to, &raw, refusal, &mut signal).await
+    split_and_deliver(&PartsTo { ctx, to }, &raw, refusal, &mut signal).await
 }
 
 /// The uncompressed body went back to the reader long ago; refusals are rare, so get it back
 /// from the compressed one rather than keep every batch twice.
-async fn recover_body<S: Sink>(ctx: &ShipContext<S>, packed: &Compressed) -> Option<Vec<u8>> {
+async fn recover_body<S: Destination>(
+    ctx: &ShipContext<S>,
+    packed: &Compressed,
+) -> Option<Vec<u8>> {
     let limit = ctx.config.batch.max_bytes + 1024;
     let (body, codec) = (packed.body.clone(), packed.codec);
     let raw = tokio::task::spawn_blocking(move || {
@@ -513,7 +519,7 @@ async fn recover_body<S: Sink>(ctx: &ShipContext<S>, packed: &Compressed) -> Opt
 /// Compresses a body (part of a refused batch, or one to encode again) with the sender's
 /// codec; gives the body back with it. `None` when that fails (the batch is read again
 /// after a restart).
-pub(super) async fn pack<S: Sink>(
+async fn pack<S: Destination>(
     ctx: &ShipContext<S>,
     to: &S,
     body: Vec<u8>,
@@ -535,7 +541,7 @@ pub(super) async fn pack<S: Sink>(
 
 /// Counts what the main endpoint accepted (an additional endpoint's copies are not more
 /// events sent).
-pub(super) fn count_sent<S: Sink>(
+fn count_sent<S: Destination>(
     ctx: &ShipContext<S>,
     to: &S,
     events: usize,
@@ -550,6 +556,42 @@ pub(super) fn count_sent<S: Sink>(
     m.events_sent.add(events as u64);
     m.bytes_sent_uncompressed.add(raw_len as u64);
     m.bytes_sent_compressed.add(sent_len as u64);
+}
+
+/// A refused batch's endpoint, for `refused` to send it parts.
+struct PartsTo<'a, S: Destination> {
+    ctx: &'a ShipContext<S>,
+    to: &'a S,
+}
+
+impl<S: Destination> Resend for PartsTo<'_, S> {
+    async fn send(
+        &self,
+        body: Vec<u8>,
+        events: usize,
+        signal: &mut ShutdownSignal,
+    ) -> Option<(Delivery, Vec<u8>)> {
+        let raw_len = body.len();
+        let (packed, back) = pack(self.ctx, self.to, body).await?;
+        let sent_len = packed.body.len();
+        let delivery = self.to.deliver(packed.body, packed.codec, signal).await;
+        if matches!(delivery, Delivery::Accepted) {
+            count_sent(self.ctx, self.to, events, raw_len, sent_len);
+        }
+        Some((delivery, back))
+    }
+
+    fn accepted(&self) -> u64 {
+        self.to.accepted()
+    }
+
+    fn refuses_everything(&self, status: u16) {
+        self.to.refuses_everything(status)
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.ctx.metrics
+    }
 }
 
 fn report_join(res: Result<(), tokio::task::JoinError>) {
@@ -615,7 +657,7 @@ mod tests {
             .collect()
     }
 
-    impl Sink for Scripted {
+    impl Destination for Scripted {
         type Slot = tokio::sync::OwnedSemaphorePermit;
 
         async fn slot(&self) -> Option<Self::Slot> {
@@ -738,7 +780,7 @@ mod tests {
         let mut config = Config::default();
         config.datadog.request_concurrency = crate::config::RequestConcurrency::Fixed(4);
         let dispatcher = Dispatcher::with_sinks(
-            Sinks {
+            Destinations {
                 main: sink.clone(),
                 reliable: Vec::new(),
                 best_effort: Vec::new(),

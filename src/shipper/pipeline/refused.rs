@@ -14,16 +14,33 @@
 //! dropped. A refused batch gives its request slot back first, so that other batches can show
 //! the endpoint accepts what it should.
 //!
-//! Memory: one refused batch at a time holds its decompressed body (`ShipContext::splitting`),
-//! and one part of it at a time is copied out and compressed.
+//! Memory: one refused batch at a time holds its decompressed body (the dispatcher's
+//! `splitting` permit), and one part of it at a time is copied out and compressed.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use super::dispatch::{ShipContext, Sink, count_sent, pack};
 use crate::encode;
+use crate::metrics::Metrics;
 use crate::ship::Delivery;
 use crate::shutdown::ShutdownSignal;
+
+/// The endpoint that refused a batch, as splitting sees it (the dispatcher provides it).
+pub(super) trait Resend: Sync {
+    /// Compresses a part with the endpoint's codec and delivers it (counted as sent once
+    /// accepted); gives the body back. `None` when it cannot be compressed.
+    fn send(
+        &self,
+        body: Vec<u8>,
+        events: usize,
+        signal: &mut ShutdownSignal,
+    ) -> impl Future<Output = Option<(Delivery, Vec<u8>)>> + Send;
+    /// Bodies the endpoint accepted so far.
+    fn accepted(&self) -> u64;
+    /// Every part refused and nothing else accepted: hold as in an outage.
+    fn refuses_everything(&self, status: u16);
+    fn metrics(&self) -> &Metrics;
+}
 
 /// The intake's refusal of a whole batch.
 pub(super) struct Refusal {
@@ -48,9 +65,8 @@ struct Refused {
 /// outage while the endpoint refuses everything. Parts go in the order read, a refused part's
 /// halves before the parts after it, so that with one request at a time a file's lines still
 /// arrive in order. `None` when abandoned or not compressible.
-pub(super) async fn split_and_deliver<S: Sink>(
-    ctx: &ShipContext<S>,
-    to: &S,
+pub(super) async fn split_and_deliver<R: Resend>(
+    to: &R,
     raw: &[u8],
     refusal: Refusal,
     signal: &mut ShutdownSignal,
@@ -96,16 +112,16 @@ pub(super) async fn split_and_deliver<S: Sink>(
             work.extend(unproven.drain(..).map(|r| r.events));
             continue;
         };
-        let Some(refused) = send_part(ctx, to, raw, &ranges, next, before, signal).await? else {
+        let Some(refused) = send_part(to, raw, &ranges, next, before, signal).await? else {
             continue;
         };
         if !refused.proven {
             unproven.push(refused);
         } else if refused.events.len() <= 1 {
             let event = ranges.get(refused.events.start).cloned();
-            drop_refused(ctx, raw, event, refused.status, &refused.detail);
+            drop_refused(to.metrics(), raw, event, refused.status, &refused.detail);
         } else {
-            ctx.metrics.batches_split.inc();
+            to.metrics().batches_split.inc();
             tracing::debug!(
                 status = refused.status,
                 events = refused.events.len(),
@@ -138,9 +154,8 @@ fn doubling_parts(n: usize) -> Vec<Range<usize>> {
 
 /// Sends some events of a refused batch on their own. `Some(None)` when accepted,
 /// `Some(Some(refusal))` when refused again, `None` when abandoned or not compressible.
-async fn send_part<S: Sink>(
-    ctx: &ShipContext<S>,
-    to: &S,
+async fn send_part<R: Resend>(
+    to: &R,
     raw: &[u8],
     ranges: &[Range<usize>],
     part: Range<usize>,
@@ -149,16 +164,11 @@ async fn send_part<S: Sink>(
 ) -> Option<Option<Refused>> {
     let events = &ranges[part.clone()];
     let mut body = encode::join_events(raw, events);
-    let body_len = body.len();
     loop {
-        let (packed, back) = pack(ctx, to, body).await?;
+        let (delivery, back) = to.send(body, events.len(), signal).await?;
         body = back;
-        let packed_len = packed.body.len();
-        match to.deliver(packed.body, packed.codec, signal).await {
-            Delivery::Accepted => {
-                count_sent(ctx, to, events.len(), body_len, packed_len);
-                return Some(None);
-            }
+        match delivery {
+            Delivery::Accepted => return Some(None),
             Delivery::Abandoned => return None,
             Delivery::Reencode => continue,
             Delivery::Refused { status, detail } => {
@@ -176,14 +186,7 @@ async fn send_part<S: Sink>(
 /// The intake refused one event on its own, while it accepts others: a logged, counted
 /// decision. The log names the file and size, never the content (it may hold what the user
 /// masks elsewhere).
-fn drop_refused<S: Sink>(
-    ctx: &ShipContext<S>,
-    raw: &[u8],
-    event: Option<Range<usize>>,
-    status: u16,
-    detail: &str,
-) {
-    let m = &ctx.metrics;
+fn drop_refused(m: &Metrics, raw: &[u8], event: Option<Range<usize>>, status: u16, detail: &str) {
     let reason = if status == 413 {
         m.events_dropped_too_large.inc();
         "too large"

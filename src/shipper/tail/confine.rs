@@ -1,6 +1,6 @@
 //! Which files sidelog may read, decided in one place: every file the reader opens is opened
 //! here. A path is read only if its real path (every link resolved) lies under a directory
-//! an `include` glob names (its root, as `tail::discover` splits it), in any input. An app
+//! an `include` glob names (its root, as `tail::globs` splits it), in any input. An app
 //! that shares the log volume can make links in it; without this, a link
 //! `x.log -> /etc/sidelog/secret/api-key` (or to the service account's token) would ship a
 //! file only sidelog can read to Datadog.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::InputRuntime;
 use super::confine::OpenError;
-use super::discover::Watches;
+use super::wake::Watches;
 use crate::metrics::Metrics;
 use crate::position::DevIno;
 

@@ -9,7 +9,8 @@
 //!
 //! - `schedule`: when to sleep, gather writes, rescan, poll, and let the open batch go;
 //! - `discovery`: the directory watches and the files found but not read (left alone under
-//!   `ignore_older_secs`, or unreadable); [`discover`]: globs and scans;
+//!   `ignore_older_secs`, or unreadable); `globs`: what the globs match, and scans;
+//! - `wake`: what wakes the reader (the directory watches' file events, the doorbell);
 //! - `table`: every tailed file by key, identity and name, and the descriptor budget;
 //! - `reader`: one file's reader (position, partial line, renamed away, truncated, closed);
 //! - `emit`: from the bytes of a read to events in the open batch;
@@ -24,10 +25,10 @@
 #[cfg(test)]
 mod agent_cases;
 mod confine;
-mod discover;
 mod discovery;
 mod emit;
 pub mod frame;
+mod globs;
 mod lifecycle;
 #[cfg(test)]
 mod model;
@@ -54,9 +55,9 @@ use crate::podtags::PodTagsSource;
 use crate::position::{DevIno, Fingerprint, StreamId};
 use crate::process::Processor;
 use confine::Confinement;
-use discover::Matcher;
 use discovery::Discovery;
 use emit::Events;
+use globs::Matcher;
 use reader::{Poll, Progress};
 use schedule::{BatchDue, Schedule, Timing, WRITE_COALESCE};
 use table::{FileKey, FileTable, Tailed};
@@ -181,7 +182,7 @@ pub enum TailError {
     #[error("inputs[{input}]: {source}")]
     Glob {
         input: usize,
-        source: discover::GlobError,
+        source: globs::GlobError,
     },
     #[error(transparent)]
     Process(#[from] crate::process::ProcessError),

@@ -1,4 +1,6 @@
-//! The reader's doorbell. The reader sleeps in one `poll` on its own inotify descriptor (file
+//! What wakes the reader: the directory watches on the globs' roots, and its doorbell.
+//!
+//! The reader sleeps in one `poll` on its own inotify descriptor (file
 //! events, read on the reader's thread: no thread in between) and on an eventfd that other
 //! threads ring for the shutdown phases and for answered requests; a timeout wakes it for
 //! what is due.
@@ -6,16 +8,18 @@
 //! A file event costs the reader one wake-up and no other thread's: at 50 lines/s the thread
 //! that used to receive inotify's events and pass them on cost as much as the reader itself.
 
-use std::collections::HashSet;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec, eventfd, poll};
 
-use super::discover::Watches;
+use super::globs::Root;
 
 /// Pending file-event paths kept before falling back to a full rescan.
 const MAX_PENDING_PATHS: usize = 4096;
@@ -228,4 +232,176 @@ impl WakeState {
             && !self.drain
             && !self.abandon
     }
+}
+
+/// What a directory watch reports: writes (to read), names that came, went or changed
+/// (to look at), and the directory itself going. Not reads, opens or closes: sidelog's own
+/// reads would wake it.
+const WATCHED: WatchMask = WatchMask::MODIFY
+    .union(WatchMask::CREATE)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::ATTRIB)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF);
+
+/// The directory watches of every input's roots (and of their subdirectories, for globs
+/// that reach below), on one inotify descriptor the reader reads itself.
+pub(crate) struct Watches {
+    inotify: Option<Inotify>,
+    dirs: HashMap<WatchDescriptor, PathBuf>,
+    watched: HashSet<PathBuf>,
+    buffer: Vec<u8>,
+}
+
+impl Watches {
+    /// Opens the inotify descriptor when `file_events`; without one, the reader polls its
+    /// open files (see [`Watches::watching`]).
+    pub(crate) fn start(file_events: bool) -> Watches {
+        let inotify = if file_events {
+            match Inotify::init() {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    // EMFILE here is the node's per-user inotify limit
+                    // (fs.inotify.max_user_instances, often 128), shared by every container
+                    // running as the same user: a node with many Pods reaches it.
+                    tracing::warn!(
+                        error = %e,
+                        "cannot watch files (is fs.inotify.max_user_instances reached on this node?); open files are polled every second and new files found by rescans"
+                    );
+                    None
+                }
+            }
+        } else {
+            tracing::info!(
+                "file events off (tail.file_events); open files are polled every second"
+            );
+            None
+        };
+        Watches {
+            inotify,
+            dirs: HashMap::new(),
+            watched: HashSet::new(),
+            buffer: vec![0; 16 * 1024],
+        }
+    }
+
+    /// Whether file events come; if not, open files must be polled.
+    pub(crate) fn watching(&self) -> bool {
+        self.inotify.is_some()
+    }
+
+    /// The descriptor to wait on for file events.
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inotify.as_ref().map(|i| i.as_fd())
+    }
+
+    /// Watches every root that exists and is not watched yet (a root may appear later), and,
+    /// for a root whose globs reach below it, its subdirectories to that depth.
+    pub(crate) fn ensure<'a>(&mut self, roots: impl Iterator<Item = &'a Root>) {
+        if self.inotify.is_none() {
+            return;
+        }
+        for root in roots {
+            if root.dir.is_dir() {
+                self.watch_tree(&root.dir, root.depth);
+            }
+        }
+    }
+
+    fn watch_tree(&mut self, dir: &Path, depth: usize) {
+        self.watch(dir);
+        if depth <= 1 {
+            return;
+        }
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                self.watch_tree(&path, depth - 1);
+            }
+        }
+    }
+
+    fn watch(&mut self, dir: &Path) {
+        let Some(inotify) = self.inotify.as_mut() else {
+            return;
+        };
+        if self.watched.contains(dir) {
+            return;
+        }
+        match inotify.watches().add(dir, WATCHED) {
+            Ok(wd) => {
+                tracing::debug!(dir = %dir.display(), "watching");
+                self.dirs.insert(wd, dir.to_path_buf());
+                self.watched.insert(dir.to_path_buf());
+            }
+            Err(e) => {
+                crate::warn_limited!(dir = %dir.display(), error = %e, "cannot watch directory; new lines there are found by rescans")
+            }
+        }
+    }
+
+    /// Reads the file events waiting on the descriptor into `into`, without waiting.
+    pub(crate) fn read_events(&mut self, into: &mut WakeState) {
+        let Some(inotify) = self.inotify.as_mut() else {
+            return;
+        };
+        loop {
+            let events = match inotify.read_events(&mut self.buffer) {
+                Ok(events) => events,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    crate::warn_limited!(error = %e, "file watch error; rescanning");
+                    into.rescan = true;
+                    return;
+                }
+            };
+            let mut any = false;
+            for event in events {
+                any = true;
+                on_event(&mut self.dirs, &mut self.watched, event, into);
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+}
+
+/// What one inotify event asks of the reader.
+fn on_event(
+    dirs: &mut HashMap<WatchDescriptor, PathBuf>,
+    watched: &mut HashSet<PathBuf>,
+    event: inotify::Event<&std::ffi::OsStr>,
+    into: &mut WakeState,
+) {
+    let mask = event.mask;
+    if mask.contains(EventMask::Q_OVERFLOW) {
+        into.rescan = true;
+        return;
+    }
+    if mask.intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+        // The directory went: watch it again if it comes back (at a rescan).
+        if let Some(dir) = dirs.remove(&event.wd) {
+            watched.remove(&dir);
+        }
+        into.rescan = true;
+        return;
+    }
+    let (Some(dir), Some(name)) = (dirs.get(&event.wd), event.name) else {
+        return;
+    };
+    let path = dir.join(name);
+    if mask.contains(EventMask::ISDIR) {
+        if mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
+            into.rescan = true;
+        }
+        return;
+    }
+    // A write: the file only has to be read, its name still leads to it.
+    into.add(path, mask == EventMask::MODIFY);
 }
