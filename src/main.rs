@@ -56,6 +56,10 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         agent: AgentConfig,
+        /// Print the reference of every key (default, meaning, allowed values) in Markdown,
+        /// as docs/configuration.md shows it, and check nothing.
+        #[arg(long)]
+        reference: bool,
     },
     /// Print the files, positions and delivery state of a running sidelog (from its
     /// `metrics_listen` endpoint).
@@ -100,7 +104,13 @@ fn main() -> ExitCode {
             Ok(source) => command::run::run(source),
             Err(code) => code,
         },
-        Command::Check { config, agent } => {
+        Command::Check {
+            reference: true, ..
+        } => {
+            print!("{}", sidelog_shipper::config::reference::markdown());
+            ExitCode::SUCCESS
+        }
+        Command::Check { config, agent, .. } => {
             match command::run::source(config, agent.agent_config) {
                 Ok(source) => command::run::check(source),
                 Err(code) => code,

@@ -32,11 +32,18 @@ fn root() -> &'static Path {
 
 fn doc_files() -> Vec<PathBuf> {
     let mut files = vec![root().join("README.md"), root().join("CONTRIBUTING.md")];
-    let mut pages: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
-        .expect("docs/")
-        .map(|e| e.expect("docs/ entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
+    let mut pages = Vec::new();
+    let mut dirs = vec![root().join("docs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("docs/") {
+            let path = entry.expect("docs/ entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                pages.push(path);
+            }
+        }
+    }
     pages.sort();
     files.extend(pages);
     files
@@ -431,4 +438,54 @@ fn the_module_map_names_every_file_of_the_shipper() {
         missing.is_empty(),
         "CONTRIBUTING.md's module map lacks: {missing:?}"
     );
+}
+
+/// A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces as `-`.
+fn anchor_of(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+#[test]
+fn links_between_the_docs_lead_somewhere() {
+    let mut broken = Vec::new();
+    for file in doc_files() {
+        let text = std::fs::read_to_string(&file).expect("read doc");
+        let dir = file.parent().expect("a directory");
+        for (i, _) in text.match_indices("](") {
+            let rest = &text[i + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = &rest[..end];
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let linked = if path.is_empty() {
+                file.clone()
+            } else {
+                dir.join(path)
+            };
+            if !linked.exists() {
+                broken.push(format!("{}: {target}", file.display()));
+                continue;
+            }
+            if !anchor.is_empty() {
+                let page = std::fs::read_to_string(&linked).unwrap_or_default();
+                let found = page
+                    .lines()
+                    .filter(|l| l.starts_with('#'))
+                    .filter_map(|l| l.trim_start_matches('#').strip_prefix(' '))
+                    .any(|h| anchor_of(h) == anchor);
+                if !found {
+                    broken.push(format!("{}: {target} (no such heading)", file.display()));
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "links that lead nowhere: {broken:#?}");
 }

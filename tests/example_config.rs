@@ -1,8 +1,6 @@
 //! The documentation of the configuration cannot drift from the code: `config/sidelog.toml` is
-//! valid and names every key, and the reference table in `docs/configuration.md` lists every
-//! key, no more.
-
-use std::collections::BTreeSet;
+//! valid, names every key and gives each its default, and the reference in
+//! `docs/configuration.md` is the one generated from the code.
 
 #[test]
 fn example_config_is_valid_and_complete() {
@@ -26,30 +24,96 @@ fn example_config_is_valid_and_complete() {
     );
 }
 
+/// The reference in `docs/configuration.md` is what `sidelog check --reference` prints from
+/// the code's one definition of each key. `SIDELOG_BLESS=1 cargo test --test example_config`
+/// writes it.
 #[test]
-fn reference_table_lists_every_key() {
+fn committed_reference_is_the_generated_one() {
+    const BEGIN: &str = "<!-- generated: ";
+    const END: &str = "<!-- end of the generated table -->";
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
-    let page = std::fs::read_to_string(path).expect("docs/configuration.md");
-    // The reference is the page's first section, before "## Dual shipping".
-    let section = page.split("\n## ").next().expect("a reference section");
-    // Rows look like "| `inputs[].include` | default | meaning |".
-    let listed: BTreeSet<String> = section
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `"))
-        .filter_map(|l| l.split('`').next())
-        .map(|k| k.replace("[]", ""))
-        .collect();
-    let keys = sidelog_shipper::config::all_keys();
-    let missing: Vec<&String> = keys.difference(&listed).collect();
-    let unknown: Vec<&String> = listed.difference(&keys).collect();
-    assert!(
-        missing.is_empty(),
-        "docs/configuration.md lacks keys: {missing:?}"
+    let page = std::fs::read_to_string(&path).expect("docs/configuration.md");
+    let begin = page
+        .find(BEGIN)
+        .expect("the generated table's opening marker");
+    let body_start = begin + page[begin..].find('\n').expect("a marker line") + 1;
+    let body_end = page
+        .find(END)
+        .expect("the generated table's closing marker");
+    let generated = sidelog_shipper::config::reference::markdown();
+    if page[body_start..body_end] == generated {
+        return;
+    }
+    if std::env::var_os("SIDELOG_BLESS").is_some() {
+        let updated = format!("{}{generated}{}", &page[..body_start], &page[body_end..]);
+        std::fs::write(&path, updated).expect("write docs/configuration.md");
+        return;
+    }
+    panic!(
+        "docs/configuration.md's reference is stale: run `SIDELOG_BLESS=1 cargo test --test example_config`"
     );
+}
+
+/// The example's first input and its global keys are at their defaults (bar what has no
+/// useful default, listed).
+#[test]
+fn example_values_are_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sidelog.toml");
+    let text = std::fs::read_to_string(&path).expect("read example");
+    let example: toml::Value = toml::from_str(&text).expect("toml");
+    let defaults = sidelog_shipper::config::reference::defaults();
+    // What has no useful default: the files to read, the key's file, what the events say.
+    let image = [
+        "inputs.include",
+        "datadog.api_key_file",
+        "inputs.service",
+        "inputs.source",
+        "datadog.tags",
+        "inputs.tags",
+    ];
+    let mut differs = Vec::new();
+    let mut values = std::collections::BTreeMap::new();
+    flatten("", &example, &mut values);
+    for (key, value) in values {
+        if image.contains(&key.as_str()) {
+            continue;
+        }
+        match defaults.get(&key) {
+            Some(default) if *default == value => {}
+            Some(default) => differs.push(format!("{key} = {value} (default {default})")),
+            None => {}
+        }
+    }
     assert!(
-        unknown.is_empty(),
-        "docs/configuration.md lists keys that do not exist: {unknown:?}"
+        differs.is_empty(),
+        "config/sidelog.toml differs from the defaults: {differs:#?}"
     );
+}
+
+fn flatten(
+    prefix: &str,
+    value: &toml::Value,
+    out: &mut std::collections::BTreeMap<String, toml::Value>,
+) {
+    match value {
+        toml::Value::Table(t) if !prefix.ends_with("_as_tags") => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, out);
+            }
+        }
+        // The first input is the one at its defaults; the second shows rules and grouping.
+        toml::Value::Array(items) if items.first().is_some_and(toml::Value::is_table) => {
+            flatten(prefix, &items[0], out);
+        }
+        _ => {
+            out.insert(prefix.to_string(), value.clone());
+        }
+    }
 }
 
 /// The commented-out tables of the example, uncommented: a `# [table]` or `# [[table]]` line

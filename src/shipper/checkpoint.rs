@@ -26,8 +26,8 @@ pub const CHECKPOINT_FILE: &str = "checkpoints.json";
 
 /// The shortest time between two checkpoint writes. At everyday rates batches are further
 /// apart, so each accepted batch is written at once; at full speed (hundreds of batches a
-/// second) one write a batch would cost 5% of throughput (measured: 1 GB at 155 MB/s, 11.1
-/// instead of 10.5 CPU-s/GB), while this caps it at 20 writes a second.
+/// second) one write a batch costs throughput (docs/performance.md, "Measurements behind the code"),
+/// while this caps it at 20 writes a second.
 pub const WRITE_SPACING: Duration = Duration::from_millis(50);
 /// How often a checkpoint write is also made durable against a power cut (see [`store`]);
 /// at shutdown it always is.
@@ -205,8 +205,8 @@ pub fn move_aside(data_dir: &Path) -> io::Result<PathBuf> {
 /// that do not flush data on a rename (XFS; ext4 does with its default `auto_da_alloc`), left
 /// empty: an empty file is moved aside as corrupt and the start resumes from the last durable
 /// checkpoints, which every durable write also leaves in [`DURABLE_CHECKPOINT_FILE`]; so a
-/// power cut can repeat lines, never lose them (about [`DURABLE_EVERY`] of them). Measured at 50 lines/s (`bench steady`): an fsync per write, 4 a second, cost
-/// 1.45-1.50% of a core in all against 1.20-1.25% without.
+/// power cut can repeat lines, never lose them (about [`DURABLE_EVERY`] of them). An fsync
+/// per write costs a quiet Pod a fifth more CPU (docs/performance.md, "Measurements behind the code").
 pub fn store(data_dir: &Path, entries: &[Entry], durable: bool) -> Result<(), CheckpointError> {
     let body = serde_json::to_vec_pretty(&CheckpointFile {
         version: FORMAT_VERSION,

@@ -373,7 +373,19 @@ fn key_path(rest: &str) -> Option<(String, String)> {
 
 /// Every key path that exists, for documentation checks.
 pub fn all_keys() -> BTreeSet<String> {
-    // Optional tables and lists of tables are filled in so their keys are listed too.
+    keys_in(&sample())
+}
+
+/// Every key path with its default value (a list of tables' keys from its first entry).
+pub(super) fn sample_values() -> std::collections::BTreeMap<String, toml::Value> {
+    let mut values = std::collections::BTreeMap::new();
+    collect_values("", &sample(), &mut values);
+    values
+}
+
+/// A configuration at its defaults, with one of each optional table and list of tables
+/// filled in, so that their keys show too.
+fn sample() -> toml::Value {
     let input = Input {
         multiline: Some(MultilineSettings::default()),
         log_processing_rules: vec![RuleSettings::new(RuleKind::MaskSequences, "", "", "")],
@@ -384,14 +396,38 @@ pub fn all_keys() -> BTreeSet<String> {
         .additional_endpoints
         .push(AdditionalEndpoint::default());
     let rule = RuleSettings::new(RuleKind::MaskSequences, "", "", "");
-    let value = toml::Value::try_from(Config {
+    toml::Value::try_from(Config {
         log_processing_rules: vec![rule],
         inputs: vec![input],
         datadog,
         ..Config::default()
     })
-    .unwrap_or(toml::Value::Table(Default::default()));
-    keys_in(&value)
+    .unwrap_or(toml::Value::Table(Default::default()))
+}
+
+fn collect_values(
+    prefix: &str,
+    value: &toml::Value,
+    out: &mut std::collections::BTreeMap<String, toml::Value>,
+) {
+    match value {
+        toml::Value::Table(table) if !MAP_KEYS.contains(&prefix) => {
+            for (k, v) in table {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                collect_values(&path, v, out);
+            }
+        }
+        toml::Value::Array(items) if items.first().is_some_and(toml::Value::is_table) => {
+            collect_values(prefix, &items[0], out);
+        }
+        _ => {
+            out.insert(prefix.to_string(), value.clone());
+        }
+    }
 }
 
 /// Keys whose value is a map of the user's names (label to tag name).

@@ -11,6 +11,7 @@ pub mod agent;
 mod endpoints;
 mod kubernetes;
 mod load;
+pub mod reference;
 mod site;
 mod validate;
 
@@ -492,8 +493,8 @@ impl<'de> Deserialize<'de> for RequestConcurrency {
 impl DatadogConfig {
     /// Batches compressed at once (see `compression_threads`): by default one per core, at
     /// most two, and one more for the slow deflate codecs (a gzip compressor is often
-    /// waiting for a wake-up; measured on 2 cores: 75-80% of the ceiling with the spare,
-    /// 68-73% without). Each holds an uncompressed batch.
+    /// waiting for a wake-up, which the spare covers: docs/performance.md, "Measurements behind the code").
+    /// Each holds an uncompressed batch.
     pub fn compressors(&self) -> usize {
         if self.compression_threads > 0 {
             return self.compression_threads;
@@ -540,8 +541,8 @@ impl Default for BatchConfig {
         BatchConfig {
             max_events: 1000,
             // 2 MB: 256-byte lines fill 1,000 events first (420 KB); 2 KB lines make batches of
-            // about 900 events, and peak memory stays under 24 MB (measured: 22.5 MB, against
-            // 25.1 MB with 4,500,000).
+            // about 900 events, with less peak memory than larger batches (docs/performance.md,
+            // "Measurements behind the code").
             max_bytes: 2_000_000,
             timeout_ms: 1_000,
             linger_ms: 200,

@@ -5,10 +5,8 @@ use std::path::Path;
 
 use reqwest::Url;
 
-use super::{
-    Compression, Config, ConfigError, INTAKE_MAX_BODY_BYTES, INTAKE_MAX_EVENTS, Input,
-    RequestConcurrency,
-};
+use super::reference::range_of;
+use super::{Compression, Config, ConfigError, Input, RequestConcurrency};
 
 impl Config {
     /// Checks every range and cross-key rule; reports all problems at once.
@@ -46,19 +44,17 @@ impl Config {
     fn ranges(&self) -> Vec<(String, u64, u64, u64)> {
         let mut out = self.fixed_ranges();
         if let RequestConcurrency::Fixed(n) = self.datadog.request_concurrency {
-            out.push(range("datadog.request_concurrency", n as u64, 1, 64));
+            out.push(range("datadog.request_concurrency", n as u64));
         }
         for (i, input) in self.inputs.iter().enumerate() {
-            let key = |k: &str| format!("inputs[{i}].{k}");
-            out.push((
-                key("max_line_bytes"),
-                input.max_line_bytes as u64,
-                1024,
-                900_000,
-            ));
+            let each = |k: &str, value: u64| {
+                let (lo, hi) = range_of(&format!("inputs[].{k}"));
+                (format!("inputs[{i}].{k}"), value, lo, hi)
+            };
+            out.push(each("max_line_bytes", input.max_line_bytes as u64));
             if let Some(ml) = &input.multiline {
-                out.push((key("multiline.timeout_ms"), ml.timeout_ms, 1, 600_000));
-                out.push((key("multiline.max_bytes"), ml.max_bytes as u64, 0, 900_000));
+                out.push(each("multiline.timeout_ms", ml.timeout_ms));
+                out.push(each("multiline.max_bytes", ml.max_bytes as u64));
             }
         }
         out
@@ -69,26 +65,26 @@ impl Config {
     fn fixed_ranges(&self) -> Vec<(String, u64, u64, u64)> {
         let (d, t, b) = (&self.datadog, &self.tail, &self.batch);
         vec![
-            range("shutdown_timeout_ms", self.shutdown_timeout_ms, 0, 600_000),
-            range("shutdown_quiet_ms", self.shutdown_quiet_ms, 0, 600_000),
-            range("checkpoint_interval_ms", self.checkpoint_interval_ms, 10, 60_000),
-            range("liveness_timeout_secs", self.liveness_timeout_secs, 1, 86_400),
-            range("tail.rescan_interval_ms", t.rescan_interval_ms, 100, 3_600_000),
-            range("tail.read_buffer_bytes", t.read_buffer_bytes as u64, 4096, 16 << 20),
-            range("tail.max_open_files", t.max_open_files as u64, 8, 1_000_000),
-            range("tail.rotated_linger_ms", t.rotated_linger_ms, 0, 86_400_000),
-            range("tail.rotate_wait_ms", t.rotate_wait_ms, 0, 604_800_000),
-            range("tail.multiline_pending_bytes", t.multiline_pending_bytes as u64, 1 << 20, 1 << 30),
-            range("batch.max_events", b.max_events as u64, 1, INTAKE_MAX_EVENTS as u64),
-            range("batch.max_bytes", b.max_bytes as u64, 64 * 1024, INTAKE_MAX_BODY_BYTES as u64),
-            range("batch.timeout_ms", b.timeout_ms, 1, 600_000),
-            range("batch.linger_ms", b.linger_ms, 0, 600_000),
-            range("batch.quiet_min_events", b.quiet_min_events, 0, INTAKE_MAX_EVENTS as u64),
-            range("datadog.request_timeout_ms", d.request_timeout_ms, 100, 600_000),
-            range("datadog.compression_threads", d.compression_threads as u64, 0, 64),
-            range("datadog.request_concurrency_max", d.request_concurrency_max as u64, 1, 64),
-            range("datadog.retry_initial_ms", d.retry_initial_ms, 1, 600_000),
-            range("datadog.retry_max_ms", d.retry_max_ms, 1, 3_600_000),
+            range("shutdown_timeout_ms", self.shutdown_timeout_ms),
+            range("shutdown_quiet_ms", self.shutdown_quiet_ms),
+            range("checkpoint_interval_ms", self.checkpoint_interval_ms),
+            range("liveness_timeout_secs", self.liveness_timeout_secs),
+            range("tail.rescan_interval_ms", t.rescan_interval_ms),
+            range("tail.read_buffer_bytes", t.read_buffer_bytes as u64),
+            range("tail.max_open_files", t.max_open_files as u64),
+            range("tail.rotated_linger_ms", t.rotated_linger_ms),
+            range("tail.rotate_wait_ms", t.rotate_wait_ms),
+            range("tail.multiline_pending_bytes", t.multiline_pending_bytes as u64),
+            range("batch.max_events", b.max_events as u64),
+            range("batch.max_bytes", b.max_bytes as u64),
+            range("batch.timeout_ms", b.timeout_ms),
+            range("batch.linger_ms", b.linger_ms),
+            range("batch.quiet_min_events", b.quiet_min_events),
+            range("datadog.request_timeout_ms", d.request_timeout_ms),
+            range("datadog.compression_threads", d.compression_threads as u64),
+            range("datadog.request_concurrency_max", d.request_concurrency_max as u64),
+            range("datadog.retry_initial_ms", d.retry_initial_ms),
+            range("datadog.retry_max_ms", d.retry_max_ms),
         ]
     }
 
@@ -169,7 +165,9 @@ fn check_level(
     }
 }
 
-fn range(key: &str, value: u64, lo: u64, hi: u64) -> (String, u64, u64, u64) {
+/// A key's value with its allowed range, as `reference` defines it.
+fn range(key: &str, value: u64) -> (String, u64, u64, u64) {
+    let (lo, hi) = range_of(key);
     (key.to_string(), value, lo, hi)
 }
 
@@ -253,6 +251,36 @@ fn check_tags(key: &str, tags: &[String], errors: &mut Vec<String>) {
             errors.push(format!(
                 "{key}[{i}] = {tag:?}: a tag must be non-empty and must not contain a comma"
             ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_range_checked_is_defined_in_the_reference() {
+        let config = Config {
+            inputs: vec![Input {
+                multiline: Some(crate::process::MultilineSettings::default()),
+                ..Input::default()
+            }],
+            datadog: super::super::DatadogConfig {
+                request_concurrency: RequestConcurrency::Fixed(4),
+                ..Default::default()
+            },
+            ..Config::default()
+        };
+        for (key, _, _, _) in config.ranges() {
+            let generic = key.replace("[0]", "[]");
+            let defined = super::super::reference::SETTINGS
+                .iter()
+                .any(|s| s.key == generic && s.range.is_some());
+            assert!(
+                defined,
+                "{key} is checked against no range of the reference"
+            );
         }
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! A fixed set, rather than the runtime's blocking pool: that pool starts a thread whenever
 //! all of its threads are busy, and keeps each for ten seconds, so under load it grew to a
-//! dozen threads, each with its own malloc arena and its own cached codec state (measured:
-//! 14 threads and 55-60 MB peak RSS shipping 2 KB lines with zstd, against 3 threads here).
+//! dozen threads, each with its own malloc arena and its own cached codec state
+//! (docs/performance.md, "Measurements behind the code").
 
 use std::io;
 use std::sync::mpsc;
@@ -25,7 +25,7 @@ struct Job {
 
 /// Bodies up to this size are compressed where they are (a runtime thread): a quiet Pod's
 /// batch of a few KB takes tens of microseconds to compress, less than waking a compressor
-/// thread and being woken by it. Measured at 50 lines/s: see docs/performance.md, "The everyday cost".
+/// thread and being woken by it (docs/performance.md, "Measurements behind the code").
 const INLINE_MAX_BYTES: usize = 64 * 1024;
 
 pub(super) struct Compressors {

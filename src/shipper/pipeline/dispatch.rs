@@ -207,13 +207,13 @@ impl<S: Destination> Dispatcher<S> {
         let (turn_tx, turn_rx) = watch::channel(0u64);
         Ok(Dispatcher {
             // Two per compressor may be compressing or compressed and waiting, so compression
-            // never idles behind a slow send (measured: +8% throughput over one); a
-            // compressed batch holds only its compressed body.
+            // never idles behind a slow send; a compressed batch holds only its compressed
+            // body (docs/performance.md, "Measurements behind the code").
             window: Arc::new(Semaphore::new(concurrency + 2 * compressors)),
-            // Letting all of the window hold uncompressed batches cost 9 MB of RSS on the
-            // 1 GB run. With gzip, none waiting for a compressor cost 4% of throughput; zstd
-            // compresses faster than the reader encodes, so a waiting batch would only sit in
-            // memory (2.2 MB with 2 KB lines).
+            // Uncompressed batches are what memory holds: with gzip one may wait for a
+            // compressor so that none idles; zstd compresses faster than the reader encodes,
+            // so a waiting batch would only sit in memory (docs/performance.md,
+            // "Measurements behind the code").
             compress_slots: Arc::new(Semaphore::new(compressors + usize::from(slow_codec))),
             tasks: JoinSet::new(),
             next_seq: 0,

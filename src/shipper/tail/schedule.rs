@@ -15,7 +15,7 @@ pub(super) const ORPHAN_POLL: Duration = Duration::from_secs(1);
 pub(super) const DRAIN_POLL: Duration = Duration::from_millis(200);
 /// After a write wakes the reader from sleep, how long it waits for more before reading:
 /// an app's appends come in bursts, and one read of a burst costs a fraction of one read per
-/// append (measured at 1,000 lines/s in two files: see docs/performance.md, "The everyday cost").
+/// append (docs/performance.md, "Measurements behind the code").
 pub(super) const WRITE_COALESCE: Duration = Duration::from_millis(20);
 /// A turn that made fewer events than this leaves the Pod quiet: the next writes gather
 /// until a batch would leave anyway (see [`Schedule::gather_for`]).
