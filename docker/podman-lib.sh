@@ -32,9 +32,9 @@ build_images() {
   (cd "$root" && RUSTFLAGS="$static" \
     cargo build -p sidelog --profile dist --no-default-features --locked --target "$target" --quiet)
   (cd "$root" && RUSTFLAGS="$static" \
-    cargo build --profile tools --locked --target "$target" --quiet)
+    cargo build --profile quick --locked --target "$target" --quiet)
   build_image "$root/target/$target/dist/sidelog" sidelog
-  build_image "$root/target/$target/tools/sidelog" sidelog-devtools
+  build_image "$root/target/$target/quick/sidelog" sidelog-devtools
   pm images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep sidelog
   if pm run --rm --network none sidelog:0.1.0 intake --help >/dev/null 2>&1; then
     echo "the Pod's image must not carry the built-in intake"; exit 1

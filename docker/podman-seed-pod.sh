@@ -40,7 +40,7 @@ printf 'app.kubernetes.io/name="user-msvc"\ntags.datadoghq.com/env="seed"\ntags.
 chmod -R a+rX "$podinfo"
 
 echo "== sidelog inject --classic -f docker/kubernetes/app-pod.yaml"
-"$root/target/$target/tools/sidelog" inject --classic --logs /var/log \
+"$root/target/$target/quick/sidelog" inject --classic --logs /var/log \
   -f "$root/docker/kubernetes/app-pod.yaml" > "$work/injected.yaml"
 
 python3 "$root/docker/podman-pod.py" "$work/injected.yaml" "$manifest" "$work/configmap.yaml" \
