@@ -373,7 +373,6 @@ async fn ship_batch<S: Destination>(
         let packed = packs.for_codec(extra.codec());
         sent = deliver_batch(&ctx, extra, packed, events, raw_len, &mut slot).await;
     }
-    drop(in_flight);
     drop(slot);
     ctx.liveness.sender_moved();
     if sent.is_some() {
@@ -384,6 +383,9 @@ async fn ship_batch<S: Destination>(
             .last_accepted_ms
             .set(crate::clock::monotonic_ms());
     }
+    // The last request to end wakes the reader, which then deletes the rotated files whose
+    // lines are all accepted (`delete_after_ship`): so only once this batch is acknowledged.
+    drop(in_flight);
     drop(window);
 }
 
