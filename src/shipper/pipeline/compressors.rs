@@ -15,12 +15,12 @@ use tokio::sync::oneshot;
 use crate::compress::{self, Codec};
 
 /// A body compressed, and the uncompressed buffer given back for reuse.
-pub(super) type Compressed = (io::Result<Vec<u8>>, Vec<u8>);
+pub(super) type CompressorOutput = (io::Result<Vec<u8>>, Vec<u8>);
 
 struct Job {
     codec: Codec,
     body: Vec<u8>,
-    done: oneshot::Sender<Compressed>,
+    done: oneshot::Sender<CompressorOutput>,
 }
 
 /// Bodies up to this size are compressed where they are (a runtime thread): a quiet Pod's
@@ -48,7 +48,7 @@ impl Compressors {
 
     /// Compresses `body` with `codec` on a compressor thread, or here when it is small.
     /// `None` if the threads are gone.
-    pub(super) async fn compress(&self, codec: Codec, body: Vec<u8>) -> Option<Compressed> {
+    pub(super) async fn compress(&self, codec: Codec, body: Vec<u8>) -> Option<CompressorOutput> {
         if body.len() <= INLINE_MAX_BYTES {
             return Some(compress_body(codec, body));
         }
@@ -69,7 +69,7 @@ fn work(jobs: &Mutex<mpsc::Receiver<Job>>) {
     }
 }
 
-fn compress_body(codec: Codec, body: Vec<u8>) -> Compressed {
+fn compress_body(codec: Codec, body: Vec<u8>) -> CompressorOutput {
     let mut out = Vec::with_capacity(body.len() / 4 + 1024);
     let res = compress::compress(codec, &body, &mut out);
     (res.map(|()| out), body)

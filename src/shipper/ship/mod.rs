@@ -102,14 +102,14 @@ pub enum Delivery {
 }
 
 /// The codec bodies are compressed with, and the one to use once a receiver refuses it.
-struct Encoding {
+struct CodecChoice {
     current: std::sync::Mutex<Codec>,
     fallback: Option<Codec>,
 }
 
-impl Encoding {
-    fn new(codec: Codec, fallback: Option<Codec>) -> Encoding {
-        Encoding {
+impl CodecChoice {
+    fn new(codec: Codec, fallback: Option<Codec>) -> CodecChoice {
+        CodecChoice {
             current: std::sync::Mutex::new(codec),
             fallback,
         }
@@ -151,7 +151,7 @@ pub struct Sender {
     /// Whether the first redirect was logged (with its `Location`).
     redirect_logged: std::sync::atomic::AtomicBool,
     keys: Arc<KeySource>,
-    encoding: Encoding,
+    encoding: CodecChoice,
     metrics: Arc<Metrics>,
     limiter: Limiter,
     gate: Gate,
@@ -206,7 +206,7 @@ impl Sender {
             redirect_logged: std::sync::atomic::AtomicBool::new(false),
             url,
             keys,
-            encoding: Encoding::new(
+            encoding: CodecChoice::new(
                 d.compression.codec(d.compression_level),
                 d.compression.fallback(),
             ),

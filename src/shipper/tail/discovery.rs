@@ -31,7 +31,7 @@ pub(super) struct Discovery {
 }
 
 /// A regular file a scan found.
-pub(super) struct Found {
+pub(super) struct ScannedFile {
     pub path: PathBuf,
     pub input: usize,
     pub meta: std::fs::Metadata,
@@ -50,7 +50,7 @@ impl Discovery {
 
     /// Every regular file the inputs' globs match now, with its metadata; the inputs' root
     /// directories are watched first (a root may appear later).
-    pub(super) fn scan(&mut self, inputs: &[InputRuntime], metrics: &Metrics) -> Vec<Found> {
+    pub(super) fn scan(&mut self, inputs: &[InputRuntime], metrics: &Metrics) -> Vec<ScannedFile> {
         self.watches
             .ensure(inputs.iter().flat_map(|i| i.matcher.roots.iter()));
         let mut paths = Vec::new();
@@ -59,7 +59,7 @@ impl Discovery {
             i.matcher.scan(&mut paths);
             for path in paths.drain(..) {
                 if let Some(meta) = self.stat(&path, metrics) {
-                    found.push(Found { path, input, meta });
+                    found.push(ScannedFile { path, input, meta });
                 }
             }
         }

@@ -13,7 +13,7 @@ use super::sources;
 use crate::yaml11;
 
 /// One setting's value and where it was found.
-pub(super) struct Found {
+pub(super) struct AgentValue {
     /// From `datadog.yaml`, or a variable's text as a string.
     pub value: Yaml,
     pub from_env: bool,
@@ -23,11 +23,11 @@ pub(super) struct Found {
 
 /// The Agent's settings that sidelog reads, by key.
 #[derive(Default)]
-pub(super) struct Settings {
-    pub found: BTreeMap<&'static str, Found>,
+pub(super) struct AgentSettings {
+    pub found: BTreeMap<&'static str, AgentValue>,
 }
 
-impl Settings {
+impl AgentSettings {
     /// `datadog.yaml`, flattened to the keys the Agent's settings have.
     pub fn read_file(&mut self, path: &Path, notes: &mut Notes) {
         let doc = match std::fs::read_to_string(path).map(|t| yaml11::load(&t)) {
@@ -99,7 +99,7 @@ impl Settings {
         }
         self.found.insert(
             known.key,
-            Found {
+            AgentValue {
                 value,
                 from_env,
                 origin,

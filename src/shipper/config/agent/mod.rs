@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use super::{Config, LogLevel, MultilineSettings};
 use crate::process::{Preset, RuleKind};
 use crate::secret::{ApiKey, InlineKey};
-use found::Settings;
+use found::AgentSettings;
 use secrets::Backend;
 use sources::Source;
 
@@ -97,7 +97,7 @@ impl Notes {
 /// (not yet validated) and what was noted on the way.
 pub(super) fn derive(dir: &Path, env: &[(String, String)]) -> (Config, Vec<String>, Vec<String>) {
     let mut notes = Notes::default();
-    let mut settings = Settings::default();
+    let mut settings = AgentSettings::default();
     let datadog_yaml = dir.join("datadog.yaml");
     if datadog_yaml.is_file() {
         settings.read_file(&datadog_yaml, &mut notes);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use yaml_rust2::Yaml;
 
-use super::found::Settings;
+use super::found::AgentSettings;
 use super::secrets::Backend;
 use super::sources::{self, Source};
 use super::{
@@ -20,7 +20,7 @@ use crate::config::{
 use crate::process::{RuleKind, RuleSettings};
 use crate::yaml11;
 
-impl Settings {
+impl AgentSettings {
     /// Everything but the inputs.
     pub(super) fn to_config(&self, notes: &mut Notes) -> Config {
         let mut c = Config {
