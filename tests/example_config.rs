@@ -72,9 +72,8 @@ fn example_values_are_the_defaults() {
         "inputs.tags",
     ];
     let mut differs = Vec::new();
-    let mut values = std::collections::BTreeMap::new();
-    flatten("", &example, &mut values);
-    for (key, value) in values {
+    // The first input is the one at its defaults; the second shows rules and grouping.
+    for (key, value) in sidelog_shipper::config::values_in(&example) {
         if image.contains(&key.as_str()) {
             continue;
         }
@@ -88,32 +87,6 @@ fn example_values_are_the_defaults() {
         differs.is_empty(),
         "config/sidelog.toml differs from the defaults: {differs:#?}"
     );
-}
-
-fn flatten(
-    prefix: &str,
-    value: &toml::Value,
-    out: &mut std::collections::BTreeMap<String, toml::Value>,
-) {
-    match value {
-        toml::Value::Table(t) if !prefix.ends_with("_as_tags") => {
-            for (k, v) in t {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, v, out);
-            }
-        }
-        // The first input is the one at its defaults; the second shows rules and grouping.
-        toml::Value::Array(items) if items.first().is_some_and(toml::Value::is_table) => {
-            flatten(prefix, &items[0], out);
-        }
-        _ => {
-            out.insert(prefix.to_string(), value.clone());
-        }
-    }
 }
 
 /// The commented-out tables of the example, uncommented: a `# [table]` or `# [[table]]` line

@@ -378,8 +378,14 @@ pub fn all_keys() -> BTreeSet<String> {
 
 /// Every key path with its default value (a list of tables' keys from its first entry).
 pub(super) fn sample_values() -> std::collections::BTreeMap<String, toml::Value> {
+    values_in(&sample())
+}
+
+/// The key paths of a parsed config file with their values; a list of tables gives the keys
+/// of its first entry.
+pub fn values_in(value: &toml::Value) -> std::collections::BTreeMap<String, toml::Value> {
     let mut values = std::collections::BTreeMap::new();
-    collect_values("", &sample(), &mut values);
+    collect_values("", value, &mut values);
     values
 }
 

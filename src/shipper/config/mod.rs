@@ -26,7 +26,7 @@ use crate::compress::{Codec, CodecKind};
 pub use crate::process::{MultilineSettings, Preset, RuleKind, RuleSettings};
 pub use endpoints::AdditionalEndpoint;
 pub use kubernetes::KubernetesConfig;
-pub use load::{all_keys, interpolate, keys_in};
+pub use load::{all_keys, interpolate, keys_in, values_in};
 pub use site::Site;
 
 /// Environment variables with this prefix override configuration keys.
