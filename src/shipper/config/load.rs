@@ -385,7 +385,9 @@ pub(super) fn sample_values() -> std::collections::BTreeMap<String, toml::Value>
 /// of its first entry.
 pub fn values_in(value: &toml::Value) -> std::collections::BTreeMap<String, toml::Value> {
     let mut values = std::collections::BTreeMap::new();
-    collect_values("", value, &mut values);
+    walk("", value, Entries::First, &mut |key, v| {
+        values.insert(key.to_string(), v.clone());
+    });
     values
 }
 
@@ -411,31 +413,6 @@ fn sample() -> toml::Value {
     .unwrap_or(toml::Value::Table(Default::default()))
 }
 
-fn collect_values(
-    prefix: &str,
-    value: &toml::Value,
-    out: &mut std::collections::BTreeMap<String, toml::Value>,
-) {
-    match value {
-        toml::Value::Table(table) if !MAP_KEYS.contains(&prefix) => {
-            for (k, v) in table {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                collect_values(&path, v, out);
-            }
-        }
-        toml::Value::Array(items) if items.first().is_some_and(toml::Value::is_table) => {
-            collect_values(prefix, &items[0], out);
-        }
-        _ => {
-            out.insert(prefix.to_string(), value.clone());
-        }
-    }
-}
-
 /// Keys whose value is a map of the user's names (label to tag name).
 const MAP_KEYS: &[&str] = &[
     "kubernetes.pod_labels_as_tags",
@@ -445,34 +422,48 @@ const MAP_KEYS: &[&str] = &[
 /// The key paths present in a parsed config file (array-of-tables entries merged).
 pub fn keys_in(value: &toml::Value) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
-    collect_keys("", value, &mut keys);
+    walk("", value, Entries::All, &mut |key, _| {
+        keys.insert(key.to_string());
+    });
     keys
 }
 
-fn collect_keys(prefix: &str, value: &toml::Value, keys: &mut BTreeSet<String>) {
-    if MAP_KEYS.contains(&prefix) {
-        // A map's own keys are the user's (label names), not configuration keys.
-        keys.insert(prefix.to_string());
-        return;
-    }
+/// Which entries of a list of tables a walk visits.
+#[derive(Clone, Copy)]
+enum Entries {
+    All,
+    First,
+}
+
+/// Calls `leaf` with each key path under `prefix` and its value. A list of tables adds no
+/// level (`inputs.include`); a map of the user's names is one key.
+fn walk(
+    prefix: &str,
+    value: &toml::Value,
+    entries: Entries,
+    leaf: &mut dyn FnMut(&str, &toml::Value),
+) {
     match value {
-        toml::Value::Table(table) => {
+        // A map's own keys are the user's (label names), not configuration keys.
+        toml::Value::Table(table) if !MAP_KEYS.contains(&prefix) => {
             for (k, v) in table {
                 let path = if prefix.is_empty() {
                     k.clone()
                 } else {
                     format!("{prefix}.{k}")
                 };
-                collect_keys(&path, v, keys);
+                walk(&path, v, entries, leaf);
             }
         }
-        toml::Value::Array(items) if items.iter().all(|v| v.is_table()) && !items.is_empty() => {
-            for item in items {
-                collect_keys(prefix, item, keys);
+        toml::Value::Array(items) if !items.is_empty() && items.iter().all(|v| v.is_table()) => {
+            let visited = match entries {
+                Entries::All => &items[..],
+                Entries::First => &items[..1],
+            };
+            for item in visited {
+                walk(prefix, item, entries, leaf);
             }
         }
-        _ => {
-            keys.insert(prefix.to_string());
-        }
+        _ => leaf(prefix, value),
     }
 }
