@@ -723,3 +723,40 @@ fn an_intake_that_refuses_everything_for_a_while_loses_nothing() {
         "said once"
     );
 }
+
+/// A reload during an outage with a rejected key: the new run's delivery state is its own.
+/// Once the intake answers again every line arrives, and neither the metrics nor `/status`
+/// keep anything of the outage the old run saw.
+#[test]
+fn a_reload_during_an_outage_leaves_no_state_behind() {
+    let mut h = Harness::with_intake();
+    let log = h.log("app.log");
+    append(&log, numbered("a", 0..100));
+    h.intake().set_faults(Faults {
+        status: Some(403),
+        ..Faults::default()
+    });
+    let config = config(&h, "retry_initial_ms = 100\nretry_max_ms = 400");
+    let base = h.start_with_admin(&config, &[]);
+    wait_for("the key rejected and the intake failing", T, || {
+        h.metric(&base, "sidelog_api_key_rejected") == Some(1.0)
+            && h.metric(&base, "sidelog_intake_failing") == Some(1.0)
+    });
+    h.send_signal(libc::SIGHUP);
+    h.wait_stderr("reloading configuration", T);
+    append(&log, numbered("b", 0..100));
+    h.intake().set_faults(Faults::default());
+    h.wait_events(200, T);
+    wait_for("the delivery gauges back at 0", T, || {
+        h.metric(&base, "sidelog_api_key_rejected") == Some(0.0)
+            && h.metric(&base, "sidelog_intake_failing") == Some(0.0)
+    });
+    let (code, body) = h.get(&format!("{base}/status"));
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
+    assert!(status["not_shipping_because"].is_null(), "{body}");
+    assert!(h.terminate().success(), "{}", h.stderr());
+    let mut expected = numbered("a", 0..100);
+    expected.extend(numbered("b", 0..100));
+    assert_lines(&h.messages(), &expected, "across the reload");
+}

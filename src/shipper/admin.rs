@@ -2,8 +2,8 @@
 //! per-file status `sidelog status` prints.
 //!
 //! It only reads what the stages already count ([`Metrics`]), what the checkpoint tracker
-//! knows about each file and what [`Liveness`] says; it never takes a lock the hot path holds
-//! for long.
+//! knows about each file, the run's [`DeliveryState`] and what [`Liveness`] says; it never
+//! takes a lock the hot path holds for long.
 //!
 //! The probes answer for sidelog itself, never for what is outside it. `/readyz` is 200 once
 //! sidelog runs its configuration: a sidecar's readiness is its Pod's, and a Pod that is not
@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{FileProgress, Tracker};
 use crate::clock::monotonic_ms;
+use crate::delivery::DeliveryState;
 use crate::health::{Liveness, Stuck};
 use crate::metrics::{
     BUILD_INFO, CPU_SECONDS, ENDPOINT_DROPPED, ENDPOINT_SENT, EndpointCounters, FILE_LAG,
@@ -36,18 +37,22 @@ use crate::metrics::{
 };
 
 /// What the admin endpoint reads from. It outlives a configuration reload: each run of the
-/// shipper attaches its checkpoint tracker and intake URL.
+/// shipper attaches its own view ([`RunView`]), which replaces the last run's whole.
 #[derive(Clone)]
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     run: Arc<RwLock<RunView>>,
 }
 
+/// What one run of the shipper shows: its files, its intake, its liveness and its delivery
+/// state. Before the first run, nothing: no files, and every delivery gauge at 0.
 #[derive(Default)]
-struct RunView {
-    tracker: Option<Arc<Tracker>>,
-    url: String,
-    liveness: Option<Arc<Liveness>>,
+pub struct RunView {
+    pub tracker: Option<Arc<Tracker>>,
+    /// The intake's URL, without credentials.
+    pub url: String,
+    pub liveness: Option<Arc<Liveness>>,
+    pub delivery: Arc<DeliveryState>,
 }
 
 impl AdminState {
@@ -58,17 +63,22 @@ impl AdminState {
         }
     }
 
-    /// Shows this run's files, intake and liveness from now on.
-    pub fn attach(&self, tracker: Arc<Tracker>, url: String, liveness: Arc<Liveness>) {
+    /// Shows this run from now on, and nothing of the one before.
+    pub fn attach(&self, view: RunView) {
         let mut run = match self.run.write() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        *run = RunView {
-            tracker: Some(tracker),
-            url,
-            liveness: Some(liveness),
+        *run = view;
+    }
+
+    /// The delivery state of the run shown now.
+    fn delivery(&self) -> Arc<DeliveryState> {
+        let run = match self.run.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
         };
+        run.delivery.clone()
     }
 
     /// The stage of this run that stopped turning, if one did.
@@ -292,21 +302,6 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     resp
 }
 
-/// Why nothing is being shipped now, for people and alerts (never for a probe): the key is
-/// missing or rejected, or the intake fails.
-fn not_shipping(m: &Metrics) -> Option<String> {
-    if m.api_key_missing.get() != 0 {
-        return Some("waiting for the API key file".into());
-    }
-    if m.api_key_rejected.get() != 0 {
-        return Some("the intake rejects the API key (401/403)".into());
-    }
-    if m.intake_failing.get() != 0 {
-        return Some("the intake fails; requests wait behind one probe".into());
-    }
-    None
-}
-
 fn seconds_since_last_accepted(m: &Metrics) -> Option<f64> {
     let last = m.last_accepted_ms.get();
     (last > 0).then(|| crate::clock::monotonic_ms().saturating_sub(last) as f64 / 1000.0)
@@ -315,13 +310,14 @@ fn seconds_since_last_accepted(m: &Metrics) -> Option<f64> {
 pub fn status(state: &AdminState) -> Status {
     let m = &state.metrics;
     let (files, url) = state.view();
+    let delivery = state.delivery();
     Status {
         version: env!("CARGO_PKG_VERSION").into(),
         intake: url,
         ready: true,
         stuck: state.stuck().map(|s| s.to_string()),
-        not_shipping_because: not_shipping(m),
-        checkpoints_unwritten: m.checkpoints_unwritten.get() != 0,
+        not_shipping_because: delivery.not_shipping_because().map(String::from),
+        checkpoints_unwritten: delivery.checkpoints_unwritten(),
         seconds_since_last_accepted: seconds_since_last_accepted(m),
         events_sent: m.events_sent.get(),
         events_dropped: m.events_dropped_total(),
@@ -409,6 +405,10 @@ pub fn prometheus(state: &AdminState) -> String {
             .map(|(name, value)| format!("{{{name}=\"{value}\"}}"))
             .unwrap_or_default();
         series.family.write_sample(&mut out, &labels, value);
+    }
+    for (family, value) in state.delivery().gauges() {
+        family.write_header(&mut out);
+        family.write_sample(&mut out, "", value);
     }
     RULE_MATCHES.write_header(&mut out);
     for r in &m.rule_counters() {
@@ -523,7 +523,13 @@ mod tests {
             std::time::Duration::from_secs(30),
             Arc::default(),
         ));
-        state.attach(tracker.clone(), "http://x".into(), liveness);
+        let delivery = Arc::new(DeliveryState::default());
+        state.attach(RunView {
+            tracker: Some(tracker.clone()),
+            url: "http://x".into(),
+            liveness: Some(liveness),
+            delivery: delivery.clone(),
+        });
         state.metrics.retries_network.add(3);
         tracker.register(
             crate::position::StreamId(1),
@@ -554,12 +560,18 @@ mod tests {
         assert!(s.ready);
         assert_eq!(s.not_shipping_because, None);
         assert_eq!(s.files[0].lag(), 90);
-        state.metrics.api_key_rejected.set(1);
+        assert!(text.contains("sidelog_api_key_rejected 0"), "{text}");
+        delivery.key_rejected_by(false);
+        assert!(prometheus(&state).contains("sidelog_api_key_rejected 1"));
         let s = status(&state);
         assert!(s.ready, "the key is not sidelog's readiness");
         assert!(
             s.not_shipping_because
                 .is_some_and(|why| why.contains("rejects the API key"))
         );
+        // The next run's view replaces this one's whole: nothing of its state is left.
+        state.attach(RunView::default());
+        assert!(prometheus(&state).contains("sidelog_api_key_rejected 0"));
+        assert_eq!(status(&state).not_shipping_because, None);
     }
 }

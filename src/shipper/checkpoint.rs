@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::delivery::DeliveryState;
 use crate::metrics::Metrics;
 use crate::position::{DevIno, Fingerprint, Mark, StreamId};
 
@@ -258,6 +259,7 @@ pub async fn write_as_accepted(
     dir: PathBuf,
     tracker: Arc<Tracker>,
     metrics: Arc<Metrics>,
+    delivery: Arc<DeliveryState>,
     interval: Duration,
     stop: CancellationToken,
 ) {
@@ -305,7 +307,7 @@ pub async fn write_as_accepted(
         };
         match stored {
             Ok(Ok(())) => {
-                if metrics.checkpoints_unwritten.replace(0) != 0 {
+                if delivery.set_checkpoints_unwritten(false) {
                     tracing::info!("checkpoints written again");
                 }
                 if durable {
@@ -319,7 +321,7 @@ pub async fn write_as_accepted(
                 metrics.checkpoint_write_errors.inc();
                 tracker.mark_dirty();
                 // Said when it begins; shipping goes on, and the positions wait in memory.
-                if metrics.checkpoints_unwritten.replace(1) == 0 {
+                if delivery.set_checkpoints_unwritten(true) {
                     tracing::warn!(error = %e, "checkpoints cannot be written; shipping goes on with them kept in memory, written once the disk allows (a restart meanwhile repeats what was shipped since the last write)");
                 }
                 // Do not spin on a full disk: try again after the interval.

@@ -12,10 +12,11 @@
 //! longer than its requests' timeout and the wait it announced.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::clock::monotonic_ms;
+use crate::delivery::DeliveryState;
 
 /// A `due` that never comes: the stage waits on the other one.
 const NEVER: u64 = u64::MAX;
@@ -33,8 +34,8 @@ pub struct Liveness {
     /// Until when the sender is excused: its last progress plus a request's timeout, or the
     /// end of a wait the outage gate decided, whichever is later.
     sender_due: AtomicU64,
-    /// Requests in flight (counted by the dispatcher).
-    in_flight: Arc<AtomicUsize>,
+    /// The run's requests in flight.
+    delivery: Arc<DeliveryState>,
 }
 
 /// Which stage is stuck, and for how long.
@@ -59,7 +60,7 @@ impl Liveness {
     pub fn new(
         timeout: Duration,
         request_timeout: Duration,
-        in_flight: Arc<AtomicUsize>,
+        delivery: Arc<DeliveryState>,
     ) -> Liveness {
         let now = monotonic_ms();
         Liveness {
@@ -69,7 +70,7 @@ impl Liveness {
             reader_due: AtomicU64::new(NEVER),
             reader_waits_since: AtomicU64::new(0),
             sender_due: AtomicU64::new(now),
-            in_flight,
+            delivery,
         }
     }
 
@@ -136,8 +137,8 @@ impl Liveness {
                 late,
             });
         }
-        let has_work = self.reader_waits_since.load(Ordering::Relaxed) != 0
-            || self.in_flight.load(Ordering::Relaxed) > 0;
+        let has_work =
+            self.reader_waits_since.load(Ordering::Relaxed) != 0 || self.delivery.in_flight() > 0;
         if has_work && let Some(late) = late(self.sender_due.load(Ordering::Relaxed)) {
             return Some(Stuck {
                 stage: "sender",
@@ -152,14 +153,14 @@ impl Liveness {
 mod tests {
     use super::*;
 
-    fn liveness() -> (Liveness, Arc<AtomicUsize>) {
-        let in_flight = Arc::new(AtomicUsize::new(0));
+    fn liveness() -> (Liveness, Arc<DeliveryState>) {
+        let delivery = Arc::new(DeliveryState::default());
         let l = Liveness::new(
             Duration::from_secs(10),
             Duration::from_secs(30),
-            in_flight.clone(),
+            delivery.clone(),
         );
-        (l, in_flight)
+        (l, delivery)
     }
 
     #[test]
@@ -193,7 +194,7 @@ mod tests {
         // With nothing to do, an idle sender is never late.
         l.reader_turns_at(t + 40_001);
         assert_eq!(l.stuck_at(t + 45_000), None);
-        in_flight.store(1, Ordering::Relaxed);
+        in_flight.request_started();
         assert_eq!(l.stuck_at(t + 45_000).map(|s| s.stage), Some("sender"));
     }
 

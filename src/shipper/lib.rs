@@ -20,6 +20,7 @@ pub mod clock;
 pub mod compress;
 pub mod config;
 mod data_dir;
+pub mod delivery;
 pub mod encode;
 pub mod failpoint;
 pub mod health;

@@ -1,8 +1,10 @@
 //! Metrics shared by every stage. Each metric is declared once, in [`metrics!`] below (field,
 //! kind, Prometheus name, label, help), and that one declaration makes both the field the code
 //! updates and the lines [`crate::admin`] serves; families whose series are only known at run
-//! time (a rule's matches, a file's lag) are declared as [`Family`] constants here too. A
-//! [`Counter`] only grows ([`Counter::add`]); a [`Gauge`] is set ([`Gauge::set`]).
+//! time (a rule's matches, a file's lag) are declared as [`Family`] constants here too, and
+//! the gauges of the run's delivery state beside that state ([`crate::delivery`]). Nothing
+//! here decides what a stage does. A [`Counter`] only grows ([`Counter::add`]); a [`Gauge`] is
+//! set ([`Gauge::set`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,12 +38,6 @@ impl Gauge {
     #[inline]
     pub fn set(&self, v: u64) {
         self.0.store(v, Ordering::Relaxed);
-    }
-
-    /// Sets the value and returns the one before.
-    #[inline]
-    pub fn replace(&self, v: u64) -> u64 {
-        self.0.swap(v, Ordering::Relaxed)
     }
 
     #[inline]
@@ -189,11 +185,7 @@ metrics! {
     events_dropped_too_large: Counter = "events_dropped_total" { "reason" = "too_large" }, "Events dropped, by reason.";
     events_dropped_unencodable: Counter = "events_dropped_total" { "reason" = "unencodable" }, "Events dropped, by reason.";
     files_open: Gauge = "files_open", "Files open now.";
-    api_key_rejected: Gauge = "api_key_rejected", "1 while the intake rejects the API key.";
-    api_key_missing: Gauge = "api_key_missing", "1 while the API key file is missing or empty.";
     request_concurrency_limit: Gauge = "request_concurrency_limit", "Requests allowed in flight now.";
-    checkpoints_unwritten: Gauge = "checkpoints_unwritten", "1 while checkpoints cannot be written (a full data_dir): shipping goes on, positions are kept in memory and written once the disk allows; a restart meanwhile repeats lines.";
-    intake_failing: Gauge = "intake_failing", "Endpoints that fail now, their requests held back behind one probe (the intake, and reliable additional endpoints).";
 }
 
 /// Families whose series are known only at run time, rendered by [`crate::admin`].
@@ -345,6 +337,7 @@ pub fn exported_families() -> Vec<Family> {
             out.push(series.family);
         }
     }
+    out.extend_from_slice(crate::delivery::FAMILIES);
     out.extend_from_slice(DYNAMIC_FAMILIES);
     out
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest::header::HeaderValue;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::delivery::DeliveryState;
 
 /// How often a missing key file is looked for while waiting for it.
 const KEY_WAIT_POLL: Duration = Duration::from_millis(500);
@@ -247,25 +247,25 @@ impl KeySource {
 
     /// As [`KeySource::load`], but a missing or empty key file is waited for, up to `wait`
     /// (a Secret can be mounted after the container starts). While waiting, the
-    /// `api_key_missing` gauge is 1, so `/status` and the metrics say why nothing ships.
+    /// run's delivery state says so, and with it `/status` and the `api_key_missing` gauge.
     pub async fn load_waiting(
         path: Option<&Path>,
         inline: Option<&InlineKey>,
         wait: Duration,
-        metrics: &Metrics,
+        delivery: &DeliveryState,
     ) -> Result<Arc<KeySource>, SecretError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut announced = false;
         loop {
             match KeySource::load(path, inline) {
                 Ok(keys) => {
-                    metrics.api_key_missing.set(0);
+                    delivery.set_key_missing(false);
                     return Ok(keys);
                 }
                 Err(e @ (SecretError::Unreadable { .. } | SecretError::Empty { .. }))
                     if tokio::time::Instant::now() < deadline =>
                 {
-                    metrics.api_key_missing.set(1);
+                    delivery.set_key_missing(true);
                     if !announced {
                         announced = true;
                         tracing::warn!(error = %e, wait_secs = wait.as_secs(), "waiting for the API key file (datadog.api_key_wait_secs)");

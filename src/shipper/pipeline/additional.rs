@@ -17,11 +17,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::compress::Compressed;
-use crate::config::Config;
-use crate::health::Liveness;
-use crate::metrics::{EndpointCounters, Metrics};
+use crate::config::DatadogConfig;
+use crate::metrics::EndpointCounters;
 use crate::secret::KeySource;
-use crate::ship::{Delivery, Sender};
+use crate::ship::{Delivery, Reports, Sender};
 use crate::shutdown::ShutdownSignal;
 
 /// Copies a best-effort endpoint may have waiting; more are dropped. Each is one compressed
@@ -64,17 +63,17 @@ impl BestEffort {
 
 /// Builds the senders of `datadog.additional_endpoints`, and starts the sending task of each
 /// best-effort one. A reliable endpoint without a readable key is an error (nothing could be
-/// acknowledged); a best-effort one is left out with a warning.
+/// acknowledged); a best-effort one is left out with a warning. A reliable endpoint reports
+/// like the main one (`reports`); a best-effort one reports nothing but its counters.
 pub(super) fn start(
-    config: &Config,
-    metrics: &Arc<Metrics>,
+    main: &DatadogConfig,
+    reports: &Reports,
     key_poll: Duration,
     helpers: &CancellationToken,
     signal: &ShutdownSignal,
-    liveness: &Arc<Liveness>,
 ) -> anyhow::Result<AdditionalEndpoints> {
     let mut additional = AdditionalEndpoints::default();
-    for (i, extra) in config.datadog.additional_endpoints.iter().enumerate() {
+    for (i, extra) in main.additional_endpoints.iter().enumerate() {
         let keys = match KeySource::load(extra.api_key_file.as_deref(), extra.api_key.as_ref()) {
             Ok(keys) => keys,
             Err(e) if !extra.reliable => {
@@ -86,23 +85,11 @@ pub(super) fn start(
             }
         };
         keys.follow(key_poll, helpers.clone());
-        let settings = Config {
-            datadog: extra.as_datadog(&config.datadog),
-            ..config.clone()
-        };
-        // A best-effort endpoint's retries and key state must not look like the main
-        // endpoint's: it counts into metrics of its own, and its batches into its counters.
-        let sender_metrics = if extra.reliable {
-            metrics.clone()
-        } else {
-            Arc::new(Metrics::default())
-        };
-        let mut sender = Sender::new(&settings, keys, sender_metrics)
+        // A best-effort endpoint's retries, outages and key must not look like the main
+        // endpoint's, nor hold the reader: only its counters say what became of its copies.
+        let sender_reports = extra.reliable.then(|| reports.clone());
+        let sender = Sender::new(&extra.as_datadog(main), keys, sender_reports)
             .with_context(|| format!("datadog.additional_endpoints[{i}]"))?;
-        if extra.reliable {
-            // A reliable endpoint holds batches back like the main one.
-            sender = sender.watched_by(liveness.clone());
-        }
         let sender = Arc::new(sender);
         tracing::info!(url = %sender.url(), reliable = extra.reliable, "also shipping to additional endpoint");
         if extra.reliable {
@@ -110,7 +97,7 @@ pub(super) fn start(
             continue;
         }
         let (queue, rx) = mpsc::channel(BEST_EFFORT_QUEUE);
-        let counters = metrics.register_endpoint(sender.url());
+        let counters = reports.metrics.register_endpoint(sender.url());
         additional.tasks.spawn(send_best_effort(
             sender.clone(),
             rx,

@@ -11,7 +11,6 @@
 //! compressed bodies waiting or in flight.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -23,6 +22,7 @@ use super::refused::{Refusal, Resend, split_and_deliver};
 use crate::checkpoint::Tracker;
 use crate::compress::{self, Codec, Compressed};
 use crate::config::Config;
+use crate::delivery::DeliveryState;
 use crate::encode::Batch;
 use crate::health::Liveness;
 use crate::metrics::Metrics;
@@ -101,13 +101,13 @@ pub(super) struct Dispatcher<S: Destination = Sender> {
 /// Requests in flight, counted for the reader: a batch waiting for the files to be read to
 /// their end leaves early only while none is, and the reader is told when the last one ends.
 pub(super) struct Sending {
-    pub count: Arc<AtomicUsize>,
+    pub delivery: Arc<DeliveryState>,
     pub wake: Arc<Wake>,
 }
 
 impl Sending {
     fn start(&self) -> SendingGuard<'_> {
-        self.count.fetch_add(1, Ordering::Relaxed);
+        self.delivery.request_started();
         SendingGuard(self)
     }
 }
@@ -117,7 +117,7 @@ struct SendingGuard<'a>(&'a Sending);
 
 impl Drop for SendingGuard<'_> {
     fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if self.0.delivery.request_ended() {
             self.0.wake.requests_ended();
         }
     }
@@ -781,6 +781,7 @@ mod tests {
         let (recycle, _) = std::sync::mpsc::sync_channel(1);
         let mut config = Config::default();
         config.datadog.request_concurrency = crate::config::RequestConcurrency::Fixed(4);
+        let delivery = Arc::new(DeliveryState::default());
         let dispatcher = Dispatcher::with_sinks(
             Destinations {
                 main: sink.clone(),
@@ -794,13 +795,13 @@ mod tests {
                 recycle,
                 signal: shutdown.signal(),
                 sending: Sending {
-                    count: Arc::new(AtomicUsize::new(0)),
+                    delivery: delivery.clone(),
                     wake: Arc::new(Wake::default()),
                 },
                 liveness: Arc::new(Liveness::new(
                     Duration::from_secs(60),
                     Duration::from_secs(30),
-                    Arc::new(AtomicUsize::new(0)),
+                    delivery,
                 )),
             },
         )

@@ -27,7 +27,6 @@ mod dispatch;
 mod refused;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,17 +34,18 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::AdminState;
+use crate::admin::{AdminState, RunView};
 use crate::checkpoint::{self, Tracker};
-use crate::config::Config;
+use crate::config::{Config, DatadogConfig};
 /// Why a run did not start on its `data_dir` (the binary exits 3 for it).
 pub use crate::data_dir::DataDirError;
+use crate::delivery::DeliveryState;
 use crate::encode::Batch;
 use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::podtags::PodTagsSource;
 use crate::secret::KeySource;
-use crate::ship::Sender;
+use crate::ship::{Reports, Sender};
 use crate::shutdown::{Phase, Shutdown, ShutdownSignal};
 use crate::tail::{Tailer, TailerLinks, Wake};
 use dispatch::{Dispatcher, Links, Sending, Taken};
@@ -136,38 +136,41 @@ async fn run(
     admin: Option<AdminState>,
     shutdown: Arc<Shutdown>,
 ) -> anyhow::Result<()> {
-    // Gauges describe this run (a reload starts a new one).
+    // The gauges of files open describe this run (a reload starts a new one); the delivery
+    // state is the run's own.
     metrics.files_open.set(0);
-    metrics.api_key_rejected.set(0);
-    metrics.intake_failing.set(0);
-    metrics.checkpoints_unwritten.set(0);
+    let delivery = Arc::new(DeliveryState::default());
     match crate::data_dir::probe(&config.data_dir) {
         Ok(()) => {}
         Err(e) if e.is_full() => {
             tracing::warn!(error = %e, "shipping all the same: checkpoints are kept in memory and written once the disk allows (a restart meanwhile repeats what was shipped)");
-            metrics.checkpoints_unwritten.set(1);
+            delivery.set_checkpoints_unwritten(true);
         }
         Err(e) => return Err(e.into()),
     }
     let tracker = Arc::new(Tracker::new());
-    let sending = Arc::new(AtomicUsize::new(0));
     let liveness = Arc::new(Liveness::new(
         Duration::from_secs(config.liveness_timeout_secs),
         Duration::from_millis(config.datadog.request_timeout_ms),
-        sending.clone(),
+        delivery.clone(),
     ));
     if let Some(admin) = &admin {
         let shown = crate::redact::url_text(&config.datadog.logs_url());
-        admin.attach(tracker.clone(), shown, liveness.clone());
+        admin.attach(RunView {
+            tracker: Some(tracker.clone()),
+            url: shown,
+            liveness: Some(liveness.clone()),
+            delivery: delivery.clone(),
+        });
     }
     let mut signal = shutdown.signal();
-    let Some(keys) = load_key(&config, &metrics, &mut signal).await? else {
+    let Some(keys) = load_key(&config, &delivery, &mut signal).await? else {
         tracing::info!("stopped while waiting for the API key");
         return Ok(());
     };
     let run = RunLinks {
         tracker,
-        sending,
+        delivery,
         liveness,
     };
     let mut stages = start_stages(&config, keys, run, &metrics, &shutdown)?;
@@ -182,13 +185,17 @@ async fn run(
 /// Loads the API key, waiting for it if configured. `None` when asked to stop meanwhile.
 async fn load_key(
     config: &Config,
-    metrics: &Metrics,
+    delivery: &DeliveryState,
     signal: &mut ShutdownSignal,
 ) -> anyhow::Result<Option<Arc<KeySource>>> {
     let wait = Duration::from_secs(config.datadog.api_key_wait_secs);
     let d = &config.datadog;
-    let load =
-        KeySource::load_waiting(d.api_key_file.as_deref(), d.api_key.as_ref(), wait, metrics);
+    let load = KeySource::load_waiting(
+        d.api_key_file.as_deref(),
+        d.api_key.as_ref(),
+        wait,
+        delivery,
+    );
     tokio::pin!(load);
     loop {
         tokio::select! {
@@ -209,8 +216,7 @@ async fn load_key(
 /// What the stages of one run share besides the configuration and the metrics.
 struct RunLinks {
     tracker: Arc<Tracker>,
-    /// Requests in flight (the dispatcher counts them; the reader and liveness read them).
-    sending: Arc<AtomicUsize>,
+    delivery: Arc<DeliveryState>,
     liveness: Arc<Liveness>,
 }
 
@@ -223,12 +229,17 @@ fn start_stages(
 ) -> anyhow::Result<Stages> {
     let RunLinks {
         tracker,
-        sending,
+        delivery,
         liveness,
     } = run;
     let helpers = CancellationToken::new();
     let resume = checkpoint::resume(&config.data_dir);
-    let endpoints = endpoints(config, keys, metrics, &helpers, shutdown, &liveness)?;
+    let reports = Reports {
+        metrics: metrics.clone(),
+        delivery: delivery.clone(),
+        liveness: liveness.clone(),
+    };
+    let endpoints = endpoints(&config.datadog, keys, &reports, &helpers, shutdown)?;
 
     let (batch_tx, batches) = mpsc::channel::<Batch>(1);
     // One body buffer waits for the reader at most (it keeps one spare): the others are
@@ -244,7 +255,7 @@ fn start_stages(
             wake: wake.clone(),
             out: batch_tx,
             recycled: recycle_rx,
-            sending: sending.clone(),
+            delivery: delivery.clone(),
             resume,
             pod_tags,
             liveness: liveness.clone(),
@@ -254,7 +265,7 @@ fn start_stages(
         .name("sidelog-tail".into())
         .spawn(move || tailer.run())
         .context("cannot start reader thread")?;
-    let writer = start_helpers(config, &tracker, metrics, shutdown, &wake, &helpers);
+    let writer = start_helpers(config, &tracker, &reports, shutdown, &wake, &helpers);
     let dispatcher = Dispatcher::new(
         endpoints,
         Links {
@@ -264,7 +275,7 @@ fn start_stages(
             recycle: recycle_tx,
             signal: shutdown.signal(),
             sending: Sending {
-                count: sending,
+                delivery,
                 wake: wake.clone(),
             },
             liveness,
@@ -287,7 +298,7 @@ fn start_stages(
 fn start_helpers(
     config: &Config,
     tracker: &Arc<Tracker>,
-    metrics: &Arc<Metrics>,
+    reports: &Reports,
     shutdown: &Arc<Shutdown>,
     wake: &Arc<Wake>,
     helpers: &CancellationToken,
@@ -303,7 +314,8 @@ fn start_helpers(
     tokio::spawn(checkpoint::write_as_accepted(
         config.data_dir.clone(),
         tracker.clone(),
-        metrics.clone(),
+        reports.metrics.clone(),
+        reports.delivery.clone(),
         Duration::from_millis(config.checkpoint_interval_ms),
         helpers.clone(),
     ))
@@ -311,24 +323,16 @@ fn start_helpers(
 
 /// The main endpoint and the additional ones, their key files followed until `helpers` ends.
 fn endpoints(
-    config: &Config,
+    datadog: &DatadogConfig,
     keys: Arc<KeySource>,
-    metrics: &Arc<Metrics>,
+    reports: &Reports,
     helpers: &CancellationToken,
     shutdown: &Arc<Shutdown>,
-    liveness: &Arc<Liveness>,
 ) -> anyhow::Result<additional::Endpoints> {
     keys.follow(KEY_POLL, helpers.clone());
-    let main = Arc::new(Sender::new(config, keys, metrics.clone())?.watched_by(liveness.clone()));
+    let main = Arc::new(Sender::new(datadog, keys, Some(reports.clone()))?);
     tracing::info!(url = %main.url(), "shipping to intake");
-    let additional = additional::start(
-        config,
-        metrics,
-        KEY_POLL,
-        helpers,
-        &shutdown.signal(),
-        liveness,
-    )?;
+    let additional = additional::start(datadog, reports, KEY_POLL, helpers, &shutdown.signal())?;
     Ok(additional::Endpoints { main, additional })
 }
 

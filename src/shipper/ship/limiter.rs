@@ -27,7 +27,9 @@ pub(crate) struct Limiter {
     slots: Arc<Semaphore>,
     adaptive: Option<Arc<Mutex<Adaptive>>>,
     max: usize,
-    metrics: Arc<Metrics>,
+    /// Where the limit is shown (`request_concurrency_limit`); `None` for a best-effort
+    /// endpoint, whose limit is not the intake's.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Leave to have one request in flight; given back when dropped.
@@ -64,7 +66,11 @@ struct Adaptive {
 }
 
 impl Limiter {
-    pub(crate) fn new(mode: RequestConcurrency, max: usize, metrics: Arc<Metrics>) -> Limiter {
+    pub(crate) fn new(
+        mode: RequestConcurrency,
+        max: usize,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Limiter {
         let (start, adaptive) = match mode {
             RequestConcurrency::Fixed(n) => (n.max(1), None),
             RequestConcurrency::Adaptive => (
@@ -78,7 +84,9 @@ impl Limiter {
                 }))),
             ),
         };
-        metrics.request_concurrency_limit.set(start as u64);
+        if let Some(m) = &metrics {
+            m.request_concurrency_limit.set(start as u64);
+        }
         Limiter {
             slots: Arc::new(Semaphore::new(start)),
             adaptive,
@@ -128,7 +136,9 @@ impl Limiter {
         }
         if a.limit != before {
             tracing::debug!(from = before, to = a.limit, "adaptive request concurrency");
-            self.metrics.request_concurrency_limit.set(a.limit as u64);
+            if let Some(m) = &self.metrics {
+                m.request_concurrency_limit.set(a.limit as u64);
+            }
         }
     }
 }
@@ -154,7 +164,7 @@ mod tests {
     #[test]
     fn adaptive_limit_grows_on_quick_answers_and_halves_on_congestion() {
         let metrics = Arc::new(Metrics::default());
-        let l = Limiter::new(RequestConcurrency::Adaptive, 8, metrics.clone());
+        let l = Limiter::new(RequestConcurrency::Adaptive, 8, Some(metrics.clone()));
         let limit = || metrics.request_concurrency_limit.get();
         assert_eq!(limit(), 1);
         for _ in 0..100 {
@@ -182,7 +192,7 @@ mod tests {
             drop(held);
         });
         assert_eq!(l.slots.available_permits(), 4);
-        let fixed = Limiter::new(RequestConcurrency::Fixed(3), 3, metrics.clone());
+        let fixed = Limiter::new(RequestConcurrency::Fixed(3), 3, Some(metrics.clone()));
         fixed.observe(Outcome::Congested);
         assert_eq!(fixed.slots.available_permits(), 3);
     }

@@ -16,6 +16,7 @@ mod gate;
 mod limiter;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,7 +24,8 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 
 use crate::compress::Codec;
-use crate::config::Config;
+use crate::config::DatadogConfig;
+use crate::delivery::DeliveryState;
 use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::secret::{ApiKey, KeyChange, KeySource};
@@ -152,24 +154,35 @@ pub struct Sender {
     redirect_logged: std::sync::atomic::AtomicBool,
     keys: Arc<KeySource>,
     encoding: CodecChoice,
-    metrics: Arc<Metrics>,
+    /// `None` for a best-effort endpoint, which holds nothing back and whose copies its own
+    /// counters count.
+    reports: Option<Reports>,
     limiter: Limiter,
     gate: Gate,
-    /// Told of every answer and of the outage gate's waits (`/healthz`); `None` for
-    /// best-effort endpoints, which hold nothing back.
-    liveness: Option<Arc<Liveness>>,
+    /// Whether this endpoint rejects its key now (logged once per change).
+    key_rejecting: std::sync::atomic::AtomicBool,
     /// Bodies accepted so far: what tells a refused event that is bad from an endpoint that
     /// refuses everything (see `pipeline::refused`).
     accepted: std::sync::atomic::AtomicU64,
 }
 
+/// Where an endpoint that holds the pipeline (the intake, a reliable additional endpoint)
+/// reports: its retries to the metrics, its outage and its key to the run's delivery state,
+/// every answer and wait to liveness (`/healthz`).
+#[derive(Clone)]
+pub struct Reports {
+    pub metrics: Arc<Metrics>,
+    pub delivery: Arc<DeliveryState>,
+    pub liveness: Arc<Liveness>,
+}
+
 impl Sender {
+    /// A sender for the endpoint `d` describes; `reports` is `None` for a best-effort one.
     pub fn new(
-        config: &Config,
+        d: &DatadogConfig,
         keys: Arc<KeySource>,
-        metrics: Arc<Metrics>,
+        reports: Option<Reports>,
     ) -> Result<Sender, ShipError> {
-        let d = &config.datadog;
         // Environment proxies (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY) apply unless
         // datadog.proxy names one. TLS certificates are always verified.
         let mut builder = reqwest::Client::builder()
@@ -193,7 +206,7 @@ impl Sender {
         let limiter = Limiter::new(
             d.request_concurrency,
             d.request_concurrency.max(d.request_concurrency_max),
-            metrics.clone(),
+            reports.as_ref().map(|r| r.metrics.clone()),
         );
         let url = d.logs_url();
         let url = reqwest::Url::parse(&url).map_err(|e| ShipError::Url {
@@ -210,13 +223,13 @@ impl Sender {
                 d.compression.codec(d.compression_level),
                 d.compression.fallback(),
             ),
-            metrics,
+            reports,
             limiter,
             gate: Gate::new(
                 Duration::from_millis(d.retry_initial_ms),
                 Duration::from_millis(d.retry_max_ms),
             ),
-            liveness: None,
+            key_rejecting: std::sync::atomic::AtomicBool::new(false),
             accepted: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -232,20 +245,24 @@ impl Sender {
     /// stays closed) and the batch is retried behind it, nothing dropped.
     pub fn refuses_everything(&self, status: u16) {
         let failed = self.gate.fail();
-        self.metrics.retries_refused.inc();
+        self.count(|m| m.retries_refused.inc());
         if failed.closed {
-            self.metrics.intake_failing.up();
+            self.report(|r| r.delivery.endpoint_failing());
             tracing::error!(status, url = %self.shown_url, "the intake refuses every part of a batch, each event alone included, and accepts nothing else: holding it as in an outage (nothing is dropped) and retrying; check what is in front of the intake (a proxy, a gateway)");
         }
-        if let Some(l) = &self.liveness {
-            l.sender_waits(failed.wait);
+        self.report(|r| r.liveness.sender_waits(failed.wait));
+    }
+
+    /// Tells what holds the pipeline, if this endpoint does.
+    fn report(&self, f: impl FnOnce(&Reports)) {
+        if let Some(r) = &self.reports {
+            f(r);
         }
     }
 
-    /// Tells `liveness` of every answer and wait from now on.
-    pub fn watched_by(mut self, liveness: Arc<Liveness>) -> Sender {
-        self.liveness = Some(liveness);
-        self
+    /// Counts into the metrics, if this endpoint holds the pipeline.
+    fn count(&self, f: impl FnOnce(&Metrics)) {
+        self.report(|r| f(&r.metrics));
     }
 
     /// The URL batches go to, as logs show it (without credentials).
@@ -282,9 +299,7 @@ impl Sender {
                 answer = self.post_once(body.clone(), codec, failures) => answer,
                 _ = signal.abandoned() => return Delivery::Abandoned,
             };
-            if let Some(l) = &self.liveness {
-                l.sender_moved();
-            }
+            self.report(|r| r.liveness.sender_moved());
             let (reason, retry_after) = match answer {
                 Posted::Accepted => {
                     self.limiter.observe(Outcome::Success(sent_at.elapsed()));
@@ -298,10 +313,8 @@ impl Sender {
                     self.limiter.observe(Outcome::Success(sent_at.elapsed()));
                     if let Some(failed) = pass.refused() {
                         // A probe refused: the gate stays closed (see `Pass::refused`).
-                        self.metrics.retries_refused.inc();
-                        if let Some(l) = &self.liveness {
-                            l.sender_waits(failed.wait);
-                        }
+                        self.count(|m| m.retries_refused.inc());
+                        self.report(|r| r.liveness.sender_waits(failed.wait));
                     }
                     return Delivery::Refused { status, detail };
                 }
@@ -319,12 +332,10 @@ impl Sender {
             // only earns more refusals), up to a bound against nonsense values.
             let failed = pass.failed(retry_after.map(|d| d.min(MAX_RETRY_AFTER)));
             if failed.closed {
-                self.metrics.intake_failing.up();
+                self.report(|r| r.delivery.endpoint_failing());
             }
             let wait = failed.wait;
-            if let Some(l) = &self.liveness {
-                l.sender_waits(wait);
-            }
+            self.report(|r| r.liveness.sender_waits(wait));
             if failures.is_power_of_two() {
                 tracing::warn!(failures, wait_ms = wait.as_millis() as u64, url = %self.shown_url, "{reason}; holding requests, one probe retrying after the wait");
             } else {
@@ -340,7 +351,7 @@ impl Sender {
     /// An answer showed the intake up; says so when it had been failing.
     fn intake_answered(&self, pass: Pass<'_>) {
         if let Some(r) = pass.answered() {
-            self.metrics.intake_failing.down();
+            self.report(|r| r.delivery.endpoint_recovered());
             tracing::info!(
                 after_ms = r.closed_for.as_millis() as u64,
                 failed_attempts = r.failures,
@@ -350,7 +361,9 @@ impl Sender {
     }
 
     fn key_accepted(&self) {
-        if self.metrics.api_key_rejected.replace(0) != 0 {
+        let was_rejecting = self.key_rejecting.swap(false, Ordering::Relaxed);
+        self.report(|r| r.delivery.key_accepted_by(was_rejecting));
+        if was_rejecting {
             tracing::info!(origin = %self.keys.origin(), "the intake accepts the API key again");
         }
     }
@@ -375,7 +388,7 @@ impl Sender {
             Ok(resp) => resp,
             Err(e) => {
                 self.limiter.observe(Outcome::Congested);
-                self.metrics.retries_network.inc();
+                self.count(|m| m.retries_network.inc());
                 // The URL is in the log line, without its credentials; not in the error.
                 let e = e.without_url();
                 return Posted::retry(format!("request failed: {}", error_chain(&e)), None);
@@ -387,13 +400,12 @@ impl Sender {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let m = &self.metrics;
         if status == StatusCode::UNSUPPORTED_MEDIA_TYPE && self.encoding.refused(codec) {
             return Posted::Unsupported;
         }
         match classify(status) {
             Answer::Redirect => {
-                m.retries_redirect.inc();
+                self.count(|m| m.retries_redirect.inc());
                 self.redirected(&resp);
                 Posted::retry(
                     format!("intake answered {status}, a redirect (not followed)"),
@@ -403,14 +415,14 @@ impl Sender {
             Answer::Throttled | Answer::ServerError => {
                 self.limiter.observe(Outcome::Congested);
                 if classify(status) == Answer::Throttled {
-                    m.retries_throttled.inc();
+                    self.count(|m| m.retries_throttled.inc());
                 } else {
-                    m.retries_server_error.inc();
+                    self.count(|m| m.retries_server_error.inc());
                 }
                 Posted::retry(format!("intake answered {status}"), retry_after)
             }
             Answer::KeyRejected => {
-                m.retries_key_rejected.inc();
+                self.count(|m| m.retries_key_rejected.inc());
                 self.key_rejected(status, &key);
                 Posted::retry(
                     format!(
@@ -428,7 +440,7 @@ impl Sender {
                 }
             }
             Answer::Unexpected => {
-                m.retries_unexpected_status.inc();
+                self.count(|m| m.retries_unexpected_status.inc());
                 self.unexpected(resp, codec, failures).await;
                 Posted::retry(format!("intake answered {status}"), retry_after)
             }
@@ -477,7 +489,11 @@ impl Sender {
                 tracing::warn!(origin = %self.keys.origin(), %status, "the intake rejects the key now in the key file (half-written, or not valid yet?); going back to the last key it accepted until the file changes");
             }
             KeyChange::None => {
-                if self.metrics.api_key_rejected.replace(1) == 0 {
+                let was_rejecting = self.key_rejecting.swap(true, Ordering::Relaxed);
+                if let Some(r) = &self.reports {
+                    r.delivery.key_rejected_by(was_rejecting);
+                }
+                if !was_rejecting {
                     tracing::error!(origin = %self.keys.origin(), %status, "the intake rejects the API key; keeping the data on disk and retrying");
                 }
             }

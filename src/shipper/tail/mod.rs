@@ -41,13 +41,13 @@ mod wake;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use crate::checkpoint::{Resume, Tracker};
 use crate::config::{Config, ReadFrom};
+use crate::delivery::DeliveryState;
 use crate::encode::{Batch, BatchBuilder};
 use crate::health::Liveness;
 use crate::metrics::Metrics;
@@ -142,8 +142,8 @@ pub struct Tailer {
     wake: Arc<Wake>,
     out: mpsc::Sender<Batch>,
     recycled: std::sync::mpsc::Receiver<Vec<u8>>,
-    /// Requests in flight (the dispatcher counts them).
-    sending: Arc<AtomicUsize>,
+    /// Requests in flight and endpoints failing (the dispatcher and the senders say).
+    delivery: Arc<DeliveryState>,
     /// The Pod's tags, and the generation of them the files' templates were built with.
     pod_tags: Option<(Arc<PodTagsSource>, u64)>,
     /// Told when the reader turns, sleeps and waits for the sender (`/healthz`).
@@ -168,8 +168,9 @@ pub struct TailerLinks {
     pub wake: Arc<Wake>,
     pub out: mpsc::Sender<Batch>,
     pub recycled: std::sync::mpsc::Receiver<Vec<u8>>,
-    /// Requests in flight: a lingering batch waits while there are any.
-    pub sending: Arc<AtomicUsize>,
+    /// Requests in flight (a lingering batch waits while there are any) and endpoints
+    /// failing (batches are held while they fail).
+    pub delivery: Arc<DeliveryState>,
     /// Checkpoints loaded at startup.
     pub resume: Resume,
     /// Tags from the Pod's labels and annotations, when configured.
@@ -286,7 +287,7 @@ impl Tailer {
             wake: links.wake,
             out: links.out,
             recycled: links.recycled,
-            sending: links.sending,
+            delivery: links.delivery,
             pod_tags: links.pod_tags.map(|source| {
                 let seen = source.generation();
                 (source, seen)
@@ -385,10 +386,10 @@ impl Tailer {
     /// the open batch sets no deadline, and the loop looks at most every [`HOLD_POLL`]
     /// whether it answers again.
     fn sleep_for(&self, now: Instant) -> Duration {
-        let idle = self.sending.load(Ordering::Relaxed) == 0;
+        let idle = self.delivery.in_flight() == 0;
         let polling =
             !self.discovery.watches.watching() || self.table.files().any(|t| t.reader.is_orphan());
-        let holding = self.intake_failing();
+        let holding = self.delivery.holding_back();
         let opened = self.events.builder.opened_at();
         let deadline_from = opened.filter(|_| !holding);
         let sleep = self.schedule.sleep_for(
@@ -403,17 +404,6 @@ impl Tailer {
         } else {
             sleep
         }
-    }
-
-    /// Whether the intake fails and requests are held back. Then a batch leaves only when
-    /// full: the small batches a quiet Pod makes several times a second would all wait
-    /// behind the outage gate and go at once when the intake heals, a burst of ten or more
-    /// requests per Pod that a fleet multiplies. Held in one open batch instead, an outage's
-    /// lines go out in as few requests as they need; the files keep the rest meanwhile.
-    /// Only while a request waits behind the gate: that one clears it when the intake
-    /// answers (a gauge left over from a run a reload ended must not hold batches forever).
-    fn intake_failing(&self) -> bool {
-        self.metrics.intake_failing.get() != 0 && self.sending.load(Ordering::Relaxed) > 0
     }
 
     /// Rescans and polls that are due.
@@ -477,8 +467,12 @@ impl Tailer {
     /// lingered leaves now, or when the last request in flight ends: the flag is up before
     /// the count is read, so that request rings.
     fn batch_due(&self) -> bool {
-        if self.intake_failing() {
-            // While the intake fails a batch leaves only full (see `intake_failing`).
+        if self.delivery.holding_back() {
+            // While the intake fails a batch leaves only full: the small batches a quiet Pod
+            // makes several times a second would all wait behind the outage gate and go at
+            // once when the intake heals, a burst of requests per Pod that a fleet
+            // multiplies. Held in one open batch, an outage's lines go out in as few
+            // requests as they need; the files keep the rest meanwhile.
             self.wake.hold_for_sending(false);
             return false;
         }
@@ -491,7 +485,7 @@ impl Tailer {
         if !lingered {
             return due == BatchDue::Now;
         }
-        let idle = self.sending.load(Ordering::SeqCst) == 0;
+        let idle = self.delivery.is_idle();
         if idle {
             self.wake.hold_for_sending(false);
         }

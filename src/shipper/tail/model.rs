@@ -25,7 +25,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -377,7 +376,7 @@ impl Reader {
                 wake: Arc::new(Wake::default()),
                 out,
                 recycled,
-                sending: Arc::new(AtomicUsize::new(0)),
+                delivery: Arc::default(),
                 resume,
                 pod_tags: None,
                 liveness: Arc::new(crate::health::Liveness::new(
