@@ -6,11 +6,12 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::emit::Sink;
-use super::reader::{FileReader, find_in_dir};
-use super::retired::Retired;
-use super::table::{FileKey, Tailed, Waiting};
-use super::{PendingDelete, Tailer};
+use super::super::batcher::Batcher;
+use super::super::emit::Sink;
+use super::super::reader::{FileReader, find_in_dir};
+use super::super::retired::Retired;
+use super::super::table::{FileKey, Tailed, Waiting};
+use super::{FileSet, PendingDelete};
 
 /// Why a file without a name is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,10 +22,10 @@ enum Closing {
     GivenUp,
 }
 
-impl Tailer {
+impl FileSet {
     /// Makes sure file `key` has a descriptor before a read. False when it has none now
     /// (it waits for one, or it is gone); at shutdown no descriptor is taken.
-    pub(super) fn has_descriptor(&mut self, key: FileKey, stopping: bool) -> bool {
+    pub(crate) fn has_descriptor(&mut self, key: FileKey, stopping: bool) -> bool {
         let Some(t) = self.table.get(key) else {
             return false;
         };
@@ -50,7 +51,7 @@ impl Tailer {
     }
 
     /// Closes the least recently read file that may give its descriptor back.
-    pub(super) fn evict(&mut self, except: Option<FileKey>) -> bool {
+    pub(crate) fn evict(&mut self, except: Option<FileKey>) -> bool {
         let Some(path) = self.table.evict_one(except) else {
             return false;
         };
@@ -61,7 +62,7 @@ impl Tailer {
     }
 
     /// Opens what waits for a descriptor, as far as descriptors allow.
-    pub(super) fn serve_waiting(&mut self) {
+    pub(crate) fn serve_waiting(&mut self, out: &mut Batcher) {
         while let Some(w) = self.table.next_waiting() {
             let reopen = matches!(w, Waiting::Reopen(_));
             if !reopen && !self.table.has_room() && !self.evict(None) {
@@ -81,7 +82,7 @@ impl Tailer {
                     if let Some(t) = self.table.get_mut(key) {
                         t.active = true;
                     }
-                    self.read_file(key, false);
+                    self.read_file(key, false, out);
                     if self.table.get(key).is_some_and(|t| !t.reader.is_open()) {
                         // Still no descriptor (the read queued it again).
                         return;
@@ -97,7 +98,7 @@ impl Tailer {
     /// reopened its log. One being drained is read now; one already closed (kept in mind a
     /// while) is opened again from where it was closed. Costs a stat only while there are such
     /// files.
-    pub(super) fn renamed_written(&mut self, path: &Path) {
+    pub(crate) fn renamed_written(&mut self, path: &Path) {
         let orphans = self.table.files().any(|t| t.reader.is_orphan());
         if !orphans && self.retired.is_empty() {
             return;
@@ -119,8 +120,9 @@ impl Tailer {
             self.retired.retire(r);
             return;
         }
-        let Some(file) = super::reader::open_if(path, r.id, r.fingerprint, &self.confinement)
-            .filter(|f| r.pos == 0 || r.end_mark.found_in(f, r.pos))
+        let Some(file) =
+            super::super::reader::open_if(path, r.id, r.fingerprint, &self.confinement)
+                .filter(|f| r.pos == 0 || r.end_mark.found_in(f, r.pos))
         else {
             return;
         };
@@ -188,7 +190,7 @@ impl Tailer {
 
     /// Closes files that left their name once they are read to their end and quiet, or once
     /// `tail.rotate_wait_ms` has passed (counting what is given up).
-    pub(super) fn close_orphans(&mut self) {
+    pub(crate) fn close_orphans(&mut self, out: &mut Batcher) {
         let done: Vec<(FileKey, Closing)> = self
             .table
             .iter()
@@ -207,7 +209,7 @@ impl Tailer {
                 t.active = true;
                 continue;
             }
-            self.flush_group(key);
+            self.flush_group(key, out);
             let Some(t) = self.table.remove(key) else {
                 continue;
             };
@@ -267,7 +269,7 @@ impl Tailer {
     }
 
     /// When the earliest multi-line event waiting for more lines is due.
-    pub(super) fn next_group_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_group_deadline(&self) -> Option<Instant> {
         self.table
             .files()
             .filter_map(|t| {
@@ -284,7 +286,7 @@ impl Tailer {
 
     /// Sends multi-line events that waited `timeout_ms` without a new line (all of them with
     /// `force`, at shutdown).
-    pub(super) fn flush_groups(&mut self, force: bool) {
+    pub(crate) fn flush_groups(&mut self, force: bool, out: &mut Batcher) {
         let now = Instant::now();
         let due: Vec<FileKey> = self
             .table
@@ -303,9 +305,9 @@ impl Tailer {
             .map(|(k, _)| k)
             .collect();
         for key in due {
-            self.flush_group(key);
+            self.flush_group(key, out);
             // One full batch at a time (see `read_turn`); a sender gone ends the turn.
-            if !self.events.ready.is_empty() && !self.send_ready() {
+            if out.has_ready() && !out.send_ready() {
                 return;
             }
         }
@@ -315,7 +317,7 @@ impl Tailer {
     /// `tail.multiline_pending_bytes`: above it, buffers of files with no event pending are
     /// given back, then the oldest events are sent as they are (counted, said once a minute).
     /// `recount`: add it up first (at a turn's end; between, reads keep the sum up to date).
-    pub(super) fn bound_pending_groups(&mut self, recount: bool) {
+    pub(crate) fn bound_pending_groups(&mut self, recount: bool, out: &mut Batcher) {
         if recount {
             self.pending_groups = self
                 .table
@@ -342,8 +344,8 @@ impl Tailer {
                 break;
             }
             if pending {
-                self.flush_group(key);
-                if !self.events.ready.is_empty() && !self.send_ready() {
+                self.flush_group(key, out);
+                if out.has_ready() && !out.send_ready() {
                     return;
                 }
                 self.metrics.multiline_flushed_for_memory.inc();
@@ -360,7 +362,7 @@ impl Tailer {
     }
 
     /// Sends the multi-line event a file is assembling, if any.
-    pub(super) fn flush_group(&mut self, key: FileKey) {
+    pub(crate) fn flush_group(&mut self, key: FileKey, out: &mut Batcher) {
         let Some(t) = self.table.get_mut(key) else {
             return;
         };
@@ -376,7 +378,7 @@ impl Tailer {
             return;
         };
         let mut sink = Sink {
-            events: &mut self.events,
+            events: out.events(),
             template,
             stream: *stream,
             processor: self.inputs[*input].processor.as_ref(),
@@ -388,7 +390,7 @@ impl Tailer {
     /// Deletes rotated files (`delete_after_ship`) once the intake accepted every line of
     /// them, so the volume stays under its size limit. A file with any byte not accepted yet
     /// stays; a file given up at `rotate_wait_ms` is never queued here.
-    pub(super) fn delete_shipped(&mut self) {
+    pub(crate) fn delete_shipped(&mut self) {
         if self.pending_deletes.is_empty() {
             return;
         }

@@ -7,19 +7,19 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::Tailer;
-use super::reader::{self, FileReader, resume_position};
-use super::table::{FileKey, Tailed};
+use super::super::reader::{self, FileReader, resume_position};
+use super::super::table::{FileKey, Tailed};
+use super::FileSet;
 use crate::checkpoint::Entry;
 use crate::config::ReadFrom;
 use crate::encode::{EventFields, EventTemplate};
 use crate::position::DevIno;
 use crate::process::Grouping;
 
-impl Tailer {
+impl FileSet {
     /// Finds new files, notices files whose name no longer leads to them, and checks the
     /// sizes of known files in case a file event was lost.
-    pub(super) fn rescan(&mut self, startup: bool) {
+    pub(crate) fn rescan(&mut self, startup: bool) {
         let found = self.discovery.scan(&self.inputs, &self.metrics);
         let seen: HashSet<DevIno> = found.iter().map(|f| DevIno::of(&f.meta)).collect();
         // Files that left their name first: they keep their descriptors (a new file must
@@ -88,7 +88,7 @@ impl Tailer {
     }
 
     /// A file event named `path`.
-    pub(super) fn on_path(&mut self, path: &Path) {
+    pub(crate) fn on_path(&mut self, path: &Path) {
         if let Some(key) = self.table.by_path(path)
             && let Some(t) = self.table.get_mut(key)
         {
@@ -110,7 +110,7 @@ impl Tailer {
 
     /// A write to `path`: a file tailed under that name only has to be read (no stat: its
     /// name still leads to it, or the rename would have been an event of its own).
-    pub(super) fn on_write(&mut self, path: &Path) {
+    pub(crate) fn on_write(&mut self, path: &Path) {
         if let Some(key) = self.table.by_path(path)
             && let Some(t) = self.table.get_mut(key)
             && !t.reader.is_orphan()
@@ -123,7 +123,7 @@ impl Tailer {
 
     /// Starts tailing `path` unless its file is already tailed; returns the file's identity
     /// when it exists (tailed, waiting for a descriptor, ignored or unreadable).
-    pub(super) fn consider(&mut self, path: &Path, input: usize, startup: bool) -> Option<DevIno> {
+    pub(crate) fn consider(&mut self, path: &Path, input: usize, startup: bool) -> Option<DevIno> {
         let meta = self.discovery.stat(path, &self.metrics)?;
         self.consider_found(path, input, startup, &meta);
         Some(DevIno::of(&meta))
@@ -195,7 +195,7 @@ impl Tailer {
     }
 
     /// Opens a file not tailed yet, from its checkpoint or by the start policy.
-    pub(super) fn open_new(&mut self, path: &Path, input: usize, startup: bool) {
+    pub(crate) fn open_new(&mut self, path: &Path, input: usize, startup: bool) {
         let mut reader = match FileReader::open(path, &self.confinement) {
             Ok(r) => r,
             Err(e) => return self.discovery.refused(path, e, &self.metrics),
@@ -347,7 +347,7 @@ impl Tailer {
 
     /// The constant part of a file's events: the input's fields, the Pod's tags (and its
     /// service where the input names none), and the file's name.
-    pub(super) fn template(&self, input: usize, path: &Path) -> EventTemplate {
+    pub(crate) fn template(&self, input: usize, path: &Path) -> EventTemplate {
         let i = &self.inputs[input];
         let name = path
             .file_name()
@@ -378,7 +378,7 @@ impl Tailer {
 
     /// After the Pod's labels or annotations changed: lines read from now on carry the new
     /// tags (events already in a batch keep theirs).
-    pub(super) fn apply_pod_tags(&mut self) {
+    pub(crate) fn apply_pod_tags(&mut self) {
         let Some((source, seen)) = &mut self.pod_tags else {
             return;
         };

@@ -15,12 +15,12 @@ mod processor;
 
 use std::sync::Arc;
 
-use super::emit::{Events, FileEvents, LineRules, Sink, emit_read};
 use crate::config::Encoding;
 use crate::encode::{BatchBuilder, EventFields, EventTemplate};
 use crate::metrics::Metrics;
 use crate::position::StreamId;
 use crate::process::{Grouping, Processor, RuleKind, RuleSettings, Settings};
+use crate::tail::emit::{Events, FileEvents, LineRules, Sink, emit_read};
 
 const M: &str = "...TRUNCATED...";
 

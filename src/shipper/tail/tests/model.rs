@@ -30,12 +30,12 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tokio::sync::mpsc;
 
-use super::{Tailer, TailerLinks, Wake};
 use crate::checkpoint::{Entry, Resume, Tracker};
 use crate::config::{Config, ReadFrom};
 use crate::encode::Batch;
 use crate::metrics::Metrics;
 use crate::position::DevIno;
+use crate::tail::{Tailer, TailerLinks, Wake};
 
 /// Names the globs match (`f0.log` ...); rotated files are `fN.log.1`, which they do not.
 const FILES: usize = 5;
@@ -387,7 +387,7 @@ impl Reader {
             },
         )
         .expect("tailer");
-        tailer.rescan(true);
+        tailer.files.rescan(true);
         Reader {
             tailer,
             tracker,
@@ -400,10 +400,10 @@ impl Reader {
         let Ok(meta) = fs::metadata(path) else {
             return false;
         };
-        let t = &self.tailer;
-        t.table
+        let table = self.tailer.files.table();
+        table
             .by_id(DevIno::of(&meta))
-            .and_then(|k| t.table.get(k))
+            .and_then(|k| table.get(k))
             .is_some_and(|t| t.reader.is_open())
     }
 
@@ -412,9 +412,9 @@ impl Reader {
     fn look(&mut self, model: &mut Model) -> Result<(), TestCaseError> {
         for _ in 0..256 {
             let events = self.turn(model, true)?;
-            let t = &self.tailer;
-            let busy = t.table.files().any(|f| f.active || f.reader.is_orphan());
-            if events == 0 && !busy && t.table.nothing_waits() {
+            let table = self.tailer.files.table();
+            let busy = table.files().any(|f| f.active || f.reader.is_orphan());
+            if events == 0 && !busy && table.nothing_waits() {
                 return Ok(());
             }
         }
@@ -425,21 +425,26 @@ impl Reader {
     /// when `rescan`), one read of each file that may have data, the open batch handed over
     /// and accepted. Returns how many events it made.
     fn turn(&mut self, model: &mut Model, rescan: bool) -> Result<usize, TestCaseError> {
-        let t = &mut self.tailer;
-        let woken = t.wake.take(Some(Duration::ZERO), &mut t.discovery.watches);
+        let Tailer {
+            files,
+            batcher: out,
+            wake,
+            ..
+        } = &mut self.tailer;
+        let woken = wake.take(Some(Duration::ZERO), files.watches());
         for path in woken.paths {
-            t.on_path(&path);
+            files.on_path(&path);
         }
         for path in woken.grown {
-            t.on_write(&path);
+            files.on_write(&path);
         }
         if rescan {
-            t.rescan(false);
+            files.rescan(false);
         }
-        assert!(t.read_turn(false), "the batches' receiver is kept");
-        t.serve_waiting();
-        t.close_orphans();
-        t.hand_over_open_batch();
+        assert!(files.read_turn(false, out), "the batches' receiver is kept");
+        files.serve_waiting(out);
+        files.close_orphans(out);
+        assert!(out.hand_over_open_batch(), "the batches' receiver is kept");
         let mut events = 0;
         while let Ok(batch) = self.batches.try_recv() {
             let body: Vec<serde_json::Value> =
@@ -483,10 +488,10 @@ impl Sidelog<'_> {
             |fp: crate::position::Fingerprint| fp.len > 0 && fp.matches(&file).unwrap_or(false);
         match self {
             Sidelog::Up(r) => {
-                let t = &r.tailer;
-                t.table
+                let table = r.tailer.files.table();
+                table
                     .by_id(id)
-                    .and_then(|k| t.table.get(k))
+                    .and_then(|k| table.get(k))
                     .is_some_and(|t| known(t.reader.fingerprint()))
             }
             Sidelog::Down(entries) => entries
