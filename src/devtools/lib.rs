@@ -4,14 +4,18 @@
 //! - [`intake`]: a Datadog-compatible logs intake, with faults on demand (also the tests'
 //!   receiver);
 //! - [`bench`]: end-to-end benchmarks of the real binary;
-//! - [`demo`]: the intake, a sample writer and the shipper in one process.
+//! - [`demo`]: the intake, a sample writer and the shipper in one process;
+//! - [`writer`] (lines written like an app), [`kubelet`] (volumes updated like the
+//!   kubelet's) and [`config`] (typed configuration files), for the benchmarks and the tests.
 //!
 //! They use the shipper's crate (its codecs, events and configuration) as any other user
 //! would; the shipper knows nothing of them.
 
 pub mod bench;
+pub mod config;
 pub mod demo;
 pub mod intake;
+pub mod kubelet;
 pub mod writer;
 
 /// Locks a mutex, carrying on with its data when another thread panicked while holding it:

@@ -32,8 +32,9 @@ use crate::clock::monotonic_ms;
 use crate::delivery::DeliveryState;
 use crate::health::{Liveness, Stuck};
 use crate::metrics::{
-    BUILD_INFO, CPU_SECONDS, ENDPOINT_DROPPED, ENDPOINT_SENT, EndpointCounters, FILE_LAG,
-    FILES_WATCHED, Metrics, RESIDENT_MEMORY, RULE_MATCHES, SECONDS_SINCE_LAST_ACCEPTED,
+    BUILD_INFO, CPU_SECONDS, DYNAMIC_FAMILIES, ENDPOINT_DROPPED, ENDPOINT_SENT, EndpointCounters,
+    FILE_LAG, FILES_WATCHED, Family, Metrics, RESIDENT_MEMORY, RULE_MATCHES,
+    SECONDS_SINCE_LAST_ACCEPTED,
 };
 
 /// What the admin endpoint reads from. It outlives a configuration reload: each run of the
@@ -455,6 +456,19 @@ pub fn prometheus(state: &AdminState) -> String {
     out
 }
 
+/// Every family `/metrics` serves, by name (for tests of dashboards and alerts).
+pub fn exported_families() -> Vec<Family> {
+    let mut out: Vec<Family> = Vec::new();
+    for (series, _) in Metrics::default().series() {
+        if !out.iter().any(|f| f.name == series.family.name) {
+            out.push(series.family);
+        }
+    }
+    out.extend_from_slice(crate::delivery::FAMILIES);
+    out.extend_from_slice(DYNAMIC_FAMILIES);
+    out
+}
+
 /// Memory and CPU of the process, read from `/proc` at scrape time (nothing is kept between
 /// scrapes); absent where `/proc` is not there.
 fn write_process_usage(out: &mut String) {
@@ -506,6 +520,19 @@ fn escape_label_into(out: &mut String, v: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_family_is_exported_once() {
+        let names: Vec<&str> = exported_families().iter().map(|f| f.name).collect();
+        assert!(names.contains(&"retries_total") && names.contains(&"file_lag_bytes"));
+        assert!(
+            names.contains(&"intake_failing"),
+            "the delivery state's gauges"
+        );
+        for name in &names {
+            assert_eq!(names.iter().filter(|n| *n == name).count(), 1, "{name}");
+        }
+    }
 
     #[test]
     fn cpu_seconds_are_read_past_a_command_name_with_spaces() {

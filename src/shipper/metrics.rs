@@ -2,7 +2,7 @@
 //! kind, Prometheus name, label, help), and that one declaration makes both the field the code
 //! updates and the lines [`crate::admin`] serves; families whose series are only known at run
 //! time (a rule's matches, a file's lag) are declared as [`Family`] constants here too, and
-//! the gauges of the run's delivery state beside that state ([`crate::delivery`]). Nothing
+//! the gauges of the run's delivery state beside that state (`delivery.rs`). Nothing
 //! here decides what a stage does. A [`Counter`] only grows ([`Counter::add`]); a [`Gauge`] is
 //! set ([`Gauge::set`]).
 
@@ -329,19 +329,6 @@ impl Metrics {
     }
 }
 
-/// Every family sidelog exports, by name (for tests of dashboards and alerts).
-pub fn exported_families() -> Vec<Family> {
-    let mut out: Vec<Family> = Vec::new();
-    for (series, _) in Metrics::default().series() {
-        if !out.iter().any(|f| f.name == series.family.name) {
-            out.push(series.family);
-        }
-    }
-    out.extend_from_slice(crate::delivery::FAMILIES);
-    out.extend_from_slice(DYNAMIC_FAMILIES);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,12 +363,5 @@ mod tests {
         m.retries_network.inc();
         m.retries_throttled.add(2);
         assert_eq!(m.retries_total(), 3);
-        let names: Vec<&str> = exported_families().iter().map(|f| f.name).collect();
-        assert!(names.contains(&"retries_total") && names.contains(&"file_lag_bytes"));
-        assert_eq!(
-            names.iter().filter(|n| **n == "retries_total").count(),
-            1,
-            "one family per name"
-        );
     }
 }

@@ -50,7 +50,8 @@ pub async fn fleet(opts: FleetOptions) -> anyhow::Result<()> {
         let pod_dir = dir.join(format!("pod-{i:03}"));
         let logs = pod_dir.join("logs");
         fs::create_dir_all(&logs)?;
-        let config = write_config(&pod_dir, &format!("{}/*.log", logs.display()), &url, "")?;
+        let include = format!("{}/*.log", logs.display());
+        let config = write_config(&pod_dir, &include, &url, DatadogConfig::default(), |_| {})?;
         let log = pod_dir.join("shipper.log");
         fleet.push(Pod {
             shipper: start_shipper(&config, &log)?,

@@ -20,6 +20,7 @@ use rustix::process::{Pid, Signal, kill_process};
 use rustix::time::{ClockId, clock_gettime};
 
 use sidelog_sample as sample;
+use sidelog_shipper::config::{Config, DatadogConfig, Input, LogLevel, RuleKind, RuleSettings};
 use sidelog_shipper::encode::{Batch, BatchBuilder, EventRange, EventTemplate, LinePiece};
 use sidelog_shipper::position::StreamId;
 use sidelog_shipper::tail::frame::frame;
@@ -309,30 +310,48 @@ fn start_intake_args(args: &[&str], log: Option<&Path>) -> anyhow::Result<(Child
 
 /// A processing rule for `bench throughput --mask`: card numbers written in groups, as users
 /// mask them (it leaves the benchmark's 16-digit line prefix alone, which the intake checks).
-const MASK_RULE: &str = "[[inputs.log_processing_rules]]\ntype = \"mask_sequences\"\nname = \"card_numbers\"\npattern = '\\b\\d{4}[ -]\\d{4}[ -]\\d{4}[ -]\\d{4}\\b'\nreplace_placeholder = \"[masked_card]\"\n";
-
-fn write_config(dir: &Path, include: &str, endpoint: &str, extra: &str) -> anyhow::Result<PathBuf> {
-    write_config_with(dir, include, "", endpoint, extra)
+fn mask_rule() -> RuleSettings {
+    RuleSettings::new(
+        RuleKind::MaskSequences,
+        "card_numbers",
+        r"\b\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{4}\b",
+        "[masked_card]",
+    )
 }
 
-fn write_config_with(
+/// Writes the shipper's configuration for a benchmark in `dir`: one input over `include`
+/// (service and source `bench`), warn logging, `datadog`'s settings with the intake at
+/// `endpoint` and a key written beside; `adjust` changes the rest. Only what differs from
+/// the defaults is written (see [`crate::config`]).
+fn write_config(
     dir: &Path,
     include: &str,
-    input_extra: &str,
     endpoint: &str,
-    extra: &str,
+    datadog: DatadogConfig,
+    adjust: impl FnOnce(&mut Config),
 ) -> anyhow::Result<PathBuf> {
     let key = dir.join("api-key");
     fs::write(&key, "bench-key\n")?;
+    let mut config = Config {
+        data_dir: dir.join("data"),
+        log_level: LogLevel::Warn,
+        datadog,
+        ..Config::default()
+    };
+    config.inputs.push(Input {
+        include: vec![include.to_string()],
+        service: "bench".into(),
+        source: "bench".into(),
+        ..Input::default()
+    });
+    let d = &mut config.datadog;
+    d.endpoint = Some(endpoint.parse().context("the intake's URL")?);
+    d.api_key_file = Some(key);
+    d.hostname = Some("bench-host".into());
+    d.tags = vec!["env:bench".into()];
+    adjust(&mut config);
     let path = dir.join("sidelog.toml");
-    fs::write(
-        &path,
-        format!(
-            "data_dir = \"{}\"\nlog_level = \"warn\"\n\n[[inputs]]\ninclude = [\"{include}\"]\nservice = \"bench\"\nsource = \"bench\"\n{input_extra}\n[datadog]\nendpoint = \"{endpoint}\"\napi_key_file = \"{}\"\nhostname = \"bench-host\"\ntags = [\"env:bench\"]\n{extra}",
-            dir.join("data").display(),
-            key.display()
-        ),
-    )?;
+    crate::config::write(&config, &path)?;
     Ok(path)
 }
 

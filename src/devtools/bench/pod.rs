@@ -67,7 +67,8 @@ impl Rig {
         let logs = dir.join("logs");
         fs::create_dir_all(&logs)?;
         let (intake, url) = start_intake(0)?;
-        let config = write_config(&dir, &format!("{}/*.log", logs.display()), &url, "")?;
+        let include = format!("{}/*.log", logs.display());
+        let config = write_config(&dir, &include, &url, DatadogConfig::default(), |_| {})?;
         Ok(Rig {
             _tmp: tmp,
             logs,

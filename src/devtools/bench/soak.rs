@@ -23,8 +23,10 @@ use anyhow::bail;
 use rustix::process::{Pid, Signal, kill_process};
 
 use super::*;
+use crate::kubelet::KubeletVolume;
 use crate::lock;
 use crate::writer::pace_lines;
+use sidelog_shipper::config::{Config, Input};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SoakOptions {
@@ -364,57 +366,40 @@ fn path_str(p: &Path) -> anyhow::Result<&str> {
     p.to_str().context("a temporary path that is not UTF-8")
 }
 
-/// The intake's key file and the shipper's Secret volume (`api-key -> ..data/api-key`,
-/// `..data -> ..<generation>`), rotated together.
+/// The intake's key file and the shipper's Secret volume, rotated together.
 struct Keys {
     intake: PathBuf,
-    volume: PathBuf,
+    volume: KubeletVolume,
     generation: u32,
 }
 
 impl Keys {
     fn new(dir: &Path) -> anyhow::Result<Keys> {
-        let volume = dir.join("secret");
-        fs::create_dir_all(&volume)?;
-        let mut keys = Keys {
+        let key = Keys::key_of(1);
+        fs::write(dir.join("intake-key"), &key)?;
+        Ok(Keys {
             intake: dir.join("intake-key"),
-            volume,
-            generation: 0,
-        };
-        let first = keys.write_generation()?;
-        std::os::unix::fs::symlink(&first, keys.volume.join("..data"))?;
-        std::os::unix::fs::symlink("..data/api-key", keys.link())?;
-        Ok(keys)
+            volume: KubeletVolume::new(&dir.join("secret"), "api-key", &key)?,
+            generation: 1,
+        })
     }
 
     /// The key file as the shipper is configured with it.
     fn link(&self) -> PathBuf {
-        self.volume.join("api-key")
+        self.volume.path()
     }
 
-    fn key(&self) -> String {
-        format!("soak-key-{:04}\n", self.generation)
+    fn key_of(generation: u32) -> String {
+        format!("soak-key-{generation:04}\n")
     }
 
-    /// The next key, in the intake's file and in a new generation of the volume.
-    fn write_generation(&mut self) -> anyhow::Result<String> {
-        self.generation += 1;
-        fs::write(&self.intake, self.key())?;
-        let name = format!("..generation-{:04}", self.generation);
-        fs::create_dir(self.volume.join(&name))?;
-        fs::write(self.volume.join(&name).join("api-key"), self.key())?;
-        Ok(name)
-    }
-
-    /// A rotation: the intake takes only the new key from now on; the volume's `..data` is
-    /// swapped to it and the old generation removed, as the kubelet does.
+    /// A rotation: the intake takes only the new key from now on, and the volume is updated
+    /// to it as the kubelet does.
     fn rotate(&mut self) -> anyhow::Result<()> {
-        let old = fs::read_link(self.volume.join("..data"))?;
-        let next = self.write_generation()?;
-        let tmp = self.volume.join("..data_tmp");
-        std::os::unix::fs::symlink(&next, &tmp)?;
-        fs::rename(&tmp, self.volume.join("..data"))?;
-        fs::remove_dir_all(self.volume.join(old))?;
+        self.generation += 1;
+        let key = Keys::key_of(self.generation);
+        fs::write(&self.intake, &key)?;
+        self.volume.update(&key)?;
         Ok(())
     }
 }
@@ -422,16 +407,22 @@ impl Keys {
 /// The shipper's configuration: the defaults, with its admin endpoint on a port of its own
 /// choosing (the soak reads a file's lag there before a copytruncate).
 fn write_soak_config(dir: &Path, logs: &Path, url: &str, key: &Path) -> anyhow::Result<PathBuf> {
+    let mut config = Config {
+        data_dir: dir.join("data"),
+        metrics_listen: Some("127.0.0.1:0".parse()?),
+        ..Config::default()
+    };
+    config.inputs.push(Input {
+        include: vec![format!("{}/*.log", logs.display())],
+        service: "soak".into(),
+        source: "bench".into(),
+        ..Input::default()
+    });
+    config.datadog.endpoint = Some(url.parse()?);
+    config.datadog.api_key_file = Some(key.to_path_buf());
+    config.datadog.hostname = Some("soak-host".into());
     let path = dir.join("sidelog.toml");
-    fs::write(
-        &path,
-        format!(
-            "data_dir = \"{}\"\nmetrics_listen = \"127.0.0.1:0\"\n\n[[inputs]]\ninclude = [\"{}/*.log\"]\nservice = \"soak\"\nsource = \"bench\"\n\n[datadog]\nendpoint = \"{url}\"\napi_key_file = \"{}\"\nhostname = \"soak-host\"\n",
-            dir.join("data").display(),
-            logs.display(),
-            key.display()
-        ),
-    )?;
+    crate::config::write(&config, &path)?;
     Ok(path)
 }
 

@@ -52,7 +52,8 @@ pub async fn idle(opts: IdleOptions) -> anyhow::Result<()> {
         fs::write(logs.join(format!("idle-{f:04}.log")), &buf)?;
     }
     let (mut intake, url) = start_intake(0)?;
-    let config = write_config(&dir, &format!("{}/*.log", logs.display()), &url, "")?;
+    let include = format!("{}/*.log", logs.display());
+    let config = write_config(&dir, &include, &url, DatadogConfig::default(), |_| {})?;
     let log = dir.join("shipper.log");
     let client = reqwest::Client::new();
     let mut shipper = match peer.start(&dir, &logs, &url, &log) {
@@ -118,7 +119,8 @@ pub async fn latency(opts: LatencyOptions) -> anyhow::Result<()> {
         &dir,
         &format!("{}/*.log", logs.display()),
         &url,
-        &format!("\n[batch]\ntimeout_ms = {timeout_ms}\n"),
+        DatadogConfig::default(),
+        |c| c.batch.timeout_ms = timeout_ms,
     )?;
     let log = dir.join("shipper.log");
     let client = reqwest::Client::new();
@@ -304,12 +306,10 @@ pub async fn steady(opts: SteadyOptions) -> anyhow::Result<()> {
         .map(|i| logs.join(format!("app-{i}.log")))
         .collect();
     let (mut intake, url) = start_intake(0)?;
-    let config = write_config(
-        &dir,
-        &format!("{}/*.log", logs.display()),
-        &url,
-        &opts.datadog,
-    )?;
+    // `--datadog` is written as a `[datadog]` table is: read as the shipper reads it.
+    let datadog: DatadogConfig = toml::from_str(&opts.datadog).context("--datadog")?;
+    let include = format!("{}/*.log", logs.display());
+    let config = write_config(&dir, &include, &url, datadog, |_| {})?;
     let log = dir.join("shipper.log");
     let client = reqwest::Client::new();
     let mut shipper = match opts.peer.start(&dir, &logs, &url, &log) {

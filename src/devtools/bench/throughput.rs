@@ -299,25 +299,28 @@ async fn ship_all(
         "--verify-later"
     };
     let (mut intake, url) = start_intake_with(opts.intake_latency_ms, verify)?;
-    // Only what is set is written, so an older build can be measured with the same options.
-    let mut datadog = format!(
-        "compression = {}\nrequest_concurrency = {}\n",
-        serde_json::to_value(opts.compression)?,
-        concurrency_value(opts.request_concurrency)
-    );
-    if let Some(level) = opts.level {
-        datadog.push_str(&format!("compression_level = {level}\n"));
-    }
+    // Only what differs from the defaults is written, so an older build can be measured
+    // with the same options.
+    let mut datadog = DatadogConfig {
+        compression: opts.compression,
+        compression_level: opts.level,
+        request_concurrency: opts.request_concurrency,
+        ..DatadogConfig::default()
+    };
     if let Some(threads) = opts.compression_threads {
-        datadog.push_str(&format!("compression_threads = {threads}\n"));
+        datadog.compression_threads = threads;
     }
-    datadog.push_str(&format!("\n[batch]\nmax_bytes = {}\n", opts.max_bytes));
-    let config = write_config_with(
+    let config = write_config(
         dir,
         &format!("{}/*.log", logs.display()),
-        if opts.mask { MASK_RULE } else { "" },
         &url,
-        &datadog,
+        datadog,
+        |c| {
+            c.batch.max_bytes = opts.max_bytes;
+            if opts.mask {
+                c.inputs[0].log_processing_rules.push(mask_rule());
+            }
+        },
     )?;
     let log = dir.join("shipper.log");
     let client = reqwest::Client::new();

@@ -19,16 +19,15 @@ use tokio::task::JoinSet;
 use super::additional::{BestEffort, Endpoints};
 use super::compressors::Compressors;
 use super::refused::{Refusal, Resend, split_and_deliver};
+use super::sending::Sending;
 use crate::checkpoint::Tracker;
 use crate::compress::{self, Codec, Compressed};
 use crate::config::Config;
-use crate::delivery::DeliveryState;
 use crate::encode::Batch;
 use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::ship::{Delivery, Sender, Slot};
 use crate::shutdown::ShutdownSignal;
-use crate::tail::Wake;
 
 /// What the dispatcher's batch source did.
 pub(super) enum Taken {
@@ -96,31 +95,6 @@ pub(super) struct Dispatcher<S: Destination = Sender> {
     next_seq: u64,
     /// The best-effort endpoints' sending tasks: aborted when the run ends.
     _best_effort_tasks: JoinSet<()>,
-}
-
-/// Requests in flight, counted for the reader: a batch waiting for the files to be read to
-/// their end leaves early only while none is, and the reader is told when the last one ends.
-pub(super) struct Sending {
-    pub delivery: Arc<DeliveryState>,
-    pub wake: Arc<Wake>,
-}
-
-impl Sending {
-    fn start(&self) -> SendingGuard<'_> {
-        self.delivery.request_started();
-        SendingGuard(self)
-    }
-}
-
-/// One request in flight; counted off when dropped, however the request ended.
-struct SendingGuard<'a>(&'a Sending);
-
-impl Drop for SendingGuard<'_> {
-    fn drop(&mut self) {
-        if self.0.delivery.request_ended() {
-            self.0.wake.requests_ended();
-        }
-    }
 }
 
 pub(super) struct ShipContext<S: Destination> {
@@ -614,9 +588,11 @@ mod tests {
 
     use super::*;
     use crate::checkpoint::Tracker;
+    use crate::delivery::DeliveryState;
     use crate::encode::{BatchBuilder, EventFields, EventRange, EventTemplate, LinePiece};
     use crate::position::{DevIno, Fingerprint, StreamId};
     use crate::shutdown::{Phase, Shutdown};
+    use crate::tail::Wake;
 
     /// An intake as a test scripts it: it takes its time (on tokio's simulated clock), keeps
     /// the messages of every body in the order the sends began, refuses everything (400) for

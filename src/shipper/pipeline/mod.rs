@@ -25,6 +25,7 @@ mod additional;
 mod compressors;
 mod dispatch;
 mod refused;
+mod sending;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +49,8 @@ use crate::secret::KeySource;
 use crate::ship::{Reports, Sender};
 use crate::shutdown::{Phase, Shutdown, ShutdownSignal};
 use crate::tail::{Tailer, TailerLinks, Wake};
-use dispatch::{Dispatcher, Links, Sending, Taken};
+use dispatch::{Dispatcher, Links, Taken};
+use sending::Sending;
 
 /// How often `exit_when_file` is looked for.
 const EXIT_FILE_POLL: Duration = Duration::from_secs(1);

@@ -12,6 +12,7 @@
 //! 302 even came back 200, and its batch was taken as delivered). Only a 2xx from the
 //! configured URL acknowledges a batch.
 
+mod codec_choice;
 mod gate;
 mod limiter;
 
@@ -30,6 +31,7 @@ use crate::health::Liveness;
 use crate::metrics::Metrics;
 use crate::secret::{ApiKey, KeyChange, KeySource};
 use crate::shutdown::ShutdownSignal;
+use codec_choice::CodecChoice;
 use gate::{Gate, Pass};
 pub use limiter::Slot;
 use limiter::{Limiter, Outcome};
@@ -101,46 +103,6 @@ pub enum Delivery {
     Reencode,
     /// Shutdown came first; the batch was not accepted and will be read again after restart.
     Abandoned,
-}
-
-/// The codec bodies are compressed with, and the one to use once a receiver refuses it.
-struct CodecChoice {
-    current: std::sync::Mutex<Codec>,
-    fallback: Option<Codec>,
-}
-
-impl CodecChoice {
-    fn new(codec: Codec, fallback: Option<Codec>) -> CodecChoice {
-        CodecChoice {
-            current: std::sync::Mutex::new(codec),
-            fallback,
-        }
-    }
-
-    fn current(&self) -> Codec {
-        *crate::lock(&self.current)
-    }
-
-    /// The receiver refused a body encoded with `codec` (415). True when there is another
-    /// codec to use (from now on: the first refusal says so, once); false when the setting
-    /// is explicit and must be obeyed.
-    fn refused(&self, codec: Codec) -> bool {
-        let Some(fallback) = self.fallback.filter(|f| *f != codec) else {
-            return false;
-        };
-        let mut current = crate::lock(&self.current);
-        if *current != fallback {
-            *current = fallback;
-            tracing::warn!(
-                refused = codec.content_encoding(),
-                now = fallback.content_encoding(),
-                "the intake cannot decode {}; sending {} from now on",
-                codec.content_encoding(),
-                fallback.content_encoding()
-            );
-        }
-        true
-    }
 }
 
 pub struct Sender {

@@ -26,6 +26,20 @@ use sources::Source;
 
 /// Where the Agent keeps its configuration.
 pub const AGENT_DIR: &str = "/etc/datadog-agent";
+
+/// Whether the translation turns the Agent's `datadog.yaml` setting `key` into sidelog's.
+#[cfg(test)]
+pub(super) fn honours(key: &str) -> bool {
+    settings::KNOWN
+        .iter()
+        .any(|k| k.key == key && k.use_ == settings::Use::Honoured)
+}
+
+/// Whether the translation reads `key` of a `conf.d` log entry.
+#[cfg(test)]
+pub(super) fn reads_entry_key(key: &str) -> bool {
+    sources::ENTRY_KEYS.contains(&key)
+}
 /// The Agent's `logs_config.run_path`: where its registry of positions lives, and where
 /// sidelog keeps its checkpoints when it takes the Agent's place.
 const RUN_PATH: &str = "/opt/datadog-agent/run";

@@ -118,7 +118,7 @@ fn entry(e: &Yaml, origin: &str, notes: &mut Notes) -> Option<Source> {
 }
 
 /// The keys of a file entry that sidelog reads.
-const ENTRY_KEYS: &[&str] = &[
+pub(super) const ENTRY_KEYS: &[&str] = &[
     "type",
     "path",
     "exclude_paths",
