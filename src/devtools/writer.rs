@@ -128,14 +128,10 @@ pub(crate) fn pace_lines(
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut seqs = vec![0u64; n];
     let mut buf = Vec::new();
-    let start = Instant::now();
-    let per_line = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let pace = Pace::new(rate);
     let mut total = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let due_at = start + per_line.mul_f64(total as f64);
-        if let Some(wait) = due_at.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
+        pace.wait_for(total);
         let f = (total % n as u64) as usize;
         buf.clear();
         sidelog_sample::line(
@@ -151,6 +147,31 @@ pub(crate) fn pace_lines(
         write(f, &buf, total)?;
     }
     Ok(())
+}
+
+/// When the lines of a writer like an app's are due: line k at k / rate after it started.
+/// The benchmarks' writers and the tests' numbered writer keep time with it.
+pub struct Pace {
+    start: Instant,
+    per_line: Duration,
+}
+
+impl Pace {
+    /// Lines at `rate` a second, from now.
+    pub fn new(rate: u64) -> Pace {
+        Pace {
+            start: Instant::now(),
+            per_line: Duration::from_secs_f64(1.0 / rate.max(1) as f64),
+        }
+    }
+
+    /// Sleeps until line `k` (from 0) is due; at once if it is late.
+    pub fn wait_for(&self, k: u64) {
+        let due_at = self.start + self.per_line.mul_f64(k as f64);
+        if let Some(wait) = due_at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
 }
 
 /// One append per file every `interval`, holding the lines due since the last one.

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use super::additional::{BestEffort, Endpoints};
 use super::compressors::Compressors;
+use super::destination::Destination;
 use super::refused::{Refusal, Resend, split_and_deliver};
 use super::sending::Sending;
 use crate::checkpoint::Tracker;
@@ -26,7 +27,7 @@ use crate::config::Config;
 use crate::encode::Batch;
 use crate::health::Liveness;
 use crate::metrics::Metrics;
-use crate::ship::{Delivery, Sender, Slot};
+use crate::ship::{Delivery, Sender};
 use crate::shutdown::ShutdownSignal;
 
 /// What the dispatcher's batch source did.
@@ -35,53 +36,6 @@ pub(super) enum Taken {
     Dispatched,
     /// The reader ended and handed over everything it had.
     ReaderEnded,
-}
-
-/// Where batches are delivered: the seam between deciding what to send (this module) and
-/// sending it (HTTP, retries and the outage gate, in `ship`).
-pub(super) trait Destination: Send + Sync + 'static {
-    /// A place among the requests in flight, held while one is.
-    type Slot: Send;
-    /// Waits for a place among the requests in flight; `None` at shutdown.
-    fn slot(&self) -> impl Future<Output = Option<Self::Slot>> + Send;
-    /// The codec bodies are compressed with (it may change when a receiver refuses one).
-    fn codec(&self) -> Codec;
-    /// Sends a body until it is accepted, refused for good, refused for its codec, or
-    /// abandoned at shutdown.
-    fn deliver(
-        &self,
-        body: Bytes,
-        codec: Codec,
-        signal: &mut ShutdownSignal,
-    ) -> impl Future<Output = Delivery> + Send;
-    /// Bodies accepted so far (evidence that a refused event is bad, not the endpoint).
-    fn accepted(&self) -> u64;
-    /// Every part of a batch was refused and nothing else accepted: hold as in an outage.
-    fn refuses_everything(&self, status: u16);
-}
-
-impl Destination for Sender {
-    type Slot = Slot;
-
-    async fn slot(&self) -> Option<Slot> {
-        Sender::slot(self).await
-    }
-
-    fn codec(&self) -> Codec {
-        Sender::codec(self)
-    }
-
-    async fn deliver(&self, body: Bytes, codec: Codec, signal: &mut ShutdownSignal) -> Delivery {
-        Sender::deliver(self, body, codec, signal).await
-    }
-
-    fn accepted(&self) -> u64 {
-        Sender::accepted(self)
-    }
-
-    fn refuses_everything(&self, status: u16) {
-        Sender::refuses_everything(self, status)
-    }
 }
 
 /// Owns the batches past the reader.
@@ -105,7 +59,9 @@ pub(super) struct ShipContext<S: Destination> {
     best_effort: Vec<BestEffort>,
     pub tracker: Arc<Tracker>,
     pub metrics: Arc<Metrics>,
-    pub config: Config,
+    /// The largest uncompressed batch (`batch.max_bytes`): a refused body is decompressed
+    /// up to it.
+    max_batch_bytes: usize,
     /// Uncompressed bodies go back to the reader for reuse.
     pub recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
     pub signal: ShutdownSignal,
@@ -146,11 +102,34 @@ pub(super) struct Destinations<S: Destination> {
     pub best_effort: Vec<BestEffort>,
 }
 
+/// The settings the dispatcher sizes itself by.
+pub(super) struct DispatchSettings {
+    /// Compressor threads (`DatadogConfig::compressors`).
+    pub compressors: usize,
+    /// The codec compresses slower than the reader encodes (gzip, deflate).
+    pub slow_codec: bool,
+    /// The most requests that may be in flight.
+    pub concurrency: usize,
+    pub max_batch_bytes: usize,
+}
+
+impl DispatchSettings {
+    pub fn of(config: &Config) -> DispatchSettings {
+        let d = &config.datadog;
+        DispatchSettings {
+            compressors: d.compressors(),
+            slow_codec: d.compresses_slowly(),
+            concurrency: d.request_concurrency.max(d.request_concurrency_max),
+            max_batch_bytes: config.batch.max_bytes,
+        }
+    }
+}
+
 /// What the dispatcher reports to and works with.
 pub(super) struct Links {
     pub tracker: Arc<Tracker>,
     pub metrics: Arc<Metrics>,
-    pub config: Config,
+    pub settings: DispatchSettings,
     pub recycle: std::sync::mpsc::SyncSender<Vec<u8>>,
     pub signal: ShutdownSignal,
     pub sending: Sending,
@@ -165,19 +144,19 @@ impl<S: Destination> Dispatcher<S> {
         let Links {
             tracker,
             metrics,
-            config,
+            settings,
             recycle,
             signal,
             sending,
             liveness,
         } = links;
         // One compressor per core, at most 2, and a spare one for gzip (see `compressors`).
-        let compressors = config.datadog.compressors();
-        let slow_codec = config.datadog.compresses_slowly();
-        let concurrency = config
-            .datadog
-            .request_concurrency
-            .max(config.datadog.request_concurrency_max);
+        let DispatchSettings {
+            compressors,
+            slow_codec,
+            concurrency,
+            max_batch_bytes,
+        } = settings;
         let (turn_tx, turn_rx) = watch::channel(0u64);
         Ok(Dispatcher {
             // Two per compressor may be compressing or compressed and waiting, so compression
@@ -198,7 +177,7 @@ impl<S: Destination> Dispatcher<S> {
                 best_effort: sinks.best_effort,
                 tracker,
                 metrics,
-                config,
+                max_batch_bytes,
                 recycle,
                 signal,
                 sending,
@@ -477,7 +456,7 @@ async fn recover_body<S: Destination>(
     ctx: &ShipContext<S>,
     packed: &Compressed,
 ) -> Option<Vec<u8>> {
-    let limit = ctx.config.batch.max_bytes + 1024;
+    let limit = ctx.max_batch_bytes + 1024;
     let (body, codec) = (packed.body.clone(), packed.codec);
     let raw = tokio::task::spawn_blocking(move || {
         compress::decompress(codec.content_encoding(), &body, limit)
@@ -767,7 +746,7 @@ mod tests {
             Links {
                 tracker: tracker.clone(),
                 metrics: metrics.clone(),
-                config,
+                settings: DispatchSettings::of(&config),
                 recycle,
                 signal: shutdown.signal(),
                 sending: Sending {

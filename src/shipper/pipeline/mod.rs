@@ -23,6 +23,7 @@
 
 mod additional;
 mod compressors;
+mod destination;
 mod dispatch;
 mod refused;
 mod sending;
@@ -49,7 +50,7 @@ use crate::secret::KeySource;
 use crate::ship::{Reports, Sender};
 use crate::shutdown::{Phase, Shutdown, ShutdownSignal};
 use crate::tail::{Tailer, TailerLinks, Wake};
-use dispatch::{Dispatcher, Links, Taken};
+use dispatch::{DispatchSettings, Dispatcher, Links, Taken};
 use sending::Sending;
 
 /// How often `exit_when_file` is looked for.
@@ -273,7 +274,7 @@ fn start_stages(
         Links {
             tracker: tracker.clone(),
             metrics: metrics.clone(),
-            config: config.clone(),
+            settings: DispatchSettings::of(config),
             recycle: recycle_tx,
             signal: shutdown.signal(),
             sending: Sending {

@@ -1,9 +1,10 @@
 //! Writing like an app: lines appended at once or at a steady rate, through a rotation; and
-//! volumes updated like the kubelet's (from the development tools, as the soak uses them).
+//! volumes updated like the kubelet's (the development tools' own, as the soak uses it).
 
 use super::*;
 
 pub use sidelog_devtools::kubelet::KubeletVolume;
+use sidelog_devtools::writer::Pace;
 
 /// Appends `lines` (each gets a `\n`) to `path`.
 pub fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
@@ -37,7 +38,10 @@ pub enum OnRotate {
     Reopen { late: u64 },
 }
 
-/// A thread appending `"<prefix><seq>"` lines to a file at a steady rate, like an app.
+/// A thread appending `"<prefix><seq>"` lines to a file at a steady rate, like an app, on the
+/// development tools' clock ([`Pace`]). The benchmarks' writer makes sample lines with
+/// timestamps for the latency; the tests need numbered lines to find what is missing or
+/// repeated, and a writer that reopens its file after a rotation.
 pub struct PacedWriter {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -70,14 +74,10 @@ impl PacedWriter {
         let handle = std::thread::spawn(move || {
             let mut file = open(&path);
             let mut late_left: Option<u64> = None;
-            let start = Instant::now();
+            let pace = Pace::new(lines_per_sec);
             let mut seq = 0u64;
             while !s.load(Ordering::Relaxed) {
-                let due = (start.elapsed().as_secs_f64() * lines_per_sec as f64) as u64;
-                if seq >= due {
-                    std::thread::sleep(Duration::from_millis(2));
-                    continue;
-                }
+                pace.wait_for(seq);
                 let _paused = p.lock().expect("pause lock");
                 let mut line = format!("{prefix}{seq:08}").into_bytes();
                 line.push(b'\n');

@@ -362,7 +362,7 @@ pub const SETTINGS: &[Setting] = &[
         key: "datadog.allow_insecure_http",
         default: None,
         range: None,
-        agent: &["logs_config.logs_no_ssl"],
+        agent: &["logs_config.logs_no_ssl", "logs_config.dev_mode_no_ssl"],
         meaning: "allow an `http://` endpoint on another host (the key would travel unencrypted)",
     },
     Setting {
@@ -376,7 +376,7 @@ pub const SETTINGS: &[Setting] = &[
         key: "datadog.tags",
         default: None,
         range: None,
-        agent: &["tags", "extra_tags"],
+        agent: &["tags", "extra_tags", "env", "version"],
         meaning: "tags on every event",
     },
     Setting {
