@@ -9,6 +9,13 @@
 //! is not the YAML 1.2 one exactly as it was written (as a `Yaml::Real`, which the emitter
 //! prints verbatim), so whoever reads the output reads what they read in the input; and
 //! [`int`] and [`bool`] read scalars the way those Go readers do.
+//!
+//! It also owns the bounds on what a document may cost: aliases are copied, so a document of a
+//! few lines whose aliases nest ("billion laughs") would expand without end. Copies of aliased
+//! nodes may add at most as many nodes as the document itself holds (and
+//! [`ALIAS_NODES_FLOOR`] in any case), as Kubernetes' own YAML reader refuses excessive
+//! aliasing; and nesting deeper than [`MAX_DEPTH`] is refused. Both are errors with the place in
+//! the document, never an allocation that fails.
 
 use std::collections::BTreeMap;
 
@@ -17,11 +24,27 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 use yaml_rust2::yaml::Hash;
 use yaml_rust2::{ScanError, Yaml};
 
+/// Nodes that copies of aliased nodes may add whatever the document's size: ordinary reuse
+/// of a block of settings stays far below it.
+pub const ALIAS_NODES_FLOOR: usize = 10_000;
+/// The deepest nesting of collections read; Kubernetes objects and the Agent's files stay
+/// below 30.
+pub const MAX_DEPTH: usize = 512;
+
 /// Every document of `text`, its plain scalars kept as YAML 1.1 readers read them.
 pub fn load(text: &str) -> Result<Vec<Yaml>, ScanError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, true)?;
+    // Event by event rather than `Parser::load`, which recurses once per level of nesting:
+    // the builder refuses what is too deep before any stack could run out, and the reading
+    // stops at the first error.
+    loop {
+        let (event, mark) = parser.next_token()?;
+        if event == Event::StreamEnd || builder.error.is_some() {
+            break;
+        }
+        builder.on_event(event, mark);
+    }
     match builder.error {
         Some(e) => Err(e),
         None => Ok(builder.docs),
@@ -144,15 +167,20 @@ fn plain_scalar(text: String) -> Yaml {
     }
 }
 
-/// Builds the documents from the parser's events; anchors are resolved by copying.
+/// Builds the documents from the parser's events; anchors are resolved by copying, within
+/// the budget the module's header gives.
 #[derive(Default)]
 struct Builder {
     docs: Vec<Yaml>,
-    /// Open collections with their anchor, innermost last.
-    stack: Vec<(Yaml, usize)>,
+    /// Open collections with their anchor and the nodes in them so far, innermost last.
+    stack: Vec<Open>,
     /// For each open mapping, the key waiting for its value.
     keys: Vec<Option<Yaml>>,
-    anchors: BTreeMap<usize, Yaml>,
+    /// Each anchored node, with the nodes it holds (itself included).
+    anchors: BTreeMap<usize, (Yaml, usize)>,
+    /// Nodes the parser produced, and nodes the copies of aliases added.
+    parsed: usize,
+    copied: usize,
     /// Whether the current document has its root node yet (an empty one has none).
     has_root: bool,
     error: Option<ScanError>,
@@ -165,24 +193,31 @@ impl MarkedEventReceiver for Builder {
         }
         let node = match event {
             Event::SequenceStart(anchor, _) => {
-                self.stack.push((Yaml::Array(Vec::new()), anchor));
+                self.open(Yaml::Array(Vec::new()), anchor, mark);
                 return;
             }
             Event::MappingStart(anchor, _) => {
-                self.stack.push((Yaml::Hash(Hash::new()), anchor));
+                self.open(Yaml::Hash(Hash::new()), anchor, mark);
                 self.keys.push(None);
                 return;
             }
-            Event::SequenceEnd => self.stack.pop(),
+            Event::SequenceEnd => self.stack.pop().map(Open::closed),
             Event::MappingEnd => {
                 self.keys.pop();
-                self.stack.pop()
+                self.stack.pop().map(Open::closed)
             }
-            Event::Scalar(text, style, anchor, tag) => Some((scalar(text, style, tag), anchor)),
-            Event::Alias(anchor) => Some((
-                self.anchors.get(&anchor).cloned().unwrap_or(Yaml::BadValue),
-                0,
-            )),
+            Event::Scalar(text, style, anchor, tag) => {
+                self.parsed += 1;
+                Some(Built {
+                    node: scalar(text, style, tag),
+                    anchor,
+                    nodes: 1,
+                })
+            }
+            Event::Alias(anchor) => match self.copy_of(anchor, mark) {
+                Some(built) => Some(built),
+                None => return,
+            },
             Event::DocumentStart => {
                 self.has_root = false;
                 return;
@@ -216,17 +251,97 @@ fn scalar(text: String, style: TScalarStyle, tag: Option<Tag>) -> Yaml {
     }
 }
 
-impl Builder {
-    fn insert(&mut self, (node, anchor): (Yaml, usize), mark: Marker) {
-        if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+/// A collection being built.
+struct Open {
+    node: Yaml,
+    anchor: usize,
+    /// Nodes in it so far, itself included.
+    nodes: usize,
+}
+
+impl Open {
+    fn closed(self) -> Built {
+        Built {
+            node: self.node,
+            anchor: self.anchor,
+            nodes: self.nodes,
         }
-        let Some((parent, _)) = self.stack.last_mut() else {
+    }
+}
+
+/// A node ready to go into its parent.
+struct Built {
+    node: Yaml,
+    anchor: usize,
+    /// Nodes it holds, itself included.
+    nodes: usize,
+}
+
+impl Builder {
+    /// A collection begins, unless it would nest deeper than [`MAX_DEPTH`].
+    fn open(&mut self, node: Yaml, anchor: usize, mark: Marker) {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(
+                mark,
+                format!("collections nested deeper than {MAX_DEPTH} levels"),
+            );
+            return;
+        }
+        self.parsed += 1;
+        self.stack.push(Open {
+            node,
+            anchor,
+            nodes: 1,
+        });
+    }
+
+    /// A copy of the node `anchor` names, unless the copies of aliases would then hold more
+    /// nodes than the document itself (or [`ALIAS_NODES_FLOOR`]).
+    fn copy_of(&mut self, anchor: usize, mark: Marker) -> Option<Built> {
+        let Some((node, nodes)) = self.anchors.get(&anchor) else {
+            return Some(Built {
+                node: Yaml::BadValue,
+                anchor: 0,
+                nodes: 1,
+            });
+        };
+        let copied = self.copied.saturating_add(*nodes);
+        if copied > ALIAS_NODES_FLOOR.max(self.parsed) {
+            let message = format!(
+                "aliases expand to more than {} nodes, more than the document itself holds (a YAML alias bomb?)",
+                ALIAS_NODES_FLOOR.max(self.parsed)
+            );
+            self.fail(mark, message);
+            return None;
+        }
+        self.copied = copied;
+        Some(Built {
+            node: node.clone(),
+            anchor: 0,
+            nodes: *nodes,
+        })
+    }
+
+    fn fail(&mut self, mark: Marker, message: String) {
+        self.error = Some(ScanError::new_string(mark, message));
+    }
+
+    fn insert(&mut self, built: Built, mark: Marker) {
+        let Built {
+            node,
+            anchor,
+            nodes,
+        } = built;
+        if anchor > 0 {
+            self.anchors.insert(anchor, (node.clone(), nodes));
+        }
+        let Some(open) = self.stack.last_mut() else {
             self.docs.push(node);
             self.has_root = true;
             return;
         };
-        match parent {
+        open.nodes = open.nodes.saturating_add(nodes);
+        match &mut open.node {
             Yaml::Array(items) => items.push(node),
             Yaml::Hash(hash) => {
                 let Some(slot) = self.keys.last_mut() else {
@@ -326,6 +441,40 @@ mod tests {
         assert_eq!(bool(get("h")), Some(false));
         assert_eq!(text(get("i")).as_deref(), Some("30"));
         assert_eq!(text(get("f")).as_deref(), Some("30"));
+    }
+
+    /// Twelve levels of nine aliases: 9^12 copies of a short string if expanded.
+    fn alias_bomb() -> String {
+        let mut text = String::from("a0: &a0 [\"lol\"]\n");
+        for level in 1..=12 {
+            let refs: Vec<String> = (0..9).map(|_| format!("*a{}", level - 1)).collect();
+            text.push_str(&format!("a{level}: &a{level} [{}]\n", refs.join(", ")));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_quickly_and_by_name() {
+        let started = std::time::Instant::now();
+        let err = load(&alias_bomb()).expect_err("refused");
+        assert!(err.to_string().contains("alias bomb"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // Ordinary reuse of a block is read.
+        let docs = load("base: &b {a: 1, bs: [1, 2, 3]}\none: *b\ntwo: *b\n").expect("yaml");
+        assert_eq!(docs[0]["two"]["bs"][2], Yaml::Integer(3));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        // Block sequences nested on one line (`- - - x`): flow collections stop at the
+        // scanner's own limit of 255 levels.
+        let nested = |levels: usize| format!("{}x\n", "- ".repeat(levels));
+        let err = load(&nested(MAX_DEPTH + 1)).expect_err("refused");
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+        assert!(load(&nested(100)).is_ok());
+        // Far deeper than any stack would take in recursion.
+        let err = load(&nested(1_000_000)).expect_err("refused");
+        assert!(err.to_string().contains("nested deeper"), "{err}");
     }
 
     #[test]

@@ -486,6 +486,25 @@ fn check_prints_the_translation_as_sidelogs_own_configuration() {
     assert_eq!(code, 2, "one or the other: {err}");
 }
 
+/// A `datadog.yaml` or a `conf.d` file whose aliases would expand without end is refused
+/// by name, at once and in bounded memory, never read until memory runs out.
+#[test]
+fn an_alias_bomb_in_the_agents_files_is_refused_by_name() {
+    let bomb = yaml_alias_bomb();
+    for (datadog_yaml, conf) in [(bomb.as_str(), APP_CONF), ("logs_enabled: true\n", &bomb)] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = agent_dir(tmp.path(), Some(datadog_yaml), &[("app.d/conf.yaml", conf)]);
+        let started = std::time::Instant::now();
+        let (code, _, err) = run_check(
+            &["check", "--agent-config", dir.to_str().expect("UTF-8")],
+            &[("DD_API_KEY", "k")],
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("alias bomb"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+}
+
 /// What an Agent sidecar's Pod gives it: the key read through the secret backend from
 /// `key_file`, the intake as `logs_dd_url` (plain HTTP), and `more`.
 fn agent_env(h: &Harness, key_file: &Path, more: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -103,3 +103,14 @@ impl Drop for Harness {
         }
     }
 }
+
+/// The classic YAML alias bomb ("billion laughs"): twelve levels of nine aliases, 9^12 copies
+/// of one short string if a reader expanded them all, in 13 lines.
+pub fn yaml_alias_bomb() -> String {
+    let mut text = String::from("a0: &a0 [\"lol\"]\n");
+    for level in 1..=12 {
+        let refs: Vec<String> = (0..9).map(|_| format!("*a{}", level - 1)).collect();
+        text.push_str(&format!("a{level}: &a{level} [{}]\n", refs.join(", ")));
+    }
+    text
+}

@@ -8,6 +8,8 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use crate::harness::yaml_alias_bomb;
+
 const BIN: &str = env!("CARGO_BIN_EXE_sidelog");
 const WORKLOADS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -30,6 +32,17 @@ fn inject(args: &[&str], stdin: &str) -> Output {
         .write_all(stdin.as_bytes())
         .expect("write stdin");
     child.wait_with_output().expect("wait")
+}
+
+/// A manifest whose aliases would expand without end is refused by name, and nothing is
+/// written.
+#[test]
+fn an_alias_bomb_is_refused_by_name() {
+    let out = inject(&[], &yaml_alias_bomb());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("alias bomb"), "{err}");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]
