@@ -271,11 +271,10 @@ fn two_thousand_idle_connections_change_nothing() {
     }
     assert!(idle.len() >= 1000, "{} connected", idle.len());
     // The ones the endpoint keeps open (64), once those it closed for newer ones are gone;
-    // nothing of the tailer's is crowded out.
-    wait_for("the connections held to settle", T, || {
-        h.open_fds() <= fds_before + 64 + 2
-    });
-    let fds_held = h.open_fds();
+    // nothing of the tailer's is crowded out. (A single count is no proof: connections still
+    // in the listen backlog are accepted, one over the bound until the oldest is closed.)
+    let held = || h.open_fds() <= fds_before + 64 + 2;
+    wait_for("the connections held to settle", T, held);
     let started = std::time::Instant::now();
     append(&log, numbered("j", 0..100));
     h.wait_events(200, T);
@@ -285,10 +284,7 @@ fn two_thousand_idle_connections_change_nothing() {
     let scraped = started.elapsed();
     assert_eq!(code, 200);
     assert!(text.contains("sidelog_events_sent_total 200"), "{text}");
-    assert!(
-        fds_held <= fds_before + 64 + 2,
-        "{fds_held} descriptors with the idle connections, {fds_before} before"
-    );
+    wait_for("the connections held to stay within the bound", T, held);
     assert!(
         delivered < Duration::from_secs(5),
         "delivered in {delivered:?}"

@@ -178,8 +178,7 @@ impl FileSet {
         self.table.nothing_waits()
     }
 
-    /// How long files that left their name are read after they stop growing, and how long a
-    /// drain waits for quiet.
+    /// How long every file must have been quiet before a drain ends (`shutdown_quiet_ms`).
     pub(crate) fn quiet(&self) -> Duration {
         self.timing.quiet
     }
