@@ -255,7 +255,6 @@ impl KeySource {
         delivery: &DeliveryState,
     ) -> Result<Arc<KeySource>, SecretError> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut announced = false;
         loop {
             match KeySource::load(path, inline) {
                 Ok(keys) => {
@@ -265,9 +264,8 @@ impl KeySource {
                 Err(e @ (SecretError::Unreadable { .. } | SecretError::Empty { .. }))
                     if tokio::time::Instant::now() < deadline =>
                 {
-                    delivery.set_key_missing(true);
-                    if !announced {
-                        announced = true;
+                    // Said when the wait begins: the state was not missing before.
+                    if !delivery.set_key_missing(true) {
                         tracing::warn!(error = %e, wait_secs = wait.as_secs(), "waiting for the API key file (datadog.api_key_wait_secs)");
                     }
                     tokio::time::sleep(KEY_WAIT_POLL).await;
